@@ -1,0 +1,179 @@
+"""Window sources for `PhiMLDataset`: where the frames of a window come from, as packed NumPy arrays.
+
+A *packed* array puts all fields into one trailing channel axis whose item names are `field.component`
+(`velocity.x`, `velocity.y`) or the field name for scalars (`density`). Sources return, for a list of window ids,
+`initial [B, (n_input,) *spatial, C_in]` and `targets [B, n_targets, *spatial, C_out]`; the dataset wraps them as
+PhiML tensors once per batch.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from phiml.math import Tensor
+from phiml.math._shape import from_spec_str
+
+from . import _format
+from .manager import DataManager
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which fields go where, and the channel item names that result.
+
+    Attributes:
+        inputs: Fields in `initial_state` (dynamic, then static).
+        outputs: Dynamic fields in `targets`.
+        components: `{field: item names of its vector dim, or () for scalars}`.
+        static: Names of the static fields.
+        spatial: Spatial dim names, e.g. `('x', 'y')`.
+        n_input: Frames in the initial state; `> 1` adds a channel dim `history`.
+        n_targets: Frames in the targets.
+    """
+    inputs: tuple
+    outputs: tuple
+    components: dict
+    static: tuple
+    spatial: tuple
+    n_input: int
+    n_targets: int
+
+    def channels(self, fields) -> list[str]:
+        """Channel item names of the packed `fields`, e.g. `['velocity.x', 'velocity.y', 'density']`."""
+        return [f'{f}.{c}' if c else f for f in fields for c in (self.components[f] or ('',))]
+
+    @property
+    def window_length(self) -> int:
+        return self.n_input + self.n_targets
+
+
+def field_of(channel_item: str) -> str:
+    """Field name of a packed channel item: `'velocity.x' -> 'velocity'`, `'density' -> 'density'`."""
+    return channel_item.rpartition('.')[0] or channel_item
+
+
+def pack(arrays: dict[str, np.ndarray], fields, layout: Layout) -> np.ndarray:
+    """Concatenates field arrays along a trailing channel axis (scalars get one)."""
+    parts = [arrays[f] if layout.components[f] else arrays[f][..., None] for f in fields]
+    return np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+
+class TrajectorySource:
+    """Windows cut from cached trajectories, read from memory or lazily from the HDF5 files.
+
+    Args:
+        manager: The cache.
+        sims: Sim indices that this source covers.
+        layout: Fields and window sizes.
+        hop: Distance between consecutive window starts.
+        in_memory: Load all frames once, or read only the frames of each window from disk.
+        max_open_files: Lazy mode keeps at most this many files open (LRU).
+    """
+
+    def __init__(self, manager: DataManager, sims, layout: Layout, hop: int, in_memory: bool, max_open_files: int = 8):
+        self.manager, self.layout, self.in_memory = manager, layout, in_memory
+        self.sims = list(sims)
+        self._files = OrderedDict()
+        self._max_open = max_open_files
+        self.frames = {}
+        first = manager.manifest()[self.sims[0]]['fields'] if self.sims else {}
+        dynamic = [f for f in layout.inputs if f not in layout.static]
+        self.n_frames = {s: _frames(manager.manifest()[s]['fields'][dynamic[0]]['shape']) for s in self.sims} if dynamic and first else {}
+        starts = [(s, t) for s in self.sims for t in range(0, self.n_frames[s] - layout.window_length + 1, hop)]
+        self.sim_of = np.array([s for s, _ in starts], dtype=np.int64)
+        self.start_of = np.array([t for _, t in starts], dtype=np.int64)
+        self._static = {}
+        if in_memory:
+            self._arrays = self._load_all()
+
+    def __len__(self):
+        return len(self.sim_of)
+
+    def _load_all(self) -> dict[str, np.ndarray]:
+        """`{field: array [S, T, ...]}` (static: `[S, ...]`) of all sims, in `self.sims` order."""
+        fields = sorted(set(self.layout.inputs) | set(self.layout.outputs))
+        per_sim = [self.manager.load_phiml_cache(s, fields) for s in self.sims]
+        return {f: np.stack([_format.array_of(sim[f]) for sim in per_sim]) for f in fields}
+
+    def _file(self, sim):
+        if sim in self._files:
+            self._files.move_to_end(sim)
+            return self._files[sim]
+        if len(self._files) >= self._max_open:
+            self._files.popitem(last=False)[1].close()
+        f = _format.open_h5(self.manager.path(sim))
+        self._files[sim] = f
+        return f
+
+    def close(self):
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    def _static_array(self, sim, field):
+        key = (sim, field)
+        if key not in self._static:
+            self._static[key] = self._file(sim)[_format.dataset_name(field)][()]
+        return self._static[key]
+
+    def gather(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Packed `initial [B, (n_input,) *spatial, C_in]` and `targets [B, n_targets, *spatial, C_out]`."""
+        lay = self.layout
+        sims, starts = self.sim_of[ids], self.start_of[ids]
+        frames = {}
+        fields = sorted(set(lay.inputs) | set(lay.outputs))
+        if self.in_memory:
+            rows = np.searchsorted(self.sims, sims) if self.sims == sorted(self.sims) else np.array([self.sims.index(s) for s in sims])
+            time = starts[:, None] + np.arange(lay.window_length)
+            for f in fields:
+                frames[f] = self._arrays[f][rows] if f in lay.static else self._arrays[f][rows[:, None], time]
+        else:
+            for f in fields:
+                if f in lay.static:
+                    frames[f] = np.stack([self._static_array(s, f) for s in sims])
+                else:
+                    frames[f] = np.stack([self._file(s)[_format.dataset_name(f)][t:t + lay.window_length] for s, t in zip(sims, starts)])
+        return assemble(frames, lay)
+
+
+def assemble(frames: dict[str, np.ndarray], lay: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Packs window frames `{field: [B, L, ...]}` (static `[B, ...]`) into initial state and targets."""
+    n_in = lay.n_input
+    inputs = {f: (np.repeat(frames[f][:, None], n_in, axis=1) if f in lay.static else frames[f][:, :n_in]) for f in lay.inputs}
+    initial = pack(inputs, lay.inputs, lay)
+    if n_in == 1:
+        initial = initial[:, 0]
+    targets = pack({f: frames[f][:, n_in:] for f in lay.outputs}, lay.outputs, lay)
+    return initial, targets
+
+
+class WindowSource:
+    """Ready-made windows (e.g. model- or solver-generated samples) given as packed PhiML tensors.
+
+    Args:
+        initial_state: `Tensor (windowᵇ, [historyᶜ], *spatialˢ, channelsᶜ)` with the dataset's input channels.
+        targets: `Tensor (windowᵇ, timeᵇ, *spatialˢ, channelsᶜ)` with the dataset's output channels.
+    """
+
+    def __init__(self, initial_state: Tensor, targets: Tensor, initial_order, target_order):
+        self.initial = initial_state.numpy(initial_order)
+        self.targets = targets.numpy(target_order)
+        if self.initial.shape[0] != self.targets.shape[0]:
+            raise ValueError(f"Generated samples: initial_state has {self.initial.shape[0]} windows but targets has {self.targets.shape[0]}")
+        self.sim_of = np.full(len(self.initial), -1, dtype=np.int64)
+        self.start_of = np.full(len(self.initial), -1, dtype=np.int64)
+
+    def __len__(self):
+        return len(self.initial)
+
+    def gather(self, ids):
+        return self.initial[ids], self.targets[ids]
+
+    def close(self):
+        pass
+
+
+def _frames(spec: str) -> int:
+    """Number of frames in a manifest shape spec such as `(time:b=41,x:s=32,...)`."""
+    return from_spec_str(spec).get_size('time')

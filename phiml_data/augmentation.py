@@ -1,0 +1,98 @@
+"""Symmetry augmentation of packed windows, derived from named dims and boundary metadata.
+
+A transform is a composition `shift ∘ flip ∘ swap`:
+- `swap` exchanges the `x` and `y` axes (and the `.x` / `.y` vector components); with flips this gives all
+  eight 90-degree rotations and reflections of a square;
+- `flip` along an axis reverses it (cell centre `i -> n-1-i`) and negates that vector component;
+- `shift` rolls periodic axes (only axes that every field treats as periodic).
+
+Which of these the physics allows is declared by the scenario (`Scenario.symmetries`); shifts follow from the
+boundary metadata. All are applied in physical units, before normalisation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._windows import Layout
+
+
+@dataclass(frozen=True)
+class Symmetries:
+    """The transforms a dataset may draw from.
+
+    Attributes:
+        flips: Spatial axes that may be reflected.
+        swap: Whether `x` and `y` may be exchanged (square, isotropic domains).
+        shifts: Periodic axes that may be rolled.
+    """
+    flips: tuple = ()
+    swap: bool = False
+    shifts: tuple = ()
+
+    @staticmethod
+    def of(scenario) -> 'Symmetries':
+        """Symmetries of a scenario: its declared flips / swap, shifts along axes periodic for every field."""
+        periodic = all(spec.boundary == 'periodic' for spec in scenario.fields.values())
+        square = len(set(scenario.resolution)) == 1
+        return Symmetries(flips=tuple(a for a in scenario.symmetries if a in scenario.spatial_dims),
+                          swap='swap' in scenario.symmetries and square,
+                          shifts=tuple(scenario.spatial_dims) if periodic else ())
+
+
+@dataclass(frozen=True)
+class Transform:
+    """One drawn transform: `swap`, per-axis `flips`, per-axis integer `shifts` (cells)."""
+    swap: bool
+    flips: tuple
+    shifts: tuple
+
+    @staticmethod
+    def draw(rng: np.random.Generator, sym: Symmetries, layout: Layout, resolution: dict) -> 'Transform':
+        swap = bool(sym.swap and rng.integers(2))
+        flips = tuple(a for a in sym.flips if rng.integers(2))
+        shifts = tuple((a, int(rng.integers(resolution[a]))) for a in sym.shifts)
+        return Transform(swap, flips, shifts)
+
+    @property
+    def group_key(self):
+        return self.swap, self.flips
+
+
+def channel_action(channels: list[str], swap: bool, flips: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Permutation and sign of the channels under `flip ∘ swap`: `new = old[..., perm] * sign`."""
+    index = {c: i for i, c in enumerate(channels)}
+    perm, sign = [], []
+    for c in channels:
+        field, _, comp = c.rpartition('.')
+        source = c
+        if swap and field and comp in ('x', 'y'):
+            source = f"{field}.{'y' if comp == 'x' else 'x'}"
+        perm.append(index[source])
+        sign.append(-1. if field and comp in flips else 1.)
+    return np.array(perm), np.array(sign, dtype=np.float32)
+
+
+def apply(array: np.ndarray, channels: list[str], spatial: tuple, transforms: list[Transform]) -> np.ndarray:
+    """Applies one transform per sample to a packed array `[B, ..., *spatial, C]`.
+
+    Samples sharing the same swap / flips are transformed together; shifts are rolled per sample.
+    """
+    out = np.empty_like(array)
+    axis = {a: array.ndim - 1 - len(spatial) + i for i, a in enumerate(spatial)}  # axes of the spatial dims
+    keys = [t.group_key for t in transforms]
+    for key in set(keys):
+        swap, flips = key
+        rows = np.array([i for i, k in enumerate(keys) if k == key])
+        part = array[rows]
+        if swap:
+            part = np.swapaxes(part, axis['x'], axis['y'])
+        if flips:
+            part = np.flip(part, axis=[axis[a] for a in flips])
+        perm, sign = channel_action(channels, swap, flips)
+        out[rows] = part[..., perm] * sign
+    for i, t in enumerate(transforms):
+        if t.shifts:
+            out[i] = np.roll(out[i], [s for _, s in t.shifts], axis=[axis[a] - 1 for a, _ in t.shifts])
+    return out

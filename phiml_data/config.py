@@ -1,0 +1,205 @@
+"""YAML run configurations, parsed into frozen dataclasses with errors that name the key path.
+
+A config file has one section per pipeline step; every key is optional and defaults as below:
+
+```yaml
+scenario: {name: burgers2d, resolution: [32, 32], steps: 40, seed: 0}   # any Scenario parameter
+data: {cache_dir: cache, n_sims: 16, format: h5, split: [0.75, 0.125, 0.125]}
+dataset: {n_input: 1, n_targets: 3, hop: 1, batch_size: 16, ...}     # DatasetConfig
+model: {architecture: u_net, levels: 3, filters: 16}                    # ModelConfig
+training: {backend: torch, epochs: 10, learning_rate: 0.001, ...}       # TrainConfig
+output: outputs/burgers2d
+```
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Optional
+from pathlib import Path
+
+from .scenarios import SCENARIOS, Scenario
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message starts with the file and key path."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where and how many simulations are cached, and how they are split.
+
+    Attributes:
+        cache_dir: Root of the caches (relative paths are relative to the working directory).
+        n_sims: Number of simulations.
+        format: `'h5'` or `'npz'`.
+        split: Fractions of sims for train / validation / test (split by simulation).
+        split_seed: Seed of the split's permutation.
+    """
+    cache_dir: str = 'cache'
+    n_sims: int = 16
+    format: str = 'h5'
+    split: tuple = (0.75, 0.125, 0.125)
+    split_seed: int = 0
+
+    def __post_init__(self):
+        if self.n_sims < 1:
+            raise ValueError(f"n_sims must be >= 1, got {self.n_sims}")
+        if self.format not in ('h5', 'npz'):
+            raise ValueError(f"format must be 'h5' or 'npz', got '{self.format}'")
+        if len(self.split) != 3 or min(self.split) < 0 or abs(sum(self.split) - 1) > 1e-6:
+            raise ValueError(f"split must be three non-negative fractions summing to 1, got {list(self.split)}")
+
+
+def parse(cls, data, path: str = ''):
+    """Builds dataclass `cls` from a dict, recursively, checking keys and types.
+
+    Raises:
+        ConfigError: `'<path>.<key>: <what is wrong>'`.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'config'}: expected a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{_join(path, unknown[0])}: unknown key; valid keys: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _convert(hints[k], v, _join(path, k)) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{path or cls.__name__}: {err}") from None
+
+
+def parse_scenario(data, path: str = 'scenario') -> Scenario:
+    """Builds a scenario from `{'name': ..., **parameters}`."""
+    data = dict(data or {})
+    name = data.pop('name', 'burgers2d')
+    if name not in SCENARIOS:
+        raise ConfigError(f"{path}.name: unknown scenario '{name}'; valid: {sorted(SCENARIOS)}")
+    return parse(SCENARIOS[name], data, path)
+
+
+def scenario_from_params(params: dict) -> Scenario:
+    """Inverse of `Scenario.params()` (e.g. from a cache's `config.json`)."""
+    params = dict(params)
+    return parse_scenario({'name': params.pop('scenario'), **params})
+
+
+def _join(path, key):
+    return f"{path}.{key}" if path else str(key)
+
+
+def _convert(hint, value, path):
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        return None if value is None else _convert(options[0], value, path)
+    if dataclasses.is_dataclass(hint):
+        return parse(hint, value, path)
+    if hint is bool or hint is str:
+        if not isinstance(value, hint):
+            raise ConfigError(f"{path}: expected {hint.__name__}, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if hint is tuple or origin is tuple:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        return tuple(value)
+    return value
+
+
+def load_yaml(path) -> dict:
+    """Reads a YAML file into a dict, with the file name in any error."""
+    import yaml
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"Config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation settings (the `evaluation:` section).
+
+    Attributes:
+        rollout_steps: Length of the test rollouts (default: the whole trajectory after the initial frames).
+        plot_sims: Test sims shown in the field plots.
+    """
+    rollout_steps: Optional[int] = None
+    plot_sims: int = 1
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole run: scenario, cache, dataset, model, training, evaluation, output folder."""
+    scenario: Scenario
+    data: DataConfig
+    dataset: 'DatasetConfig'
+    model: 'ModelConfig'
+    training: 'TrainConfig'
+    evaluation: EvalConfig
+    output: str = 'outputs/run'
+
+    def to_dict(self) -> dict:
+        """The resolved configuration as plain data (what `run` writes to `config.yaml`)."""
+        d = {k: _plain(getattr(self, k)) for k in ('data', 'dataset', 'model', 'training', 'evaluation')}
+        params = self.scenario.params()
+        return {'scenario': {'name': params.pop('scenario'), **params}, **d, 'output': self.output}
+
+
+def _plain(obj):
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(obj).items()}
+
+
+def parse_run_config(data: dict, source: str = 'config') -> RunConfig:
+    """Builds a `RunConfig` from a dict (e.g. parsed YAML); errors name `source` and the key path."""
+    from .dataset import DatasetConfig
+    from .trainer import ModelConfig, TrainConfig
+    sections = {'scenario', 'data', 'dataset', 'model', 'training', 'evaluation', 'output'}
+    unknown = sorted(set(data) - sections)
+    try:
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: unknown section; valid: {sorted(sections)}")
+        output = data.get('output', RunConfig.output)
+        if not isinstance(output, str):
+            raise ConfigError(f"output: expected a folder name, got {output!r}")
+        return RunConfig(parse_scenario(data.get('scenario')), parse(DataConfig, data.get('data'), 'data'),
+                         parse(DatasetConfig, data.get('dataset'), 'dataset'), parse(ModelConfig, data.get('model'), 'model'),
+                         parse(TrainConfig, data.get('training'), 'training'), parse(EvalConfig, data.get('evaluation'), 'evaluation'),
+                         output)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def load_run_config(path, overrides: dict = None) -> RunConfig:
+    """Reads a YAML run config; `overrides` (nested dict) replace single keys.
+
+    Example:
+        >>> cfg = load_run_config('configs/default.yaml', {'data': {'n_sims': 4}})
+        >>> cfg.data.n_sims
+        4
+    """
+    data = load_yaml(path)
+    for section, values in (overrides or {}).items():
+        data[section] = {**(data.get(section) or {}), **values} if isinstance(values, dict) else values
+    return parse_run_config(data, str(path))

@@ -1,0 +1,407 @@
+"""PhiMLDataset: sliding windows over cached trajectories, served as batches of named PhiML tensors.
+
+Step 3 of the pipeline (scenarios -> manager -> dataset -> trainer). Replaces the legacy `TensorDataset` + torch
+`DataLoader`: no torch, named dims throughout, reads only the frames a window needs.
+
+Batch layout (dim types chosen so that `phiml.nn` networks consume them directly via `math.native_call`, which
+merges batch dims into N and channel dims into C):
+
+| key             | tensor                                                                          |
+|-----------------|---------------------------------------------------------------------------------|
+| `initial_state` | `(batchᵇ, [historyᶜ=n_input], xˢ, [yˢ], channelsᶜ=velocity.x,velocity.y,...)`   |
+| `targets`       | `(batchᵇ, timeᵇ=n_targets, xˢ, [yˢ], channelsᶜ=<dynamic fields only>)`          |
+| `window_ids`    | `(batchᵇ)` int: position of each window in `dataset.windows()`                  |
+| `sim`, `start`  | `(batchᵇ)` int: simulation index and start frame (`-1` for generated samples)   |
+| `epoch`, `position` | ints: pass them back as `iterate_batches(..., epoch=, start=)` to resume    |
+
+`initial_state` holds the input fields (dynamic and static, e.g. an inflow mask); `targets` only the dynamic fields.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import numpy as np
+from phiml import math
+from phiml.math import Tensor, batch, channel, spatial
+
+from . import augmentation, normalization
+from ._windows import Layout, TrajectorySource, WindowSource, field_of
+from .manager import DataManager, _write_json
+from .scenarios import to_field
+
+DEFAULT_MEMORY_LIMIT = 2 ** 30
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Window and batch settings of a `PhiMLDataset` (the `dataset:` section of a run config).
+
+    Attributes:
+        n_input: Frames in the initial state.
+        n_targets: Frames to predict (rollout steps).
+        hop: Distance between window starts.
+        fields: Input fields (default: all of the scenario).
+        target_fields: Predicted fields (default: the dynamic input fields).
+        batch_size: Windows per batch.
+        shuffle: Shuffle the window order each epoch (a function of seed and epoch).
+        drop_last: Drop the last partial batch.
+        seed: Seed of shuffling and augmentation.
+        mode: `'memory'`, `'lazy'`, or `'auto'` (memory if the data fits in half of `memory_limit`).
+        memory_limit: Bytes the dataset may hold; lazy mode checks its batches fit.
+        prefetch: Batches assembled ahead in a background thread (0: off).
+        normalize: Normalise with statistics of the training split.
+        augment: Apply random symmetry transforms (training split only).
+    """
+    n_input: int = 1
+    n_targets: int = 3
+    hop: int = 1
+    fields: tuple = ()
+    target_fields: tuple = ()
+    batch_size: int = 16
+    shuffle: bool = True
+    drop_last: bool = False
+    seed: int = 0
+    mode: str = 'auto'
+    memory_limit: int = DEFAULT_MEMORY_LIMIT
+    prefetch: int = 0
+    normalize: bool = True
+    augment: bool = False
+
+    def __post_init__(self):
+        for name in ('n_input', 'n_targets', 'hop', 'batch_size'):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.mode not in ('auto', 'memory', 'lazy'):
+            raise ValueError(f"mode must be 'auto', 'memory' or 'lazy', got '{self.mode}'")
+        if self.prefetch < 0 or self.memory_limit <= 0:
+            raise ValueError(f"prefetch must be >= 0 and memory_limit > 0, got {self.prefetch}, {self.memory_limit}")
+
+
+def split_sims(indices, fractions=(0.75, 0.125, 0.125), seed: int = 0) -> dict[str, list[int]]:
+    """Deterministic, disjoint train / val / test split by simulation.
+
+    Every non-empty fraction gets at least one sim when there are enough sims.
+
+    Example:
+        >>> split_sims(range(8), (0.5, 0.25, 0.25))
+        {'train': [...4 sims...], 'val': [...2...], 'test': [...2...]}
+    """
+    indices = sorted(int(i) for i in indices)
+    order = [indices[i] for i in np.random.default_rng([seed, len(indices)]).permutation(len(indices))]
+    n_val = max(int(round(fractions[1] * len(order))), 1 if fractions[1] > 0 and len(order) > 2 else 0)
+    n_test = max(int(round(fractions[2] * len(order))), 1 if fractions[2] > 0 and len(order) > 2 else 0)
+    n_train = len(order) - n_val - n_test
+    return {'train': sorted(order[:n_train]), 'val': sorted(order[n_train:n_train + n_val]), 'test': sorted(order[n_train + n_val:])}
+
+
+def record_split(manager: DataManager, split: dict, fractions, seed: int):
+    """Writes the split to `<cache>/split-<seed>-<fractions>.json` and returns its path."""
+    tag = hashlib.sha256(json.dumps([list(fractions), seed]).encode()).hexdigest()[:8]
+    path = manager.directory / f'split-{tag}.json'
+    _write_json(path, {'fractions': list(fractions), 'seed': seed, **split})
+    return path
+
+
+class PhiMLDataset:
+    """Windows over the cached simulations `sims` of a `DataManager`, as batches of PhiML tensors.
+
+    Args:
+        manager: The cache; the sims must be generated.
+        sims: Sim indices of this split (default: all cached sims). Windows never cross simulations.
+        config: `DatasetConfig` (window sizes, batch size, mode, seed, ...); keyword arguments override its fields.
+        stats: Normalisation statistics (`normalization.field_stats` of the training split). Required if
+            `config.normalize`; the training dataset computes its own when omitted.
+        generated: Optional `(initial_state, targets)` tensors in this dataset's batch layout (with `windowᵇ`
+            instead of `batchᵇ`), or another `PhiMLDataset`, whose windows are mixed in.
+        alpha: Fraction of the windows of an epoch taken from `generated`: `round(alpha * n_real / (1 - alpha))`
+            of them, drawn afresh each epoch.
+        shard: `(rank, world_size)`: this process sees only its share of each epoch.
+        **overrides: Fields of `DatasetConfig`.
+
+    Example:
+        >>> ds = PhiMLDataset(dm, sims=[0, 1, 2], n_targets=2, normalize=False)
+        >>> b = next(ds.iterate_batches(4))
+        >>> b['initial_state'].shape, b['targets'].shape
+        ((batchᵇ=4, xˢ=32, yˢ=32, channelsᶜ=velocity.x,velocity.y), (batchᵇ=4, timeᵇ=2, xˢ=32, yˢ=32, channelsᶜ=...))
+    """
+
+    def __init__(self, manager: DataManager, sims=None, config: DatasetConfig = None, stats: dict = None,
+                 generated=None, alpha: float = 0., shard: tuple = (0, 1), **overrides):
+        config = DatasetConfig(**{**(config.__dict__ if config else {}), **overrides})
+        self.manager, self.config, self.shard = manager, config, tuple(shard)
+        scenario = manager.config
+        cached = manager.cached_indices()
+        self.sims = sorted(int(s) for s in (cached if sims is None else sims))
+        if not self.sims:
+            raise ValueError(f"Empty split: no simulations given (cached: {len(cached)} sims in {manager.directory}). Run DataManager.generate() first.")
+        missing = sorted(set(self.sims) - set(cached))
+        if missing:
+            raise ValueError(f"Sims {missing[:10]} are not cached in {manager.directory} (cached: {cached[:10]}...). Run DataManager.generate({max(missing) + 1}).")
+        self.layout = self._layout(config, scenario)
+        n_frames = scenario.steps + 1
+        if config.n_input + config.n_targets > n_frames:
+            raise ValueError(f"Window of n_input={config.n_input} + n_targets={config.n_targets} frames is longer than the "
+                             f"trajectories ({n_frames} frames); valid: n_input + n_targets <= {n_frames}")
+        rank, world = self.shard
+        if not 0 <= rank < world:
+            raise ValueError(f"shard=({rank}, {world}): rank must be in 0..{world - 1}")
+        if not 0 <= alpha < 1:
+            raise ValueError(f"alpha must be in [0, 1), got {alpha}")
+        self.in_memory = self._choose_mode()
+        self.source = TrajectorySource(manager, self.sims, self.layout, config.hop, self.in_memory)
+        self.generated = self._generated_source(generated)
+        self.alpha = alpha if self.generated is not None else 0.
+        self.stats = stats if stats is not None or not config.normalize else normalization.field_stats(manager, self.sims, self.layout.inputs)
+        self.symmetries = augmentation.Symmetries.of(scenario) if config.augment else None
+        self._check_memory()
+
+    # --- construction helpers ---
+
+    @staticmethod
+    def _layout(config: DatasetConfig, scenario) -> Layout:
+        all_fields = tuple(scenario.fields)
+        inputs = tuple(config.fields) or all_fields
+        unknown = [f for f in inputs + tuple(config.target_fields) if f not in all_fields]
+        if unknown:
+            raise ValueError(f"Unknown field(s) {unknown}; scenario '{scenario.name}' has {list(all_fields)}")
+        static = tuple(f for f in all_fields if scenario.fields[f].static)
+        inputs = tuple(f for f in inputs if f not in static) + tuple(f for f in inputs if f in static)
+        outputs = tuple(config.target_fields) or tuple(f for f in inputs if f not in static)
+        bad = [f for f in outputs if f in static]
+        if bad or not outputs:
+            raise ValueError(f"Target fields must be dynamic fields; got {list(outputs)} (static: {list(static)})")
+        components = {f: (tuple(scenario.spatial_dims) if scenario.fields[f].vector else ()) for f in all_fields}
+        return Layout(inputs, outputs, components, static, tuple(scenario.spatial_dims), config.n_input, config.n_targets)
+
+    def _choose_mode(self) -> bool:
+        if self.config.mode != 'auto':
+            return self.config.mode == 'memory'
+        return self.data_bytes() <= self.config.memory_limit // 2
+
+    def _generated_source(self, generated):
+        if generated is None:
+            return None
+        if isinstance(generated, PhiMLDataset):
+            if generated.layout.channels(generated.layout.inputs) != self.input_channels:
+                raise ValueError(f"Generated dataset has channels {generated.input_channels}; expected {self.input_channels}")
+            return generated.source
+        initial, targets = generated
+        return WindowSource(initial, targets, self._order(initial, 'window', history=True), self._order(targets, 'window', time=True))
+
+    def _order(self, t: Tensor, batch_name: str, history=False, time=False) -> list[str]:
+        names = [batch_name] + (['history'] if history and self.layout.n_input > 1 else []) + (['time'] if time else []) + list(self.layout.spatial) + ['channels']
+        if set(t.shape.names) != set(names):
+            raise ValueError(f"Generated samples must have dims {names}, got {t.shape}")
+        return names
+
+    def data_bytes(self) -> int:
+        """Bytes of all frames of the sims and fields this dataset reads."""
+        fields = set(self.layout.inputs) | set(self.layout.outputs)
+        manifest = self.manager.manifest()
+        from phiml.math._shape import from_spec_str
+        return sum(from_spec_str(manifest[s]['fields'][f]['shape']).volume * np.dtype(manifest[s]['fields'][f]['dtype']).itemsize
+                   for s in self.sims for f in fields)
+
+    def _check_memory(self):
+        if self.in_memory:
+            return
+        window = self.window_bytes()
+        per_batch = 3 * window * self.config.batch_size  # gathered frames, packed arrays, normalised tensors
+        need = per_batch * (self.config.prefetch + 1)
+        if need > self.config.memory_limit:
+            fit = max(self.config.memory_limit // (3 * window * (self.config.prefetch + 1)), 0)
+            raise ValueError(f"batch_size={self.config.batch_size} with prefetch={self.config.prefetch} needs ~{need / 2**20:.1f} MiB, "
+                             f"over memory_limit={self.config.memory_limit / 2**20:.1f} MiB; valid: batch_size <= {fit}")
+
+    def window_bytes(self) -> int:
+        """Bytes of one window's frames (all fields it reads)."""
+        return sum(a.nbytes for a in self.source.gather(np.array([0]))) if len(self.source) else 0
+
+    # --- windows ---
+
+    @property
+    def input_channels(self) -> list[str]:
+        """Item names of `initial_state`'s `channels` dim."""
+        return self.layout.channels(self.layout.inputs)
+
+    @property
+    def target_channels(self) -> list[str]:
+        """Item names of `targets`' `channels` dim."""
+        return self.layout.channels(self.layout.outputs)
+
+    def __len__(self):
+        """Real windows in this dataset (all shards)."""
+        return len(self.source)
+
+    def windows(self) -> list[tuple[int, int]]:
+        """`(sim, start_frame)` of every real window, indexed by window id."""
+        return list(zip(self.source.sim_of.tolist(), self.source.start_of.tolist()))
+
+    def n_generated(self) -> int:
+        """Generated windows mixed into each epoch."""
+        if not self.alpha:
+            return 0
+        return int(round(self.alpha * len(self) / (1 - self.alpha)))
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """Window ids of this shard in epoch `epoch`, in visiting order; ids `>= len(self)` are generated windows.
+
+        A pure function of `(config.seed, epoch, shard)`.
+        """
+        n_real, n_gen = len(self), self.n_generated()
+        ids = np.arange(n_real + n_gen)
+        if n_gen:
+            pool = np.random.default_rng([self.config.seed, epoch, 1]).choice(len(self.generated), n_gen, replace=n_gen > len(self.generated))
+            ids[n_real:] = n_real + pool
+        if self.config.shuffle:
+            ids = ids[np.random.default_rng([self.config.seed, epoch]).permutation(len(ids))]
+        rank, world = self.shard
+        return ids[rank::world]
+
+    def n_batches(self, batch_size: int = None, epoch: int = 0) -> int:
+        """Batches this shard yields per epoch."""
+        n, b = len(self.epoch_order(epoch)), batch_size or self.config.batch_size
+        return n // b if self.config.drop_last else -(-n // b)
+
+    # --- batches ---
+
+    def iterate_batches(self, batch_size: int = None, epoch: int = 0, start: int = 0, drop_last: bool = None,
+                        prefetch: int = None) -> Iterator[dict]:
+        """Yields the batches of one epoch of this shard.
+
+        Args:
+            batch_size: Windows per batch (default `config.batch_size`).
+            epoch: Epoch number; order and augmentation are a function of `(seed, epoch, window id)`.
+            start: Position in the epoch to resume from (`batch['position']` of the last batch seen).
+            drop_last: Drop the last partial batch (default `config.drop_last`).
+            prefetch: Batches assembled ahead in a background thread (default `config.prefetch`).
+
+        Yields:
+            `{'initial_state': Tensor (batchᵇ, [historyᶜ], xˢ, [yˢ], channelsᶜ),
+              'targets': Tensor (batchᵇ, timeᵇ, xˢ, [yˢ], channelsᶜ),
+              'window_ids', 'sim', 'start': Tensor (batchᵇ) int, 'epoch': int, 'position': int}`
+        """
+        batch_size = batch_size or self.config.batch_size
+        drop_last = self.config.drop_last if drop_last is None else drop_last
+        order = self.epoch_order(epoch)
+        spans = [(a, min(a + batch_size, len(order))) for a in range(start, len(order), batch_size)]
+        spans = [(a, b) for a, b in spans if b - a == batch_size or not drop_last]
+        make = lambda span: self._batch(order[span[0]:span[1]], epoch, span[1])
+        prefetch = self.config.prefetch if prefetch is None else prefetch
+        yield from (_prefetched(make, spans, prefetch) if prefetch else map(make, spans))
+
+    def _batch(self, ids: np.ndarray, epoch: int, position: int) -> dict:
+        initial, targets, sims, starts = self._gather(ids)
+        if self.symmetries is not None:
+            transforms = [augmentation.Transform.draw(np.random.default_rng([self.config.seed, epoch, int(i), 2]), self.symmetries, self.layout, self.manager.config.grid_size) for i in ids]
+            initial = augmentation.apply(initial, self.input_channels, self.layout.spatial, transforms)
+            targets = augmentation.apply(targets, self.target_channels, self.layout.spatial, transforms)
+        b = batch(batch=len(ids))
+        space = spatial(**{d: s for d, s in zip(self.layout.spatial, initial.shape[-1 - len(self.layout.spatial):-1])})
+        history = channel(history=self.layout.n_input) if self.layout.n_input > 1 else math.EMPTY_SHAPE
+        result = {
+            'initial_state': math.tensor(initial, b & history & space & channel(channels=','.join(self.input_channels))),
+            'targets': math.tensor(targets, b & batch(time=self.layout.n_targets) & space & channel(channels=','.join(self.target_channels))),
+            'window_ids': math.tensor(ids, b), 'sim': math.tensor(sims, b), 'start': math.tensor(starts, b),
+            'epoch': epoch, 'position': position,
+        }
+        return self.normalize(result) if self.config.normalize else result
+
+    def _gather(self, ids: np.ndarray):
+        """Packed arrays of windows `ids` (real and generated), in the order of `ids`."""
+        real = ids < len(self)
+        if real.all():
+            init, targ = self.source.gather(ids)
+            return init, targ, self.source.sim_of[ids], self.source.start_of[ids]
+        parts = [(self.source, ids[real], np.flatnonzero(real)), (self.generated, ids[~real] - len(self), np.flatnonzero(~real))]
+        init = targ = None
+        sims, starts = np.full(len(ids), -1), np.full(len(ids), -1)
+        for source, local, where in parts:
+            if not len(local):
+                continue
+            i, t = source.gather(local)
+            if init is None:
+                init = np.empty((len(ids), *i.shape[1:]), i.dtype)
+                targ = np.empty((len(ids), *t.shape[1:]), t.dtype)
+            init[where], targ[where] = i, t
+            if source is self.source:
+                sims[where], starts[where] = source.sim_of[local], source.start_of[local]
+        return init, targ, sims, starts
+
+    # --- normalisation and fields ---
+
+    def normalize(self, batch_: dict) -> dict:
+        """Normalises `initial_state` and `targets` of a batch in physical units."""
+        return {**batch_, 'initial_state': normalization.normalize(batch_['initial_state'], self.stats, self.input_channels),
+                'targets': normalization.normalize(batch_['targets'], self.stats, self.target_channels)}
+
+    def denormalize(self, t: Tensor) -> Tensor:
+        """Physical units of a normalised packed tensor `Tensor (..., channelsᶜ)` (no-op without normalisation)."""
+        return normalization.denormalize(t, self.stats) if self.config.normalize else t
+
+    def unpack(self, t: Tensor) -> dict[str, Tensor]:
+        """Splits a packed `Tensor (..., channelsᶜ)` into `{field: Tensor (..., [vectorᶜ])}` with item names restored."""
+        items = list(t.shape['channels'].item_names[0])
+        fields = list(dict.fromkeys(field_of(c) for c in items))
+        result = {}
+        for f in fields:
+            comps = self.layout.components[f]
+            if comps:
+                part = t.channels[[f'{f}.{c}' for c in comps]]
+                result[f] = math.rename_dims(part, 'channels', channel(vector=','.join(comps)))
+            else:
+                result[f] = t.channels[f]
+        return result
+
+    def to_fields(self, t: Tensor) -> dict:
+        """PhiFlow Fields (grid type, bounds, boundaries) of a packed tensor in physical units.
+
+        Args:
+            t: `Tensor (..., xˢ, [yˢ], channelsᶜ)`, e.g. `dataset.denormalize(batch['targets'])`.
+
+        Returns:
+            `{field: CenteredGrid or StaggeredGrid}` keeping the batch dims of `t`.
+        """
+        metadata = self.manager.config.metadata(self.sims[0])
+        return {f: to_field(v, metadata, f) for f, v in self.unpack(t).items()}
+
+    def close(self):
+        """Closes open cache files (lazy mode)."""
+        self.source.close()
+
+
+def _prefetched(make, spans, depth: int):
+    """Runs `make(span)` for each span in a background thread, at most `depth` batches ahead."""
+    q = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def work():
+        try:
+            for span in spans:
+                if stop.is_set():
+                    return
+                q.put(make(span))
+        except BaseException as err:  # handed to the consumer
+            q.put(err)
+        q.put(done)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.01)

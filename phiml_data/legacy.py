@@ -1,0 +1,108 @@
+"""Migration of legacy torch caches into the PhiML-native cache.
+
+The legacy pipeline saved one file per simulation with `torch.save`:
+`{'tensor_data': {field: torch.Tensor[C, T, H, W]}, 'metadata': {...}}`, where `C` is the vector component
+(x, y) or 1 for scalars, `T` time, `H` the `x` axis and `W` the `y` axis (1D data: `[C, T, X]`).
+
+Torch is imported only inside `migrate_legacy`, and files are read with `torch.load(..., weights_only=True)`, which
+refuses to run code stored in a file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from phiml import math
+from phiml.math import Tensor
+
+from .manager import DataManager, find_sim_index
+
+
+def legacy_to_phiml(array: np.ndarray, spatial_dims: tuple[str, ...], vector: bool, static: bool) -> Tensor:
+    """Names the axes of one legacy `[C, T, H, W]` array.
+
+    Args:
+        array: NumPy array `[C, T, *spatial]`.
+        spatial_dims: Names of the spatial axes in order, e.g. `('x', 'y')`.
+        vector: Whether `C` holds vector components (named after `spatial_dims`); else `C` must be 1.
+        static: Static fields keep only the first frame and have no `time` dim.
+
+    Returns:
+        `Tensor (timeᵇ, xˢ, [yˢ], [vectorᶜ])`, or without `time` if `static`.
+    """
+    if array.ndim != 2 + len(spatial_dims):
+        raise ValueError(f"Legacy array has shape {array.shape}; expected [C, T, {', '.join(spatial_dims)}]")
+    components = array.shape[0]
+    if vector and components != len(spatial_dims):
+        raise ValueError(f"Legacy vector field has C={components}; expected {len(spatial_dims)} components ({','.join(spatial_dims)})")
+    if not vector and components != 1:
+        raise ValueError(f"Legacy scalar field has C={components}; expected C=1")
+    values = np.moveaxis(array, 0, -1)  # [T, *spatial, C]
+    shape = math.batch(time=values.shape[0]) & math.spatial(**dict(zip(spatial_dims, values.shape[1:-1])))
+    if vector:
+        t = math.tensor(values, shape & math.channel(vector=','.join(spatial_dims)))
+    else:
+        t = math.tensor(values[..., 0], shape)
+    return t.time[0] if static else t
+
+
+def migrate_legacy(files, manager: DataManager, progress: bool = True) -> list[int]:
+    """Converts legacy `torch.save` caches into `manager`'s cache.
+
+    The sim index comes from `metadata['sim_index']` if present, else from the file name (`sim_000003.pt` -> 3).
+
+    Args:
+        files: A folder (all `*.pt` / `*.pth` in it) or a list of files.
+        manager: Target cache; its scenario says which fields are vectors and which are static.
+        progress: Show a progress bar.
+
+    Returns:
+        Sim indices written.
+    """
+    import torch  # only here: the data layer does not depend on torch
+    from tqdm.auto import tqdm
+    files = _legacy_files(files)
+    written = []
+    for path in tqdm(files, desc='migrating', unit='file', disable=not progress):
+        try:
+            legacy = torch.load(path, map_location='cpu', weights_only=True)
+            data, metadata = legacy['tensor_data'], legacy.get('metadata', {})
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{path} is not a legacy cache: expected {{'tensor_data': {{...}}, 'metadata': {{...}}}} ({err})") from None
+        index = int(metadata.get('sim_index', find_sim_index(path.name)))
+        fields = {}
+        for name, spec in manager.config.fields.items():
+            if name not in data:
+                raise ValueError(f"{path} has no field '{name}' (it has {sorted(data)}); scenario '{manager.config.name}' needs {sorted(manager.config.fields)}")
+            try:
+                fields[name] = legacy_to_phiml(data[name].numpy(), manager.config.spatial_dims, spec.vector, spec.static)
+            except ValueError as err:
+                raise ValueError(f"{path}, field '{name}': {err}") from None
+        manager.save_phiml_cache(index, fields)
+        written.append(index)
+    return written
+
+
+def _legacy_files(files) -> list[Path]:
+    if isinstance(files, (str, Path)) and Path(files).is_dir():
+        found = sorted(p for p in Path(files).iterdir() if p.suffix in ('.pt', '.pth'))
+        if not found:
+            raise FileNotFoundError(f"No legacy cache files (*.pt, *.pth) in {files}")
+        return found
+    files = [Path(files)] if isinstance(files, (str, Path)) else [Path(f) for f in files]
+    for f in files:
+        if not f.exists():
+            raise FileNotFoundError(f"Legacy cache file {f} does not exist")
+    return files
+
+
+def phiml_to_legacy(t: Tensor, spatial_dims: tuple[str, ...]) -> np.ndarray:
+    """The legacy `[C, T, H, W]` layout of a cached field (for comparisons and tests).
+
+    Args:
+        t: `Tensor (timeᵇ, xˢ, [yˢ], [vectorᶜ])`; static fields (no `time`) get `T=1`.
+        spatial_dims: Spatial dim names in legacy axis order.
+    """
+    t = t if 'time' in t.shape else math.expand(t, math.batch(time=1))
+    t = t if 'vector' in t.shape else math.expand(t, math.channel(vector='c'))
+    return t.numpy(['vector', 'time', *spatial_dims])

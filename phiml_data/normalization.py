@@ -1,0 +1,69 @@
+"""Per-field normalisation statistics, computed in one streaming pass and stored with the cache.
+
+Scalar fields are shifted by their mean and scaled by their standard deviation. Vector fields are not shifted and
+use one scale for all components (the RMS of a component), so flips and rotations commute with normalisation.
+
+Statistics live in the cache directory (`stats-<hash>.json`, the hash covering cache key, fields and training
+sims), so they can never be applied to another configuration or a stale split.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+from phiml import math
+from phiml.math import Tensor, channel
+
+from . import _format
+from ._windows import field_of
+from .manager import DataManager, _write_json
+
+
+def field_stats(manager: DataManager, sims, fields, progress: bool = False) -> dict[str, dict]:
+    """`{field: {'offset': float, 'scale': float}}` over `sims`, cached in the manager's directory.
+
+    Reads one sim at a time (memory: one trajectory), accumulating in float64.
+    """
+    sims = sorted(int(s) for s in sims)
+    digest = hashlib.sha256(json.dumps([manager.key, sorted(fields), sims]).encode()).hexdigest()[:16]
+    path = manager.directory / f'stats-{digest}.json'
+    if path.exists():
+        return json.loads(path.read_text())['fields']
+    from tqdm.auto import tqdm
+    sums = {f: np.zeros(3) for f in fields}  # count, sum, sum of squares
+    for s in tqdm(sims, desc='statistics', unit='sim', disable=not progress):
+        data = manager.load_phiml_cache(s, list(fields))
+        for f in fields:
+            a = _format.array_of(data[f]).astype(np.float64)
+            sums[f] += (a.size, a.sum(), np.square(a).sum())
+    stats = {}
+    for f in fields:
+        n, total, sq = sums[f]
+        vector = manager.config.fields[f].vector
+        offset = 0. if vector else total / n
+        scale = float(np.sqrt(max(sq / n - offset ** 2, 0.)))
+        stats[f] = {'offset': float(offset), 'scale': scale if scale > 0 else 1.}
+    _write_json(path, {'key': manager.key, 'sims': sims, 'fields': stats})
+    return stats
+
+
+def channel_stats(stats: dict[str, dict], channels: list[str]) -> tuple[Tensor, Tensor]:
+    """Offset and scale as `Tensor (channelsᶜ)` for packed channel items like `velocity.x`."""
+    field = [field_of(c) for c in channels]
+    dim = channel(channels=','.join(channels))
+    offset = math.tensor([stats[f]['offset'] for f in field], dim)
+    scale = math.tensor([stats[f]['scale'] for f in field], dim)
+    return offset, scale
+
+
+def normalize(t: Tensor, stats: dict, channels: list[str] = None) -> Tensor:
+    """`(t - offset) / scale` per channel of a packed tensor `Tensor (..., channelsᶜ)`."""
+    offset, scale = channel_stats(stats, channels or list(t.shape['channels'].item_names[0]))
+    return (t - offset) / scale
+
+
+def denormalize(t: Tensor, stats: dict, channels: list[str] = None) -> Tensor:
+    """Inverse of `normalize`."""
+    offset, scale = channel_stats(stats, channels or list(t.shape['channels'].item_names[0]))
+    return t * scale + offset

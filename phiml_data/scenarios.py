@@ -1,0 +1,285 @@
+"""PDE scenarios: frozen configs that simulate trajectories as named PhiML tensors.
+
+Step 1 of the pipeline (scenarios -> manager -> dataset -> trainer). A scenario is a frozen dataclass holding
+everything that determines its data; `simulate` turns it into one `{field: Tensor}` dict per simulation.
+
+Every simulation `i` is seeded from `(scenario.seed, i)` alone, so sim `i` is identical whether it is generated
+alone, in a batch of 100 or in another process.
+
+Cached tensors use one canonical layout: `(timeᵇ, xˢ[, yˢ][, vectorᶜ=x[,y]])`. Static fields (e.g. the smoke
+inflow) carry no `time` dim. Staggered grids are stored sampled at cell centres; `to_field` resamples them back.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math as pymath
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+from phi.field import CenteredGrid, Field, Noise, StaggeredGrid
+from phi.physics import advect, diffuse, fluid
+from phi.geom import Box, Sphere
+from phiml import math
+from phiml.math import Solve, Tensor, batch, channel, extrapolation
+
+BOUNDARIES = {
+    'periodic': extrapolation.PERIODIC,
+    'zero': extrapolation.ZERO,
+    'zero-gradient': extrapolation.ZERO_GRADIENT,
+}
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """How one cached field was simulated: enough to rebuild a PhiFlow `Field` from its values.
+
+    Attributes:
+        grid: `'centered'` or `'staggered'` (staggered fields are stored sampled at cell centres).
+        boundary: A key of `BOUNDARIES`: `'periodic'`, `'zero'` or `'zero-gradient'`.
+        vector: Whether the field has a `vector` channel dim.
+        static: Static fields (masks, inflows) have no `time` dim and are inputs only.
+    """
+    grid: str = 'centered'
+    boundary: str = 'periodic'
+    vector: bool = False
+    static: bool = False
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Base of all scenarios. Subclasses add their physical parameters as fields with defaults.
+
+    Attributes:
+        seed: Dataset seed; sim `i` is seeded from `(seed, i)`.
+        steps: Number of time steps; trajectories hold `steps + 1` frames.
+        dt: Time step.
+        resolution: Cells along each spatial dim (`x`, then `y`); an int means the same for all.
+        length: Domain size along each spatial dim.
+    """
+    seed: int = 0
+    steps: int = 40
+    dt: float = 0.05
+    resolution: tuple = (32, 32)
+    length: float = 2 * pymath.pi
+    name: ClassVar[str] = ''
+    fields: ClassVar[dict[str, FieldSpec]] = {}
+    batchable: ClassVar[bool] = True  # whether many sims can run in one vectorised batch, bit-identically
+    symmetries: ClassVar[tuple[str, ...]] = ()  # axes the PDE may be reflected along, and 'swap' for x <-> y
+
+    spatial_dims: ClassVar[tuple[str, ...]] = ('x', 'y')
+
+    def __post_init__(self):
+        res = self.resolution
+        res = (res,) * len(self.spatial_dims) if isinstance(res, int) else tuple(int(r) for r in res)
+        if len(res) != len(self.spatial_dims) or min(res) < 2:
+            raise ValueError(f"{type(self).__name__}.resolution must be {len(self.spatial_dims)} ints >= 2 for dims {self.spatial_dims}, got {self.resolution!r}")
+        object.__setattr__(self, 'resolution', res)
+
+    @property
+    def bounds(self) -> dict[str, tuple[float, float]]:
+        """Lower and upper domain bound along each spatial dim."""
+        return {d: (0., self.length) for d in self.spatial_dims}
+
+    @property
+    def grid_size(self) -> dict[str, int]:
+        """Cells along each spatial dim, e.g. `{'x': 32, 'y': 32}`."""
+        return dict(zip(self.spatial_dims, self.resolution))
+
+    def initial_state(self, sim_index: int) -> dict[str, Field]:
+        """Initial fields of simulation `sim_index`, drawn from its own seed."""
+        raise NotImplementedError
+
+    def step(self, state: dict[str, Field]) -> dict[str, Field]:
+        """Advances the dynamic fields of `state` by `dt`; static fields are passed through unchanged."""
+        raise NotImplementedError
+
+    def params(self) -> dict:
+        """All constructor parameters, JSON-compatible."""
+        return {'scenario': self.name, **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}}
+
+    def metadata(self, sim_index: int) -> dict:
+        """JSON-compatible description of sim `sim_index`: grid, boundaries, bounds, dt, resolution, parameters."""
+        return {
+            'scenario': self.name,
+            'sim_index': int(sim_index),
+            'params': self.params(),
+            'dt': self.dt,
+            'bounds': {k: list(v) for k, v in self.bounds.items()},
+            'resolution': self.grid_size,
+            'fields': {k: dataclasses.asdict(v) for k, v in self.fields.items()},
+        }
+
+    def _grid(self, values, boundary: str) -> CenteredGrid:
+        return CenteredGrid(values, BOUNDARIES[boundary], bounds=Box(**self.bounds), **self.grid_size)
+
+
+def sim_seed(seed: int, sim_index: int) -> int:
+    """The RNG seed of simulation `sim_index` in a dataset with seed `seed`."""
+    return int(np.random.SeedSequence([int(seed), int(sim_index)]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class Burgers1D(Scenario):
+    """Viscous Burgers' equation on a periodic 1D domain. Field `velocity (timeᵇ, xˢ, vectorᶜ=x)`.
+
+    Example:
+        >>> sims = simulate(Burgers1D(resolution=64, steps=10), [0, 1])
+        >>> sims[0]['velocity'].shape
+        (timeᵇ=11, xˢ=64, vectorᶜ=x)
+    """
+    resolution: tuple = (128,)
+    viscosity: float = 0.01
+    amplitude: float = 1.0
+    noise_scale: float = 1.0
+    name: ClassVar[str] = 'burgers1d'
+    fields: ClassVar[dict[str, FieldSpec]] = {'velocity': FieldSpec('centered', 'periodic', vector=True)}
+    spatial_dims: ClassVar[tuple[str, ...]] = ('x',)
+    symmetries: ClassVar[tuple[str, ...]] = ('x',)
+
+    def initial_state(self, sim_index):
+        math.seed(sim_seed(self.seed, sim_index))
+        noise = Noise(vector='x', scale=self.noise_scale)
+        return {'velocity': self.amplitude * self._grid(noise, 'periodic')}
+
+    def step(self, state):
+        v = diffuse.explicit(state['velocity'], self.viscosity, self.dt)
+        return {'velocity': advect.semi_lagrangian(v, v, self.dt)}
+
+
+@dataclass(frozen=True)
+class Burgers2D(Scenario):
+    """Viscous Burgers' equation on a periodic square. Field `velocity (timeᵇ, xˢ, yˢ, vectorᶜ=x,y)`."""
+    symmetries: ClassVar[tuple[str, ...]] = ('x', 'y', 'swap')
+    viscosity: float = 0.01
+    amplitude: float = 1.0
+    noise_scale: float = 1.0
+    name: ClassVar[str] = 'burgers2d'
+    fields: ClassVar[dict[str, FieldSpec]] = {'velocity': FieldSpec('centered', 'periodic', vector=True)}
+
+    def initial_state(self, sim_index):
+        math.seed(sim_seed(self.seed, sim_index))
+        noise = Noise(vector='x,y', scale=self.noise_scale)
+        return {'velocity': self.amplitude * self._grid(noise, 'periodic')}
+
+    def step(self, state):
+        v = diffuse.explicit(state['velocity'], self.viscosity, self.dt)
+        return {'velocity': advect.semi_lagrangian(v, v, self.dt)}
+
+
+@dataclass(frozen=True)
+class SmokePlume(Scenario):
+    """Buoyant smoke in a closed box, incompressible. Inflow position and rate vary per simulation.
+
+    Fields: `velocity (timeᵇ, xˢ, yˢ, vectorᶜ=x,y)` (staggered, stored at centres), `density (timeᵇ, xˢ, yˢ)`,
+    static `inflow (xˢ, yˢ)`.
+    """
+    steps: int = 20
+    dt: float = 1.
+    length: float = 32.
+    buoyancy: float = 0.5
+    inflow_radius: float = 3.
+    inflow_rate: float = 0.2
+    name: ClassVar[str] = 'smoke'
+    fields: ClassVar[dict[str, FieldSpec]] = {
+        'velocity': FieldSpec('staggered', 'zero', vector=True),
+        'density': FieldSpec('centered', 'zero-gradient'),
+        'inflow': FieldSpec('centered', 'zero-gradient', static=True),
+    }
+    batchable: ClassVar[bool] = False  # the pressure solve iterates until all sims of a batch converge
+    symmetries: ClassVar[tuple[str, ...]] = ('x',)  # gravity breaks y, and the inflow sits low in the box
+
+    def initial_state(self, sim_index):
+        rng = np.random.default_rng(sim_seed(self.seed, sim_index))
+        cx = rng.uniform(0.3, 0.7) * self.length
+        rate = self.inflow_rate * rng.uniform(0.5, 1.5)
+        center = math.tensor([cx, self.length * 0.15], channel(vector='x,y'))
+        inflow = rate * self._grid(Sphere(center=center, radius=self.inflow_radius), 'zero-gradient')
+        velocity = StaggeredGrid(0, BOUNDARIES['zero'], bounds=Box(**self.bounds), **self.grid_size)
+        return {'velocity': velocity, 'density': self._grid(0, 'zero-gradient'), 'inflow': inflow}
+
+    def step(self, state):
+        density = advect.mac_cormack(state['density'], state['velocity'], self.dt) + self.dt * state['inflow']
+        buoyancy = (density * (0, self.buoyancy)).at(state['velocity'])
+        velocity = advect.semi_lagrangian(state['velocity'], state['velocity'], self.dt) + self.dt * buoyancy
+        solve = Solve('CG', 1e-5, 1e-5, max_iterations=2000, rank_deficiency=0)
+        velocity, _ = fluid.make_incompressible(velocity, (), solve)
+        return {'velocity': velocity, 'density': density, 'inflow': state['inflow']}
+
+
+SCENARIOS: dict[str, type[Scenario]] = {cls.name: cls for cls in (Burgers1D, Burgers2D, SmokePlume)}
+
+
+
+def field_values(f: Field) -> Tensor:
+    """Uniform values of a field at cell centres, in canonical dim order `(batch..., spatial..., channel...)`."""
+    values = f.at_centers().values if isinstance(f, Field) and f.is_staggered else f.values
+    return canonical(values)
+
+
+def canonical(t: Tensor) -> Tensor:
+    """Reorders `t` to `(batch..., spatial..., channel...)` so that its NumPy layout matches the cache layout."""
+    order = t.shape.batch + t.shape.instance + t.shape.spatial + t.shape.channel
+    return math.tensor(t.numpy(order.names), order)
+
+
+def simulate(scenario: Scenario, indices, progress=None) -> list[dict[str, Tensor]]:
+    """Runs the simulations `indices` of `scenario`.
+
+    Batchable scenarios run all `indices` in one vectorised batch (`simᵇ`); others run one sim at a time.
+
+    Args:
+        scenario: The scenario config.
+        indices: Simulation indices.
+        progress: Optional callable `progress(n)` called after each sim (or batch of `n` sims) finishes.
+
+    Returns:
+        One dict per index: dynamic fields `Tensor (timeᵇ=steps+1, xˢ, [yˢ], [vectorᶜ])`, static fields without `time`.
+
+    Example:
+        >>> sims = simulate(Burgers2D(resolution=16, steps=4), [0, 1])
+        >>> sims[1]['velocity'].shape
+        (timeᵇ=5, xˢ=16, yˢ=16, vectorᶜ=x,y)
+    """
+    indices = [int(i) for i in indices]
+    if not indices:
+        return []
+    groups = [indices] if scenario.batchable else [[i] for i in indices]
+    results = []
+    for group in groups:
+        states = [scenario.initial_state(i) for i in group]
+        state = {k: math.stack([s[k] for s in states], batch('sim')) for k in states[0]}
+        trajectory = {k: [field_values(v)] for k, v in state.items() if not scenario.fields[k].static}
+        for _ in range(scenario.steps):
+            state = scenario.step(state)
+            for k in trajectory:
+                trajectory[k].append(field_values(state[k]))
+        stacked = {k: math.stack(frames, batch('time')) for k, frames in trajectory.items()}
+        stacked.update({k: field_values(state[k]) for k, spec in scenario.fields.items() if spec.static})
+        for j in range(len(group)):
+            results.append({k: canonical(v.sim[j]) for k, v in stacked.items()})
+        if progress:
+            progress(len(group))
+    return results
+
+
+def to_field(values: Tensor, metadata: dict, name: str) -> Field:
+    """Rebuilds the PhiFlow `Field` of cached field `name` from its values and the sim's metadata.
+
+    Args:
+        values: `Tensor (..., xˢ, [yˢ], [vectorᶜ])` as cached; extra batch dims (`time`, `batch`) are kept.
+        metadata: The sim's metadata, as returned with `DataManager.load_phiml_cache`.
+        name: The field name, a key of `metadata['fields']`.
+
+    Returns:
+        `CenteredGrid`, or `StaggeredGrid` for fields simulated on a staggered grid.
+    """
+    if name not in metadata['fields']:
+        raise KeyError(f"No field '{name}' in metadata; available: {sorted(metadata['fields'])}")
+    spec = FieldSpec(**metadata['fields'][name])
+    boundary = BOUNDARIES[spec.boundary]
+    bounds = Box(**{k: tuple(v) for k, v in metadata['bounds'].items()})
+    grid = CenteredGrid(values, boundary, bounds=bounds)
+    if spec.grid == 'staggered':
+        return StaggeredGrid(grid, boundary, bounds=bounds, **metadata['resolution'])
+    return grid

@@ -1,0 +1,257 @@
+"""Trainer: autoregressive training of `phiml.nn` networks on batches from `PhiMLDataset`.
+
+Step 4 of the pipeline (scenarios -> manager -> dataset -> trainer). Batches are used exactly as the dataset
+yields them: PhiML tensors go into the network via `math.native_call` and through the loss; nothing is converted.
+
+The network predicts the change of the dynamic channels over one step; a rollout applies it `n_targets` times,
+feeding its own prediction back (static channels such as an inflow mask are re-attached at every step).
+
+Backends: `'torch'` (default; fastest on CPU here) and `'jax'`. PhiML 1.16.1's jax optimizer never advances
+Adam's step counter and, under `jit_compile`, restarts every step from the initial weights; the jax path therefore
+runs the update eagerly and advances the counter itself (`_JaxStepFix`).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from phiml import math, nn
+from phiml.math import Tensor, channel
+
+from .dataset import PhiMLDataset
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network (the `model:` section of a run config).
+
+    Attributes:
+        architecture: `'u_net'`, `'res_net'` or `'conv_net'`.
+        levels: U-Net levels (every resolution must be divisible by `2 ** (levels - 1)`).
+        filters: U-Net base filters, or the width of each res_net / conv_net layer.
+        layers: Hidden layers of res_net / conv_net.
+        batch_norm: Use batch normalisation.
+        activation: Activation function name.
+    """
+    architecture: str = 'u_net'
+    levels: int = 3
+    filters: int = 16
+    layers: int = 2
+    batch_norm: bool = False
+    activation: str = 'ReLU'
+
+    def __post_init__(self):
+        if self.architecture not in ('u_net', 'res_net', 'conv_net'):
+            raise ValueError(f"architecture must be 'u_net', 'res_net' or 'conv_net', got '{self.architecture}'")
+        if self.levels < 1 or self.filters < 1 or self.layers < 1:
+            raise ValueError(f"levels, filters and layers must be >= 1, got {self.levels}, {self.filters}, {self.layers}")
+
+    def build(self, in_channels: int, out_channels: int, spatial_dims: int, periodic: bool):
+        """Creates the `phiml.nn` network for the current backend."""
+        common = dict(batch_norm=self.batch_norm, activation=self.activation, in_spatial=spatial_dims, periodic=periodic)
+        if self.architecture == 'u_net':
+            return nn.u_net(in_channels, out_channels, levels=self.levels, filters=self.filters, **common)
+        build = nn.res_net if self.architecture == 'res_net' else nn.conv_net
+        return build(in_channels, out_channels, layers=[self.filters] * self.layers, **common)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (the `training:` section of a run config).
+
+    Attributes:
+        backend: `'torch'` or `'jax'`.
+        epochs: Training epochs.
+        learning_rate: Initial Adam learning rate.
+        lr_decay: Learning rate factor applied after each epoch.
+        seed: Seed of the network's initial weights.
+        reattach_static: Re-attach the static input channels at every rollout step (else they are zeroed after
+            the first step).
+        progress: Show progress bars.
+    """
+    backend: str = 'torch'
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    lr_decay: float = 1.0
+    seed: int = 0
+    reattach_static: bool = True
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.backend not in ('torch', 'jax'):
+            raise ValueError(f"backend must be 'torch' or 'jax', got '{self.backend}'")
+        if self.epochs < 0 or self.learning_rate <= 0 or not 0 < self.lr_decay <= 1:
+            raise ValueError(f"need epochs >= 0, learning_rate > 0, 0 < lr_decay <= 1; got {self.epochs}, {self.learning_rate}, {self.lr_decay}")
+        if self.backend == 'jax' and self.lr_decay != 1:
+            raise ValueError("lr_decay must be 1 with backend 'jax': phiml 1.16.1's jax optimizer cannot change its learning rate")
+
+
+class Trainer:
+    """Trains a network to roll out the windows of a `PhiMLDataset`.
+
+    Args:
+        train: Training dataset (normalised batches are used as they come).
+        val: Optional validation dataset (same layout, training statistics).
+        model: Network config.
+        config: Optimisation config.
+        output: Folder for `history.json` and `checkpoints/` (best and last); `None` keeps nothing on disk.
+
+    Example:
+        >>> trainer = Trainer(train_ds, val_ds, ModelConfig(filters=8), TrainConfig(epochs=2, progress=False))
+        >>> history = trainer.fit()
+        >>> history[-1]['train_loss'] < history[0]['train_loss']
+        True
+    """
+
+    def __init__(self, train: PhiMLDataset, val: PhiMLDataset = None, model: ModelConfig = ModelConfig(),
+                 config: TrainConfig = TrainConfig(), output=None):
+        self.train, self.val, self.model_config, self.config = train, val, model, config
+        self.output = Path(output) if output else None
+        math.use(config.backend)
+        math.seed(config.seed)
+        lay = train.layout
+        periodic = bool(augmentation_periodic(train))
+        self.net = model.build(len(train.input_channels) * lay.n_input, len(train.target_channels), len(lay.spatial), periodic)
+        self.optimizer = nn.adam(self.net, learning_rate=config.learning_rate)
+        self.history: list[dict] = []
+        self.epoch = 0
+        self._dynamic = [train.input_channels.index(c) for c in train.target_channels]
+        self._static = [c for c in train.input_channels if c not in train.target_channels]
+
+    # --- model application ---
+
+    def step(self, state: Tensor) -> Tensor:
+        """One model step: `Tensor (batchᵇ, [historyᶜ], xˢ, [yˢ], channelsᶜ=inputs)` -> next frame
+        `Tensor (batchᵇ, xˢ, [yˢ], channelsᶜ=targets)` (normalised units)."""
+        delta = math.native_call(self.net, state)
+        delta = math.rename_dims(delta, delta.shape.channel, channel(channels=','.join(self.train.target_channels)))
+        last = state.history[-1] if 'history' in state.shape else state
+        return last.channels[self.train.target_channels] + delta
+
+    def rollout(self, initial_state: Tensor, steps: int) -> Tensor:
+        """Applies the model `steps` times, feeding predictions back.
+
+        Args:
+            initial_state: `Tensor (batchᵇ, [historyᶜ], xˢ, [yˢ], channelsᶜ=inputs)` as in a batch.
+            steps: Rollout length.
+
+        Returns:
+            `Tensor (batchᵇ, timeᵇ=steps, xˢ, [yˢ], channelsᶜ=targets)`.
+        """
+        state, frames = initial_state, []
+        for _ in range(steps):
+            pred = self.step(state)
+            frames.append(pred)
+            state = self._next_state(state, pred, initial_state)
+        return math.stack(frames, math.batch('time'))
+
+    def _next_state(self, state: Tensor, pred: Tensor, initial_state: Tensor) -> Tensor:
+        last = initial_state.history[-1] if 'history' in initial_state.shape else initial_state
+        static = last.channels[self._static] if self._static else None
+        if static is not None and not self.config.reattach_static:
+            static = static * 0
+        parts = [pred] + ([static] if static is not None else [])
+        new = math.concat(parts, 'channels') if len(parts) > 1 else pred
+        new = new.channels[self.train.input_channels]
+        if 'history' in state.shape:
+            new = math.concat([state.history[1:], math.expand(new, channel(history=1))], 'history')
+        return new
+
+    def loss(self, initial_state: Tensor, targets: Tensor) -> Tensor:
+        """Mean squared error of the rollout over all steps, cells and channels; a scalar `Tensor`."""
+        pred = self.rollout(initial_state, targets.shape.get_size('time'))
+        return math.mean((pred - targets) ** 2, math.shape(targets))
+
+    # --- training ---
+
+    def fit(self, epochs: int = None) -> list[dict]:
+        """Trains until `epochs` (default `config.epochs`) epochs are done in total; returns the history.
+
+        After every epoch: appends `{'epoch', 'train_loss', 'val_loss', 'learning_rate', 'seconds', 'steps'}`
+        to the history, writes `history.json` and the `last` checkpoint, and the `best` one when
+        `val_loss` (else `train_loss`) improves.
+        """
+        from tqdm.auto import tqdm
+        epochs = self.config.epochs if epochs is None else epochs
+        update = _jax_update if self.config.backend == 'jax' else nn.update_weights
+        while self.epoch < epochs:
+            t0, losses = time.perf_counter(), []
+            lr = self.config.learning_rate * self.config.lr_decay ** self.epoch
+            if self.config.lr_decay != 1:
+                nn.set_learning_rate(self.optimizer, lr)
+            batches = self.train.iterate_batches(epoch=self.epoch)
+            for b in tqdm(batches, total=self.train.n_batches(epoch=self.epoch), desc=f'epoch {self.epoch}', disable=not self.config.progress, leave=False):
+                loss = update(self.net, self.optimizer, self.loss, b['initial_state'], b['targets'])
+                losses.append(float(math.stop_gradient(loss)))
+            record = {'epoch': self.epoch, 'train_loss': sum(losses) / len(losses), 'val_loss': self.validate(),
+                      'learning_rate': lr, 'seconds': time.perf_counter() - t0, 'steps': len(losses)}
+            self.history.append(record)
+            self.epoch += 1
+            self._save(record)
+        return self.history
+
+    def validate(self) -> float | None:
+        """Mean rollout loss over the validation set (normalised units), or `None` without one."""
+        if self.val is None:
+            return None
+        self._eval_mode(True)
+        try:
+            losses = [(float(math.stop_gradient(self.loss(b['initial_state'], b['targets']))), b['initial_state'].shape.get_size('batch'))
+                      for b in self.val.iterate_batches(epoch=0)]
+        finally:
+            self._eval_mode(False)
+        return sum(l * n for l, n in losses) / sum(n for _, n in losses)
+
+    def _eval_mode(self, on: bool):
+        if hasattr(self.net, 'eval'):  # torch modules: BatchNorm must use running statistics in rollouts
+            self.net.eval() if on else self.net.train()
+
+    # --- checkpoints ---
+
+    def _save(self, record: dict):
+        if self.output is None:
+            return
+        ckpt = self.output / 'checkpoints'
+        ckpt.mkdir(parents=True, exist_ok=True)
+        self.save_checkpoint(ckpt / 'last')
+        score = lambda r: r['val_loss'] if r['val_loss'] is not None else r['train_loss']
+        if score(record) <= min(score(r) for r in self.history):
+            self.save_checkpoint(ckpt / 'best')
+        (self.output / 'history.json').write_text(json.dumps(self.history, indent=1))
+
+    def save_checkpoint(self, path):
+        """Writes network, optimizer and training state to folder `path`."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        files = {k: Path(nn.save_state(obj, str(path / k))).name for k, obj in (('net', self.net), ('optimizer', self.optimizer))}
+        state = {'epoch': self.epoch, 'history': self.history, 'files': files, 'model': asdict(self.model_config), 'training': asdict(self.config)}
+        if self.config.backend == 'jax':
+            state['adam_step'] = self.optimizer._step_i
+        (path / 'state.json').write_text(json.dumps(state, indent=1))
+
+    def load_checkpoint(self, path):
+        """Restores a checkpoint written by `save_checkpoint`; `fit()` then continues from its epoch."""
+        path = Path(path)
+        if not (path / 'state.json').exists():
+            raise FileNotFoundError(f"No checkpoint in {path} (state.json missing)")
+        state = json.loads((path / 'state.json').read_text())
+        nn.load_state(self.net, str(path / state['files']['net']))
+        nn.load_state(self.optimizer, str(path / state['files']['optimizer']))
+        if 'adam_step' in state:
+            self.optimizer._step_i = state['adam_step']
+        self.epoch, self.history = state['epoch'], state['history']
+        return self
+
+
+def _jax_update(net, optimizer, loss_function, *args):
+    """`nn.update_weights` for jax without phiml 1.16.1's bugs: eager update, Adam step counter advanced."""
+    loss = nn.update_weights(net, optimizer, loss_function, *args)
+    optimizer._step_i += 1
+    return loss
+
+
+def augmentation_periodic(dataset: PhiMLDataset) -> bool:
+    """Whether every field of the dataset's scenario is periodic (the network then pads periodically)."""
+    return all(spec.boundary == 'periodic' for spec in dataset.manager.config.fields.values())
