@@ -176,13 +176,13 @@ class Trainer:
         from tqdm.auto import tqdm
         epochs = self.config.epochs if epochs is None else epochs
         update = _jax_update if self.config.backend == 'jax' else nn.update_weights
+        bar = tqdm(total=epochs, initial=self.epoch, desc='training', unit='epoch', disable=not self.config.progress)
         while self.epoch < epochs:
             t0, losses = time.perf_counter(), []
             lr = self.config.learning_rate * self.config.lr_decay ** self.epoch
             if self.config.lr_decay != 1:
                 nn.set_learning_rate(self.optimizer, lr)
-            batches = self.train.iterate_batches(epoch=self.epoch)
-            for b in tqdm(batches, total=self.train.n_batches(epoch=self.epoch), desc=f'epoch {self.epoch}', disable=not self.config.progress, leave=False):
+            for b in self.train.iterate_batches(epoch=self.epoch):
                 loss = update(self.net, self.optimizer, self.loss, b['initial_state'], b['targets'])
                 losses.append(float(math.stop_gradient(loss)))
             record = {'epoch': self.epoch, 'train_loss': sum(losses) / len(losses), 'val_loss': self.validate(),
@@ -190,6 +190,9 @@ class Trainer:
             self.history.append(record)
             self.epoch += 1
             self._save(record)
+            bar.set_postfix(train=f"{record['train_loss']:.4g}", val=f"{record['val_loss'] or float('nan'):.4g}")
+            bar.update()
+        bar.close()
         return self.history
 
     def validate(self) -> float | None:
