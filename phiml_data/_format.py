@@ -156,7 +156,7 @@ def write_npz(path: Path, fields: dict[str, Tensor], metadata: dict) -> dict[str
 
 
 def read_npz(path: Path, fields=None, verify=True) -> tuple[dict[str, Tensor], dict]:
-    """Reads a `.npz` simulation with `phiml.math.load`. Caveat: PhiML loads with `allow_pickle=True`."""
+    """Reads a `.npz` simulation with `phiml.math.load`. Caveat: PhiML's loader unpickles, so only read your own files."""
     path = Path(path)
     if not path.exists():
         raise CacheError(f"Cache file {path} does not exist.")
@@ -165,7 +165,8 @@ def read_npz(path: Path, fields=None, verify=True) -> tuple[dict[str, Tensor], d
     except Exception as err:
         raise CacheError(f"Cache file {path} is truncated or corrupted ({type(err).__name__}: {err}).") from None
     available = data['fields']
-    missing = [k for k in (fields or []) if k not in available]
+    fields = list(available) if fields is None else fields
+    missing = [k for k in fields if k not in available]
     if missing:
         raise CacheError(f"Cache file {path} has no field {missing} (it has {sorted(available)}).")
-    return {k: available[k] for k in (fields or available)}, json.loads(data['metadata'])
+    return {k: available[k] for k in fields}, json.loads(data['metadata'])

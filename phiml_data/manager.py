@@ -251,7 +251,7 @@ class DataManager:
         if metadata.get('cache_key') != self.key or metadata.get('sim_index') != sim_index:
             raise CacheError(f"Cache file {path} belongs to another configuration or sim "
                              f"(key {metadata.get('cache_key')}, sim {metadata.get('sim_index')}; expected key {self.key}, sim {sim_index}).")
-        missing = [k for k in (fields or self.config.fields) if k not in data]
+        missing = [k for k in (self.config.fields if fields is None else fields) if k not in data]
         if missing:
             raise CacheError(f"Cache file {path} is missing field(s) {missing} of scenario '{self.config.name}'.")
         entry = self.manifest().get(sim_index)

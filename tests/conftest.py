@@ -1,0 +1,32 @@
+"""Shared fixtures: small caches built once per test session (CI-sized)."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from phiml_data import Burgers2D, DataManager
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='session')
+def burgers_dm(tmp_path_factory) -> DataManager:
+    """8 sims of 2D Burgers at 16x16, 12 steps."""
+    dm = DataManager(tmp_path_factory.mktemp('cache'), Burgers2D(resolution=16, steps=12))
+    dm.generate(8, progress=False)
+    return dm
+
+
+def arrays(t):
+    """NumPy array of a tensor in its own dim order."""
+    return t.numpy(t.shape.names)
+
+
+def run_python(code: str, *args, env=None, timeout=300):
+    """Runs `code` in a fresh interpreter (same venv); returns stdout, raising with stderr on failure."""
+    import subprocess
+    result = subprocess.run([sys.executable, '-c', code, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    if result.returncode != 0:
+        raise AssertionError(f"child failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result.stdout

@@ -1,0 +1,60 @@
+"""Legacy torch caches -> PhiML cache: named dims restored, values exact, unsafe files refused."""
+import numpy as np
+import pytest
+import torch
+
+from phiml_data import Burgers1D, DataManager, SmokePlume, simulate
+from phiml_data.legacy import migrate_legacy, phiml_to_legacy
+
+from conftest import arrays
+
+
+def write_legacy(path, scenario, index):
+    """A legacy cache file as the old pipeline wrote it: fields as torch.Tensor[C, T, H, W]."""
+    sim = simulate(scenario, [index])[0]
+    data = {k: torch.from_numpy(phiml_to_legacy(v, scenario.spatial_dims).copy()) for k, v in sim.items()}
+    torch.save({'tensor_data': data, 'metadata': {'dt': scenario.dt}}, path)
+    return sim
+
+
+@pytest.mark.parametrize('scenario', [SmokePlume(resolution=16, steps=2), Burgers1D(resolution=32, steps=3)], ids=lambda s: s.name)
+def test_migration_restores_named_dims_exactly(tmp_path, scenario):
+    legacy = tmp_path / 'legacy'
+    legacy.mkdir()
+    originals = {i: write_legacy(legacy / f'sim_{i:06d}.pt', scenario, i) for i in (0, 2)}
+    dm = DataManager(tmp_path / 'cache', scenario)
+    assert migrate_legacy(legacy, dm, progress=False) == [0, 2]
+    for i, original in originals.items():
+        loaded = dm.load_phiml_cache(i)
+        for k in original:
+            assert loaded[k].shape == original[k].shape
+            np.testing.assert_array_equal(arrays(loaded[k]), arrays(original[k]))
+
+
+def test_legacy_errors_name_file_and_field(tmp_path):
+    scenario = SmokePlume(resolution=16, steps=1)
+    dm = DataManager(tmp_path / 'cache', scenario)
+    bad = tmp_path / 'sim_000001.pt'
+    torch.save({'tensor_data': {'velocity': torch.zeros(2, 2, 16, 16)}, 'metadata': {}}, bad)
+    with pytest.raises(ValueError, match=r"sim_000001.pt has no field 'density'"):
+        migrate_legacy(bad, dm, progress=False)
+    torch.save({'tensor_data': {'velocity': torch.zeros(3, 2, 16, 16), 'density': torch.zeros(1, 2, 16, 16), 'inflow': torch.zeros(1, 1, 16, 16)}}, bad)
+    with pytest.raises(ValueError, match=r"sim_000001.pt, field 'velocity': Legacy vector field has C=3"):
+        migrate_legacy(bad, dm, progress=False)
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(FileNotFoundError, match='No legacy cache files'):
+        migrate_legacy(tmp_path / 'empty', dm, progress=False)
+    with pytest.raises(FileNotFoundError, match='sim_9.pt does not exist'):
+        migrate_legacy(tmp_path / 'sim_9.pt', dm, progress=False)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ('pwned',))
+
+
+def test_files_that_would_run_code_are_refused(tmp_path):
+    path = tmp_path / 'sim_000000.pt'
+    torch.save({'tensor_data': {'velocity': _Evil()}, 'metadata': {}}, path)
+    with pytest.raises(Exception, match='Weights only load failed|Unsupported'):
+        migrate_legacy(path, DataManager(tmp_path / 'c', Burgers1D(resolution=32, steps=1)), progress=False)

@@ -1,0 +1,218 @@
+"""DataManager: exact round trips, cache keys, crash safety, bad-file errors, Scene import, CLI."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+from phiml import math
+
+from phiml_data import Burgers1D, Burgers2D, CacheError, DataManager, SmokePlume, simulate
+from phiml_data.manager import cache_key
+
+from conftest import ROOT, arrays
+
+SCENARIOS = [Burgers1D(resolution=32, steps=4), Burgers2D(resolution=16, steps=4), SmokePlume(resolution=16, steps=2)]
+
+
+def assert_same_tensors(a: dict, b: dict):
+    assert set(a) == set(b)
+    for k in a:
+        assert a[k].shape == b[k].shape, k  # names, types, sizes, item names
+        assert [d.dim_type for d in a[k].shape] == [d.dim_type for d in b[k].shape]
+        assert a[k].dtype == b[k].dtype
+        np.testing.assert_array_equal(arrays(a[k]), arrays(b[k]))
+
+
+@pytest.mark.parametrize('fmt', ['h5', 'npz'])
+@pytest.mark.parametrize('scenario', SCENARIOS, ids=lambda s: s.name)
+def test_round_trip_is_exact(tmp_path, scenario, fmt):
+    dm = DataManager(tmp_path, scenario, fmt)
+    data = simulate(scenario, [3])[0]
+    dm.save_phiml_cache(3, data)
+    loaded = dm.load_phiml_cache(3)
+    assert_same_tensors(data, loaded)
+    assert loaded.metadata['sim_index'] == 3 and loaded.metadata['params'] == scenario.params()
+    assert loaded.metadata['fields'] == {k: v.__dict__ for k, v in scenario.fields.items()}
+    entry = dm.manifest()[3]
+    assert entry['file'] == f'sim_000003.{fmt}' and set(entry['fields']) == set(data)
+
+
+def test_h5_is_self_describing_chunked_and_readable_by_phiml(burgers_dm):
+    path = burgers_dm.path(0)
+    with h5py.File(path, 'r') as f:
+        ds = f['root[velocity]']
+        assert ds.attrs['dims'] == 'time,x,y,vector' and ds.attrs['dim_types'] == 'batch,spatial,spatial,channel'
+        assert json.loads(ds.attrs['item_names']) == {'vector': ['x', 'y']}
+        assert ds.chunks == (1, 16, 16, 2)  # one frame per chunk: a window read touches only its frames
+        meta = json.loads(f.attrs['metadata'])
+        assert meta['dt'] == 0.05 and meta['fields']['velocity']['boundary'] == 'periodic'
+    from phiml.math._tree import load_h5
+    lazy = load_h5(str(path), load_into_memory=())
+    np.testing.assert_array_equal(arrays(lazy['velocity']), arrays(burgers_dm.load_phiml_cache(0)['velocity']))
+
+
+def test_cache_key_changes_with_everything_that_determines_the_data(tmp_path):
+    base = Burgers2D(resolution=16, steps=4)
+    variants = [Burgers2D(resolution=16, steps=5), Burgers2D(resolution=32, steps=4), Burgers2D(resolution=16, steps=4, seed=1),
+                Burgers2D(resolution=16, steps=4, viscosity=0.02), Burgers2D(resolution=16, steps=4, dt=0.01)]
+    keys = {cache_key(base)} | {cache_key(v) for v in variants} | {cache_key(base, 'npz')}
+    assert len(keys) == len(variants) + 2
+    assert cache_key(base) == cache_key(Burgers2D(resolution=(16, 16), steps=4))
+    dm = DataManager(tmp_path, base)
+    dm.generate(1, progress=False)
+    other = DataManager(tmp_path, Burgers2D(resolution=16, steps=4, seed=1))
+    assert other.directory != dm.directory and other.cached_indices() == []
+
+
+def test_generate_creates_only_missing_sims(tmp_path):
+    dm = DataManager(tmp_path, Burgers2D(resolution=16, steps=3))
+    assert dm.generate(3, progress=False) == [0, 1, 2]
+    mtime = dm.path(0).stat().st_mtime_ns
+    assert dm.generate(5, progress=False) == [3, 4]
+    assert dm.path(0).stat().st_mtime_ns == mtime
+    assert dm.summary()['sims'] == 5 and dm.summary()['bytes'] > 0
+
+
+_KILLED_CHILD = """
+import sys, time
+from pathlib import Path
+import phiml_data._format as fmt
+from phiml_data import DataManager, Burgers2D
+calls = {'n': 0}
+real = fmt.checksum
+def stalling_checksum(array):
+    calls['n'] += 1
+    if calls['n'] == 3:  # inside the third file's write: dataset created, file not yet renamed
+        Path(sys.argv[2]).write_text('writing')
+        time.sleep(600)
+    return real(array)
+fmt.checksum = stalling_checksum
+DataManager(sys.argv[1], Burgers2D(resolution=16, steps=3)).generate(5, batch_size=1, progress=False)
+"""
+
+
+def test_kill_9_mid_write_leaves_nothing_half_written_and_rerun_completes(tmp_path):
+    marker = tmp_path / 'marker'
+    child = subprocess.Popen([sys.executable, '-c', _KILLED_CHILD, str(tmp_path), str(marker)], cwd=ROOT)
+    try:
+        for _ in range(600):
+            if marker.exists() or child.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert marker.exists(), 'child never reached the third write'
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait()
+    dm = DataManager(tmp_path, Burgers2D(resolution=16, steps=3))
+    assert dm.cached_indices() == [0, 1]
+    assert not dm.path(2).exists()  # the half-written file never got its final name
+    assert list(dm.directory.glob('.sim_000002*.tmp'))  # only the temporary file is left
+    with pytest.raises(CacheError, match='not cached'):
+        dm.load_phiml_cache(2)
+    assert dm.generate(5, progress=False) == [2, 3, 4]
+    fresh = simulate(dm.config, [2, 4])
+    assert_same_tensors(dm.load_phiml_cache(2), fresh[0])
+    assert_same_tensors(dm.load_phiml_cache(4), fresh[1])
+
+
+def test_file_renamed_but_not_in_manifest_is_adopted(tmp_path):
+    dm = DataManager(tmp_path, Burgers2D(resolution=16, steps=3))
+    dm.generate(2, progress=False)
+    (dm.directory / 'manifest.json').unlink()
+    assert dm.generate(2, progress=False) == []
+    assert dm.cached_indices() == [0, 1]
+
+
+@pytest.fixture
+def one_sim(tmp_path):
+    dm = DataManager(tmp_path, Burgers2D(resolution=16, steps=3))
+    dm.generate(2, progress=False)
+    return dm
+
+
+def test_truncated_file_error_names_file_and_fix(one_sim):
+    path = one_sim.path(1)
+    path.write_bytes(path.read_bytes()[:3000])
+    with pytest.raises(CacheError) as err:
+        one_sim.load_phiml_cache(1)
+    assert str(path) in str(err.value) and 'truncated' in str(err.value) and 'generate()' in str(err.value)
+
+
+def test_corrupted_values_fail_the_checksum(one_sim):
+    path = one_sim.path(1)
+    with h5py.File(path, 'r+') as f:
+        f['root[velocity]'][0, 0, 0, 0] += 1
+    with pytest.raises(CacheError, match=r"sim_000001.h5: field 'velocity' fails its checksum"):
+        one_sim.load_phiml_cache(1)
+
+
+def test_file_from_another_configuration_is_refused(tmp_path, one_sim):
+    other = DataManager(tmp_path / 'other', Burgers2D(resolution=16, steps=3, seed=5))
+    other.generate(1, progress=False)
+    one_sim.path(1).write_bytes(other.path(0).read_bytes())
+    with pytest.raises(CacheError, match='belongs to another configuration or sim'):
+        one_sim.load_phiml_cache(1)
+
+
+def test_missing_field_is_reported(tmp_path):
+    dm = DataManager(tmp_path, SmokePlume(resolution=16, steps=1))
+    dm.generate(1, progress=False)
+    with h5py.File(dm.path(0), 'r+') as f:
+        del f['root[inflow]']
+    with pytest.raises(CacheError, match=r"missing field\(s\) \['inflow'\]"):
+        dm.load_phiml_cache(0)
+    with pytest.raises(CacheError, match="has no field 'inflow'"):
+        dm.load_phiml_cache(0, ['inflow'])
+
+
+def test_nan_is_refused_at_write_time_with_index_and_parameters(one_sim):
+    data = dict(one_sim.load_phiml_cache(0))
+    data['velocity'] = data['velocity'] * math.wrap(np.nan)
+    with pytest.raises(ValueError, match=r"Sim 7: field 'velocity' contains NaN or Inf.*'viscosity': 0.01"):
+        one_sim.save_phiml_cache(7, data)
+    assert not one_sim.path(7).exists()
+
+
+def test_wrong_fields_or_dims_are_refused(one_sim):
+    data = one_sim.load_phiml_cache(0)
+    with pytest.raises(ValueError, match=r"fields \['density'\] do not match scenario 'burgers2d' fields \['velocity'\]"):
+        one_sim.save_phiml_cache(9, {'density': data['velocity']})
+    with pytest.raises(ValueError, match=r"must be a Tensor with dims \['time', 'x', 'y', 'vector'\]"):
+        one_sim.save_phiml_cache(9, {'velocity': data['velocity'].time[0]})
+
+
+def test_import_phiflow_scene(tmp_path):
+    from phi.field import Scene
+    scenario = SmokePlume(resolution=16, steps=2)
+    state = scenario.initial_state(0)
+    scene = Scene.create(str(tmp_path / 'scenes'), copy_calling_script=False)
+    for frame in range(3):
+        scene.write({'velocity': state['velocity'], 'density': state['density'], 'inflow': state['inflow']}, frame=frame)
+        state = scenario.step(state)
+    dm = DataManager(tmp_path / 'cache', scenario)
+    dm.import_scene(scene.path, 0)
+    sim = dm.load_phiml_cache(0)
+    assert sim['velocity'].shape.get_size('time') == 3 and 'time' not in sim['inflow'].shape
+    np.testing.assert_allclose(arrays(sim['density'].time[2]), arrays(simulate(scenario, [0])[0]['density'].time[2]), atol=1e-6)
+    partial = Scene.create(str(tmp_path / 'partial'), copy_calling_script=False)
+    partial.write({'velocity': state['velocity']}, frame=0)
+    with pytest.raises(ValueError, match=r"lacks field\(s\) \['density', 'inflow'\]"):
+        dm.import_scene(partial.path, 1)
+
+
+def test_cli_generate_and_inspect(tmp_path):
+    config = tmp_path / 'c.yaml'
+    config.write_text(f"scenario: {{name: burgers1d, resolution: [32], steps: 3}}\ndata: {{cache_dir: '{tmp_path / 'cache'}', n_sims: 2}}\n")
+    out = subprocess.run([sys.executable, '-m', 'phiml_data', 'generate', '--config', str(config), '--quiet'],
+                         capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert 'sims: 2' in out and 'field velocity: (time:b=4,x:s=32,vector:c=(x))' in out
+    directory = next((tmp_path / 'cache').iterdir())
+    out = subprocess.run([sys.executable, '-m', 'phiml_data', 'inspect', str(directory)], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert 'metadata of the first sim' in out and '"boundary": "periodic"' in out
+    bad = subprocess.run([sys.executable, '-m', 'phiml_data', 'generate', '--config', str(tmp_path / 'missing.yaml')], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and 'missing.yaml does not exist' in bad.stderr

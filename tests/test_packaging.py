@@ -1,0 +1,50 @@
+"""Repository hygiene: installs agree, data layer is torch-free, no pickle, no tensor conversions."""
+import re
+import tomllib
+
+import yaml
+
+from conftest import ROOT, run_python
+
+
+def test_environment_yml_pip_section_matches_pyproject_extras():
+    extras = set(tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['optional-dependencies'])
+    env = yaml.safe_load((ROOT / 'environment.yml').read_text())
+    pip = next(d['pip'] for d in env['dependencies'] if isinstance(d, dict) and 'pip' in d)
+    editable = [p for p in pip if p.startswith('-e .')]
+    assert len(editable) == 1
+    env_extras = set(re.fullmatch(r'-e \.\[(.*)\]', editable[0]).group(1).split(','))
+    setup = re.search(r'^EXTRAS="(.*)"$', (ROOT / 'scripts' / 'setup.sh').read_text(), re.M).group(1)
+    assert env_extras == extras == set(setup.split(','))
+
+
+def test_pins():
+    deps = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['dependencies']
+    assert 'phiml==1.16.1' in deps and 'phiflow==3.4.0' in deps
+    assert not any(d.startswith('torch') for d in deps)
+
+
+def test_data_layer_imports_and_works_without_torch():
+    code = """
+import sys, tempfile
+sys.modules['torch'] = None  # any `import torch` now raises ImportError
+import phiml_data
+from phiml_data import DataManager, Burgers2D, PhiMLDataset, split_sims
+from phiml_data import scenarios, manager, dataset, augmentation, normalization, evaluation, config, plots, pipeline, legacy, cli
+dm = DataManager(tempfile.mkdtemp(), Burgers2D(resolution=8, steps=3))
+dm.generate(2, progress=False)
+b = next(PhiMLDataset(dm, n_targets=2, augment=True).iterate_batches(4))
+print(b['targets'].shape.names, 'torch' in sys.modules and sys.modules['torch'] is not None)
+"""
+    assert run_python(code).strip() == "('batch', 'time', 'x', 'y', 'channels') False"
+
+
+def test_no_pickle_and_no_tensor_conversions_in_package():
+    for path in (ROOT / 'phiml_data').glob('*.py'):
+        text = path.read_text()
+        assert 'allow_pickle=True' not in text and 'pickle.load' not in text, path
+        assert 'torch_to_phiml' not in text and 'phiml_to_torch' not in text, path
+        if path.name != 'legacy.py':
+            assert not re.search(r'^\s*(import torch|from torch)', text, re.M), path
+        else:
+            assert 'weights_only=True' in text
