@@ -109,6 +109,8 @@ class Trainer:
                  config: TrainConfig = TrainConfig(), output=None):
         self.train, self.val, self.model_config, self.config = train, val, model, config
         self.output = Path(output) if output else None
+        if config.backend == 'jax' and model.architecture == 'conv_net' and model.layers > 1:
+            raise ValueError("conv_net with layers > 1 does not build on phiml 1.16.1's jax backend (KeyError 'conv2'); use res_net or u_net")
         math.use(config.backend)
         math.seed(config.seed)
         lay = train.layout
