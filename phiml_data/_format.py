@@ -106,11 +106,14 @@ def write_h5(path: Path, fields: dict[str, Tensor], metadata: dict) -> dict[str,
     return entries
 
 
-def open_h5(path: Path):
-    """Opens a cache file read-only, turning h5py's errors into a `CacheError` that names the file."""
+def open_h5(path: Path, **kwargs):
+    """Opens a cache file read-only, turning h5py's errors into a `CacheError` that names the file.
+
+    `kwargs` go to `h5py.File` (e.g. `rdcc_nbytes=0` to skip the chunk cache for whole-frame reads).
+    """
     import h5py
     try:
-        f = h5py.File(path, 'r')
+        f = h5py.File(path, 'r', **kwargs)
     except FileNotFoundError:
         raise CacheError(f"Cache file {path} does not exist.") from None
     except OSError as err:
@@ -121,11 +124,17 @@ def open_h5(path: Path):
     return f
 
 
-def read_h5(path: Path, fields=None, verify=True) -> tuple[dict[str, Tensor], dict]:
-    """Reads fields and metadata of one simulation file, verifying each field's checksum if `verify`."""
+def read_h5(path: Path, fields=None, expected: dict = None, check=None) -> tuple[dict[str, Tensor], dict]:
+    """Reads fields and metadata of one simulation file.
+
+    Each field's bytes are hashed once and compared with `expected[field]` (the manifest's SHA-256) if given,
+    else with the digest stored in the file. `check(metadata)` runs before any field is read.
+    """
     path = Path(path)
     with open_h5(path) as f:
         metadata = json.loads(f.attrs['metadata'])
+        if check:
+            check(metadata)
         available = [k[5:-1] for k in f.keys() if k.startswith('root[')]
         result = {}
         for name in (available if fields is None else fields):
@@ -136,10 +145,14 @@ def read_h5(path: Path, fields=None, verify=True) -> tuple[dict[str, Tensor], di
                 array = ds[()]
             except OSError as err:
                 raise CacheError(f"Cache file {path}: field '{name}' cannot be read, the file is truncated or corrupted ({err}).") from None
-            if verify and checksum(array) != ds.attrs['sha256']:
-                raise CacheError(f"Cache file {path}: field '{name}' fails its checksum, the file is corrupted.")
+            _verify(path, name, array, (expected or {}).get(name) or ds.attrs['sha256'])
             result[name] = math.tensor(array, shape_from_attrs(ds.attrs['dims'], ds.attrs['dim_types'], ds.attrs['item_names'], array.shape))
     return result, metadata
+
+
+def _verify(path, name, array, digest):
+    if checksum(array) != digest:
+        raise CacheError(f"Cache file {path}: field '{name}' fails its checksum (manifest / file digest), the file is corrupted or was replaced.")
 
 
 def write_npz(path: Path, fields: dict[str, Tensor], metadata: dict) -> dict[str, dict]:
@@ -155,7 +168,7 @@ def write_npz(path: Path, fields: dict[str, Tensor], metadata: dict) -> dict[str
     return {name: _manifest_entry(t, array_of(t)) for name, t in fields.items()}
 
 
-def read_npz(path: Path, fields=None, verify=True) -> tuple[dict[str, Tensor], dict]:
+def read_npz(path: Path, fields=None, expected: dict = None, check=None) -> tuple[dict[str, Tensor], dict]:
     """Reads a `.npz` simulation with `phiml.math.load`. Caveat: PhiML's loader unpickles, so only read your own files."""
     path = Path(path)
     if not path.exists():
@@ -164,9 +177,15 @@ def read_npz(path: Path, fields=None, verify=True) -> tuple[dict[str, Tensor], d
         data = math.load(str(path))
     except Exception as err:
         raise CacheError(f"Cache file {path} is truncated or corrupted ({type(err).__name__}: {err}).") from None
+    metadata = json.loads(data['metadata'])
+    if check:
+        check(metadata)
     available = data['fields']
     fields = list(available) if fields is None else fields
     missing = [k for k in fields if k not in available]
     if missing:
         raise CacheError(f"Cache file {path} has no field {missing} (it has {sorted(available)}).")
-    return {k: available[k] for k in fields}, json.loads(data['metadata'])
+    for k in fields:
+        if (expected or {}).get(k):
+            _verify(path, k, array_of(available[k]), expected[k])
+    return {k: available[k] for k in fields}, metadata

@@ -71,7 +71,7 @@ class TrajectorySource:
         max_open_files: Lazy mode keeps at most this many files open (LRU).
     """
 
-    def __init__(self, manager: DataManager, sims, layout: Layout, hop: int, in_memory: bool, max_open_files: int = 8):
+    def __init__(self, manager: DataManager, sims, layout: Layout, hop: int, in_memory: bool, max_open_files: int = 256):
         self.manager, self.layout, self.in_memory = manager, layout, in_memory
         self.sims = list(sims)
         self._files = OrderedDict()
@@ -91,30 +91,41 @@ class TrajectorySource:
         return len(self.sim_of)
 
     def _load_all(self) -> dict[str, np.ndarray]:
-        """`{field: array [S, T, ...]}` (static: `[S, ...]`) of all sims, in `self.sims` order."""
+        """`{field: array [S, T, ...]}` (static: `[S, ...]`) of all sims, in `self.sims` order, verified."""
         fields = sorted(set(self.layout.inputs) | set(self.layout.outputs))
-        per_sim = [self.manager.load_phiml_cache(s, fields) for s in self.sims]
-        return {f: np.stack([_format.array_of(sim[f]) for sim in per_sim]) for f in fields}
+        arrays = {}
+        for i, s in enumerate(self.sims):
+            sim = self.manager.load_phiml_cache(s, fields)
+            for f in fields:
+                a = _format.array_of(sim[f])
+                if f not in arrays:
+                    arrays[f] = np.empty((len(self.sims), *a.shape), a.dtype)
+                arrays[f][i] = a
+        return arrays
 
-    def _file(self, sim):
+    def _dataset(self, sim, field):
+        """Open h5py dataset of `field` in sim `sim`; at most `max_open_files` files stay open (LRU)."""
         if sim in self._files:
             self._files.move_to_end(sim)
-            return self._files[sim]
-        if len(self._files) >= self._max_open:
-            self._files.popitem(last=False)[1].close()
-        f = _format.open_h5(self.manager.path(sim))
-        self._files[sim] = f
-        return f
+        else:
+            if len(self._files) >= self._max_open:
+                self._files.popitem(last=False)[1][0].close()
+            f = _format.open_h5(self.manager.path(sim), rdcc_nbytes=0)  # whole-chunk reads need no chunk cache
+            self._files[sim] = (f, {})
+        f, datasets = self._files[sim]
+        if field not in datasets:
+            datasets[field] = f[_format.dataset_name(field)]
+        return datasets[field]
 
     def close(self):
-        for f in self._files.values():
+        for f, _ in self._files.values():
             f.close()
         self._files.clear()
 
     def _static_array(self, sim, field):
         key = (sim, field)
         if key not in self._static:
-            self._static[key] = self._file(sim)[_format.dataset_name(field)][()]
+            self._static[key] = self._dataset(sim, field)[()]
         return self._static[key]
 
     def gather(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +144,7 @@ class TrajectorySource:
                 if f in lay.static:
                     frames[f] = np.stack([self._static_array(s, f) for s in sims])
                 else:
-                    frames[f] = np.stack([self._file(s)[_format.dataset_name(f)][t:t + lay.window_length] for s, t in zip(sims, starts)])
+                    frames[f] = np.stack([self._dataset(s, f)[t:t + lay.window_length] for s, t in zip(sims, starts)])
         return assemble(frames, lay)
 
 

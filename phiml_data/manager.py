@@ -87,6 +87,7 @@ class DataManager:
         self.fmt = fmt
         self.key = cache_key(config, fmt)
         self.directory = Path(cache_dir) / f'{config.name}-{self.key}'
+        self._manifest_cache = (None, {})
 
     def __repr__(self):
         return f"DataManager({self.directory}, {len(self.manifest())} sims cached)"
@@ -100,12 +101,18 @@ class DataManager:
     def manifest(self) -> dict[int, dict]:
         """`{sim_index: {'file', 'fields': {name: {'shape', 'dtype', 'sha256'}}}}` of all complete sims."""
         path = self.directory / 'manifest.json'
-        if not path.exists():
-            return {}
         try:
-            return {int(k): v for k, v in json.loads(path.read_text())['sims'].items()}
-        except (ValueError, KeyError) as err:
-            raise CacheError(f"Manifest {path} is corrupted ({err}); delete it and run generate() to rebuild it from the sim files.") from None
+            stat = path.stat()
+        except FileNotFoundError:
+            return {}
+        version = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if self._manifest_cache[0] != version:  # re-read only when another writer replaced it
+            try:
+                sims = {int(k): v for k, v in json.loads(path.read_text())['sims'].items()}
+            except (ValueError, KeyError) as err:
+                raise CacheError(f"Manifest {path} is corrupted ({err}); delete it and run generate() to rebuild it from the sim files.") from None
+            self._manifest_cache = (version, sims)
+        return dict(self._manifest_cache[1])
 
     def cached_indices(self) -> list[int]:
         """Sorted indices of the sims in the manifest."""
@@ -233,7 +240,7 @@ class DataManager:
         """
         try:
             data, metadata = self._read(sim_index, fields)
-            self._check(sim_index, data, metadata, fields)
+            self._check_fields(sim_index, data, fields)
         except CacheError as err:
             raise CacheError(f"{err}\nTo regenerate it, delete the file and run DataManager.generate() "
                              f"(or `python -m phiml_data generate`).") from None
@@ -244,20 +251,20 @@ class DataManager:
         if not path.exists():
             cached = self.cached_indices()
             raise CacheError(f"Sim {sim_index} is not cached: {path} does not exist ({len(cached)} sims cached in {self.directory}).")
-        return FORMATS[self.fmt][1](path, fields)
+        entry = self.manifest().get(sim_index, {'fields': {}})
+        expected = {k: v['sha256'] for k, v in entry['fields'].items()}
 
-    def _check(self, sim_index, data, metadata, fields):
+        def check(metadata):
+            if metadata.get('cache_key') != self.key or metadata.get('sim_index') != sim_index:
+                raise CacheError(f"Cache file {path} belongs to another configuration or sim "
+                                 f"(key {metadata.get('cache_key')}, sim {metadata.get('sim_index')}; expected key {self.key}, sim {sim_index}).")
+        return FORMATS[self.fmt][1](path, fields, expected, check)
+
+    def _check_fields(self, sim_index, data, fields):
         path = self.path(sim_index)
-        if metadata.get('cache_key') != self.key or metadata.get('sim_index') != sim_index:
-            raise CacheError(f"Cache file {path} belongs to another configuration or sim "
-                             f"(key {metadata.get('cache_key')}, sim {metadata.get('sim_index')}; expected key {self.key}, sim {sim_index}).")
         missing = [k for k in (self.config.fields if fields is None else fields) if k not in data]
         if missing:
             raise CacheError(f"Cache file {path} is missing field(s) {missing} of scenario '{self.config.name}'.")
-        entry = self.manifest().get(sim_index)
-        for name, t in data.items():
-            if entry and entry['fields'].get(name, {}).get('sha256') not in (None, _format.checksum(_format.array_of(t))):
-                raise CacheError(f"Cache file {path}: field '{name}' does not match the manifest checksum; the file was replaced or corrupted.")
 
     def load_metadata(self, sim_index: int) -> dict:
         """Metadata of one cached sim without reading its fields."""
