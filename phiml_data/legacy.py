@@ -60,7 +60,7 @@ def migrate_legacy(files, manager: DataManager, progress: bool = True) -> list[i
         Sim indices written.
     """
     import torch  # only here: the data layer does not depend on torch
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     files = _legacy_files(files)
     written = []
     for path in tqdm(files, desc='migrating', unit='file', disable=not progress):

@@ -30,7 +30,7 @@ def field_stats(manager: DataManager, sims, fields, progress: bool = False) -> d
     path = manager.directory / f'stats-{digest}.json'
     if path.exists():
         return json.loads(path.read_text())['fields']
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     sums = {f: np.zeros(3) for f in fields}  # count, sum, sum of squares
     for s in tqdm(sims, desc='statistics', unit='sim', disable=not progress):
         data = manager.load_phiml_cache(s, list(fields))

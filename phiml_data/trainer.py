@@ -175,7 +175,7 @@ class Trainer:
         to the history, writes `history.json` and the `last` checkpoint, and the `best` one when
         `val_loss` (else `train_loss`) improves.
         """
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
         epochs = self.config.epochs if epochs is None else epochs
         update = _jax_update if self.config.backend == 'jax' else nn.update_weights
         bar = tqdm(total=epochs, initial=self.epoch, desc='training', unit='epoch', disable=not self.config.progress)
