@@ -91,7 +91,7 @@ def write_h5(path: Path, fields: dict[str, Tensor], metadata: dict) -> dict[str,
             for name, t in fields.items():
                 array = array_of(t)
                 chunks = (1, *array.shape[1:]) if t.shape.names[0] == 'time' and array.ndim > 1 else None
-                ds = f.create_dataset(dataset_name(name), data=array, chunks=chunks)
+                ds = f.create_dataset(dataset_name(name), data=array, chunks=chunks, track_times=False)  # same data, same bytes
                 entries[name] = _manifest_entry(t, array)
                 ds.attrs.update({**shape_attrs(t.shape), 'sha256': entries[name]['sha256']})
                 f.attrs[dataset_name(name) + '_shape'] = entries[name]['shape']  # the three attrs PhiML's load_h5 reads

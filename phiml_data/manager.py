@@ -182,34 +182,57 @@ class DataManager:
         from tqdm import tqdm
         indices = list(range(n_sims)) if isinstance(n_sims, int) else [int(i) for i in n_sims]
         self._adopt_orphans(indices)
-        cached = set(self.manifest())
-        missing = [i for i in indices if i not in cached]
-        chunks = [missing[i:i + batch_size] for i in range(0, len(missing), batch_size)]
+        missing = [i for i in indices if i not in self.manifest()]
         bar = tqdm(total=len(missing), desc=f'simulating {self.config.name}', unit='sim', disable=not progress or not missing)
+        generated, todo, rounds = [], missing, 0
         try:
-            args = (str(self.directory), self.config, self.fmt)
-            if executor is None:
-                for chunk in chunks:
-                    self._record(generate_chunk(*args, chunk))
-                    bar.update(len(chunk))
-            else:
-                futures = {executor.submit(generate_chunk, *args, chunk): chunk for chunk in chunks}
-                failed = []
-                for future in _as_completed(executor, futures):
-                    try:
-                        self._record(future.result())
-                    except Exception as err:  # a worker died or a sim failed: report, keep the others
-                        failed.append((futures[future], err))
-                    bar.update(len(futures[future]))
-                if failed:
-                    lines = '\n'.join(f"  sims {c}: {type(e).__name__}: {e}" for c, e in failed)
-                    raise RuntimeError(f"{sum(len(c) for c, _ in failed)} sims failed; rerun generate() to complete them:\n{lines}")
+            while todo:
+                rounds += 1
+                if rounds > 3:
+                    raise RuntimeError(f"Sims {todo[:10]} are still missing after {rounds - 1} rounds in {self.directory}")
+                chunks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+                for entries in self._run_chunks(chunks, executor, bar):
+                    self._record(entries)
+                    generated.extend(entries)
+                todo = self._wait_for_other_writers([i for i in todo if i not in self.manifest()])
         finally:
             bar.close()
-        return missing
+        return sorted(generated)
+
+    def _run_chunks(self, chunks, executor, bar):
+        """Yields the manifest entries of each chunk as it finishes; raises after all ran if any failed."""
+        args = (str(self.directory), self.config, self.fmt)
+        if executor is None:
+            for chunk in chunks:
+                yield generate_chunk(*args, chunk)
+                bar.update(len(chunk))
+            return
+        futures = {executor.submit(generate_chunk, *args, chunk): chunk for chunk in chunks}
+        failed = []
+        for future in _as_completed(executor, futures):
+            try:
+                yield future.result()
+            except Exception as err:  # a worker died or a sim failed: report, keep the others
+                failed.append((futures[future], err))
+            bar.update(len(futures[future]))
+        if failed:
+            lines = '\n'.join(f"  sims {c}: {type(e).__name__}: {e}" for c, e in failed)
+            raise RuntimeError(f"{sum(len(c) for c, _ in failed)} sims failed; nothing partial was written. "
+                               f"Rerun generate() to complete them:\n{lines}")
+
+    def _wait_for_other_writers(self, indices) -> list[int]:
+        """Waits until no other process holds the claim on `indices`, adopts what they wrote; returns the rest."""
+        for i in indices:
+            with _claim(self.directory, i, block=True):
+                pass
+        self._adopt_orphans(indices)
+        return [i for i in indices if i not in self.manifest()]
 
     def _adopt_orphans(self, indices):
-        """Records sims whose file was renamed into place but whose manifest entry was lost (crash in between)."""
+        """Records sims whose file was renamed into place but whose manifest entry was lost (crash in between).
+
+        Unreadable files outside the manifest (another configuration, corrupted) are deleted, to be regenerated.
+        """
         known = set(self.manifest())
         entries = {}
         for i in indices:
@@ -217,7 +240,8 @@ class DataManager:
                 try:
                     fields, _ = self._read(i, None)
                 except CacheError:
-                    continue  # unreadable: it will be regenerated and replaced
+                    self.path(i).unlink(missing_ok=True)
+                    continue
                 entries[i] = {'file': self.path(i).name, 'fields': {k: _format._manifest_entry(v, _format.array_of(v)) for k, v in fields.items()}}
         self._record(entries)
 
@@ -302,12 +326,35 @@ class DataManager:
 
 
 def generate_chunk(directory: str, scenario: Scenario, fmt: str, indices: list[int]) -> dict[int, dict]:
-    """Simulates `indices` and writes each into `directory`; returns their manifest entries (runs on workers)."""
+    """Simulates and writes the sims of `indices` that no other writer has claimed or written (runs on workers).
+
+    Returns:
+        Manifest entries of the sims this call wrote; sims claimed by another process are left to it.
+    """
     directory = Path(directory)
-    entries = {}
-    for i, data in zip(indices, simulate(scenario, indices)):
-        entries[i] = _write_sim(directory, directory / f'sim_{i:06d}.{fmt}', scenario, fmt, i, data)
-    return entries
+    directory.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as claims:
+        mine = [i for i in indices if claims.enter_context(_claim(directory, i)) and not (directory / f'sim_{i:06d}.{fmt}').exists()]
+        return {i: _write_sim(directory, directory / f'sim_{i:06d}.{fmt}', scenario, fmt, i, data)
+                for i, data in zip(mine, simulate(scenario, mine))}
+
+
+@contextlib.contextmanager
+def _claim(directory: Path, sim_index: int, block: bool = False):
+    """Exclusive claim on writing one sim, across processes; yields whether it was obtained.
+
+    An `flock` on `.sim_<i>.lock`: released when the holder finishes or dies, so a killed writer never blocks a rerun.
+    """
+    with open(Path(directory) / f'.sim_{sim_index:06d}.lock', 'w') as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _write_sim(directory: Path, path: Path, scenario: Scenario, fmt: str, sim_index: int, field_data: dict) -> dict:
