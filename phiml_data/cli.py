@@ -22,6 +22,7 @@ def main(argv=None):
     gen = sub.add_parser('generate', help='simulate and cache the sims that are missing')
     _config_args(gen)
     gen.add_argument('--scheduler', help='address of a Dask scheduler (tcp://host:8786) to run the simulations on')
+    gen.add_argument('--workers', type=int, default=0, help='simulate in this many local processes (default: in this process)')
     ins = sub.add_parser('inspect', help='print what a cache directory holds')
     ins.add_argument('directory', help='a cache directory <cache_dir>/<scenario>-<key>')
     mig = sub.add_parser('migrate', help='convert legacy torch.save caches into the cache of --config')
@@ -57,6 +58,10 @@ def _generate(args):
         from distributed import Client
         with Client(args.scheduler) as client:
             dm.generate(cfg.data.n_sims, executor=client, progress=not args.quiet)
+    elif args.workers:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(args.workers) as pool:
+            dm.generate(cfg.data.n_sims, executor=pool, progress=not args.quiet)
     else:
         dm.generate(cfg.data.n_sims, progress=not args.quiet)
     _print_summary(dm.summary())

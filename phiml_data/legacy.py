@@ -9,13 +9,14 @@ refuses to run code stored in a file.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 from phiml import math
 from phiml.math import Tensor
 
-from .manager import DataManager, find_sim_index
+from .manager import DataManager
 
 
 def legacy_to_phiml(array: np.ndarray, spatial_dims: tuple[str, ...], vector: bool, static: bool) -> Tensor:
@@ -106,3 +107,11 @@ def phiml_to_legacy(t: Tensor, spatial_dims: tuple[str, ...]) -> np.ndarray:
     t = t if 'time' in t.shape else math.expand(t, math.batch(time=1))
     t = t if 'vector' in t.shape else math.expand(t, math.channel(vector='c'))
     return t.numpy(['vector', 'time', *spatial_dims])
+
+
+def find_sim_index(name: str) -> int:
+    """Simulation index from a file or folder name such as `sim_000012.pt` or `sim_12`."""
+    match = re.search(r'(\d+)(?!.*\d)', Path(name).name)
+    if not match:
+        raise ValueError(f"Cannot read a simulation index from '{name}'; expected a name like 'sim_000012'.")
+    return int(match.group(1))

@@ -19,7 +19,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import tempfile
 from concurrent.futures import Executor
 from pathlib import Path
@@ -394,11 +393,3 @@ def _as_completed(executor, futures):
         return as_completed(list(futures))
     from concurrent.futures import as_completed
     return as_completed(futures)
-
-
-def find_sim_index(name: str) -> int:
-    """Simulation index from a file or folder name such as `sim_000012.pt` or `sim_12`."""
-    match = re.search(r'(\d+)(?!.*\d)', Path(name).name)
-    if not match:
-        raise ValueError(f"Cannot read a simulation index from '{name}'; expected a name like 'sim_000012'.")
-    return int(match.group(1))

@@ -114,7 +114,7 @@ class Trainer:
         math.use(config.backend)
         math.seed(config.seed)
         lay = train.layout
-        periodic = bool(augmentation_periodic(train))
+        periodic = all(spec.boundary == 'periodic' for spec in train.manager.config.fields.values())
         self.net = model.build(len(train.input_channels) * lay.n_input, len(train.target_channels), len(lay.spatial), periodic)
         self.optimizer = nn.adam(self.net, learning_rate=config.learning_rate)
         self.history: list[dict] = []
@@ -255,8 +255,3 @@ def _jax_update(net, optimizer, loss_function, *args):
     loss = nn.update_weights(net, optimizer, loss_function, *args)
     optimizer._step_i += 1
     return loss
-
-
-def augmentation_periodic(dataset: PhiMLDataset) -> bool:
-    """Whether every field of the dataset's scenario is periodic (the network then pads periodically)."""
-    return all(spec.boundary == 'periodic' for spec in dataset.manager.config.fields.values())

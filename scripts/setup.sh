@@ -15,5 +15,4 @@ if [ ! -f "$STAMP" ]; then
   rm -f "$VENV"/.installed-*; touch "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
-export MPLBACKEND=Agg
 cd "$ROOT"
