@@ -120,26 +120,22 @@ def sim_seed(seed: int, sim_index: int) -> int:
 
 
 @dataclass(frozen=True)
-class Burgers1D(Scenario):
-    """Viscous Burgers' equation on a periodic 1D domain. Field `velocity (timeᵇ, xˢ, vectorᶜ=x)`.
+class Burgers(Scenario):
+    """Viscous Burgers' equation on a periodic domain in any number of dims; use `Burgers1D` or `Burgers2D`.
 
-    Example:
-        >>> sims = simulate(Burgers1D(resolution=64, steps=10), [0, 1])
-        >>> sims[0]['velocity'].shape
-        (timeᵇ=11, xˢ=64, vectorᶜ=x)
+    Attributes:
+        viscosity: Kinematic viscosity (explicit diffusion).
+        amplitude: Scale of the initial velocity (the noise has unit standard deviation).
+        noise_scale: Feature size of the initial noise, in domain units.
     """
-    resolution: tuple = (128,)
     viscosity: float = 0.01
     amplitude: float = 1.0
     noise_scale: float = 1.0
-    name: ClassVar[str] = 'burgers1d'
     fields: ClassVar[dict[str, FieldSpec]] = {'velocity': FieldSpec('centered', 'periodic', vector=True)}
-    spatial_dims: ClassVar[tuple[str, ...]] = ('x',)
-    symmetries: ClassVar[tuple[str, ...]] = ('x',)
 
     def initial_state(self, sim_index):
         math.seed(sim_seed(self.seed, sim_index))
-        noise = Noise(vector='x', scale=self.noise_scale)
+        noise = Noise(vector=','.join(self.spatial_dims), scale=self.noise_scale)
         return {'velocity': self.amplitude * self._grid(noise, 'periodic')}
 
     def step(self, state):
@@ -148,23 +144,25 @@ class Burgers1D(Scenario):
 
 
 @dataclass(frozen=True)
-class Burgers2D(Scenario):
-    """Viscous Burgers' equation on a periodic square. Field `velocity (timeᵇ, xˢ, yˢ, vectorᶜ=x,y)`."""
-    symmetries: ClassVar[tuple[str, ...]] = ('x', 'y', 'swap')
-    viscosity: float = 0.01
-    amplitude: float = 1.0
-    noise_scale: float = 1.0
+class Burgers1D(Burgers):
+    """Burgers' equation on a periodic line. Field `velocity (timeᵇ, xˢ, vectorᶜ=x)`.
+
+    Example:
+        >>> sims = simulate(Burgers1D(resolution=64, steps=10), [0, 1])
+        >>> sims[0]['velocity'].shape
+        (timeᵇ=11, xˢ=64, vectorᶜ=x)
+    """
+    resolution: tuple = (128,)
+    name: ClassVar[str] = 'burgers1d'
+    spatial_dims: ClassVar[tuple[str, ...]] = ('x',)
+    symmetries: ClassVar[tuple[str, ...]] = ('x',)
+
+
+@dataclass(frozen=True)
+class Burgers2D(Burgers):
+    """Burgers' equation on a periodic square. Field `velocity (timeᵇ, xˢ, yˢ, vectorᶜ=x,y)`."""
     name: ClassVar[str] = 'burgers2d'
-    fields: ClassVar[dict[str, FieldSpec]] = {'velocity': FieldSpec('centered', 'periodic', vector=True)}
-
-    def initial_state(self, sim_index):
-        math.seed(sim_seed(self.seed, sim_index))
-        noise = Noise(vector='x,y', scale=self.noise_scale)
-        return {'velocity': self.amplitude * self._grid(noise, 'periodic')}
-
-    def step(self, state):
-        v = diffuse.explicit(state['velocity'], self.viscosity, self.dt)
-        return {'velocity': advect.semi_lagrangian(v, v, self.dt)}
+    symmetries: ClassVar[tuple[str, ...]] = ('x', 'y', 'swap')
 
 
 @dataclass(frozen=True)
