@@ -21,6 +21,7 @@ from phi.field import CenteredGrid, Field, Noise, StaggeredGrid
 from phi.physics import advect, diffuse, fluid
 from phi.geom import Box, Sphere
 from phiml import math
+from phiml.backend import NUMPY
 from phiml.math import Solve, Tensor, batch, channel, extrapolation
 
 BOUNDARIES = {
@@ -221,15 +222,15 @@ def canonical(t: Tensor) -> Tensor:
     return math.tensor(t.numpy(order.names), order)
 
 
-def simulate(scenario: Scenario, indices, progress=None) -> list[dict[str, Tensor]]:
+def simulate(scenario: Scenario, indices) -> list[dict[str, Tensor]]:
     """Runs the simulations `indices` of `scenario`.
 
     Batchable scenarios run all `indices` in one vectorised batch (`simᵇ`); others run one sim at a time.
+    Simulations always run on the NumPy backend, whatever backend is the default, so cached data does not depend on it.
 
     Args:
         scenario: The scenario config.
         indices: Simulation indices.
-        progress: Optional callable `progress(n)` called after each sim (or batch of `n` sims) finishes.
 
     Returns:
         One dict per index: dynamic fields `Tensor (timeᵇ=steps+1, xˢ, [yˢ], [vectorᶜ])`, static fields without `time`.
@@ -242,6 +243,11 @@ def simulate(scenario: Scenario, indices, progress=None) -> list[dict[str, Tenso
     indices = [int(i) for i in indices]
     if not indices:
         return []
+    with NUMPY:
+        return _simulate(scenario, indices)
+
+
+def _simulate(scenario: Scenario, indices: list[int]) -> list[dict[str, Tensor]]:
     groups = [indices] if scenario.batchable else [[i] for i in indices]
     results = []
     for group in groups:
@@ -256,8 +262,6 @@ def simulate(scenario: Scenario, indices, progress=None) -> list[dict[str, Tenso
         stacked.update({k: field_values(state[k]) for k, spec in scenario.fields.items() if spec.static})
         for j in range(len(group)):
             results.append({k: canonical(v.sim[j]) for k, v in stacked.items()})
-        if progress:
-            progress(len(group))
     return results
 
 

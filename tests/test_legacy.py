@@ -58,3 +58,19 @@ def test_files_that_would_run_code_are_refused(tmp_path):
     torch.save({'tensor_data': {'velocity': _Evil()}, 'metadata': {}}, path)
     with pytest.raises(Exception, match='Weights only load failed|Unsupported'):
         migrate_legacy(path, DataManager(tmp_path / 'c', Burgers1D(resolution=32, steps=1)), progress=False)
+
+
+def test_cli_migrate(tmp_path):
+    import subprocess
+    import sys
+    from conftest import ROOT
+    scenario = Burgers1D(resolution=32, steps=3)
+    legacy = tmp_path / 'legacy'
+    legacy.mkdir()
+    write_legacy(legacy / 'sim_000004.pt', scenario, 4)
+    config = tmp_path / 'c.yaml'
+    config.write_text(f"scenario: {{name: burgers1d, resolution: [32], steps: 3}}\ndata: {{cache_dir: '{tmp_path / 'cache'}'}}\n")
+    out = subprocess.run([sys.executable, '-m', 'phiml_data', 'migrate', str(legacy), '--config', str(config), '--quiet'],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert 'migrated 1 sims' in out.stdout and DataManager(tmp_path / 'cache', scenario).cached_indices() == [4]

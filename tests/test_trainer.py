@@ -145,3 +145,21 @@ def test_legacy_pipeline_gives_the_same_windows_and_first_losses(datasets, tmp_p
         legacy_opt.step()
         legacy_losses.append(loss.item())
     np.testing.assert_allclose(ours_losses, legacy_losses, rtol=1e-4)
+
+
+@pytest.mark.parametrize('reattach', [True, False])
+def test_static_fields_are_reattached_at_every_rollout_step(tmp_path, reattach):
+    from phiml_data import DataManager, SmokePlume
+    dm = DataManager(tmp_path, SmokePlume(resolution=16, steps=3))
+    dm.generate(2, progress=False)
+    ds = PhiMLDataset(dm, n_targets=2, batch_size=4)
+    trainer = Trainer(ds, None, SMALL, TrainConfig(epochs=1, progress=False, reattach_static=reattach))
+    history = trainer.fit()
+    assert np.isfinite(history[0]['train_loss'])
+    b = next(ds.iterate_batches())
+    pred = trainer.step(b['initial_state'])
+    assert pred.shape.get_item_names('channels') == ('velocity.x', 'velocity.y', 'density')
+    state = trainer._next_state(b['initial_state'], pred, b['initial_state'])
+    assert state.shape.get_item_names('channels') == b['initial_state'].shape.get_item_names('channels')
+    inflow = arrays(b['initial_state'].channels['inflow'])
+    np.testing.assert_array_equal(arrays(state.channels['inflow']), inflow if reattach else 0 * inflow)
