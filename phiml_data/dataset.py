@@ -118,7 +118,8 @@ class PhiMLDataset:
         stats: Normalisation statistics (`normalization.field_stats` of the training split). Required if
             `config.normalize`; the training dataset computes its own when omitted.
         generated: Optional `(initial_state, targets)` tensors in this dataset's batch layout (with `windowᵇ`
-            instead of `batchᵇ`), or another `PhiMLDataset`, whose windows are mixed in.
+            instead of `batchᵇ`, same channel item names, physical units), or another `PhiMLDataset` over a cache
+            of the same layout, whose windows are mixed in.
         alpha: Fraction of the windows of an epoch taken from `generated`: `round(alpha * n_real / (1 - alpha))`
             of them, drawn afresh each epoch.
         shard: `(rank, world_size)`: this process sees only its share of each epoch.
@@ -193,6 +194,9 @@ class PhiMLDataset:
                 raise ValueError(f"Generated dataset has channels {generated.input_channels}; expected {self.input_channels}")
             return generated.source
         initial, targets = generated
+        for t, want in ((initial, self.input_channels), (targets, self.target_channels)):
+            if 'channels' not in t.shape or list(t.shape.get_item_names('channels') or ()) != want:
+                raise ValueError(f"Generated samples must have channels {want}, got {t.shape}")
         return WindowSource(initial, targets, self._order(initial, 'window', history=True), self._order(targets, 'window', time=True))
 
     def _order(self, t: Tensor, batch_name: str, history=False, time=False) -> list[str]:
