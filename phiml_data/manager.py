@@ -181,7 +181,7 @@ class DataManager:
         from tqdm import tqdm
         indices = list(range(n_sims)) if isinstance(n_sims, int) else [int(i) for i in n_sims]
         self._adopt_orphans(indices)
-        missing = [i for i in indices if i not in self.manifest()]
+        missing = self._missing(indices)
         bar = tqdm(total=len(missing), desc=f'simulating {self.config.name}', unit='sim', disable=not progress or not missing)
         generated, todo, rounds = [], missing, 0
         try:
@@ -193,7 +193,7 @@ class DataManager:
                 for entries in self._run_chunks(chunks, executor, bar):
                     self._record(entries)
                     generated.extend(entries)
-                todo = self._wait_for_other_writers([i for i in todo if i not in self.manifest()])
+                todo = self._wait_for_other_writers(self._missing(todo))
         finally:
             bar.close()
         return sorted(generated)
@@ -225,7 +225,12 @@ class DataManager:
             with _claim(self.directory, i, block=True):
                 pass
         self._adopt_orphans(indices)
-        return [i for i in indices if i not in self.manifest()]
+        return self._missing(indices)
+
+    def _missing(self, indices) -> list[int]:
+        """Indices without a manifest entry or whose file was deleted (e.g. to regenerate a corrupted sim)."""
+        manifest = self.manifest()
+        return [i for i in indices if i not in manifest or not self.path(i).exists()]
 
     def _adopt_orphans(self, indices):
         """Records sims whose file was renamed into place but whose manifest entry was lost (crash in between).

@@ -141,6 +141,9 @@ def test_truncated_file_error_names_file_and_fix(one_sim):
     with pytest.raises(CacheError) as err:
         one_sim.load_phiml_cache(1)
     assert str(path) in str(err.value) and 'truncated' in str(err.value) and 'generate()' in str(err.value)
+    path.unlink()  # what the message says: delete the file and run generate()
+    assert one_sim.generate(2, progress=False) == [1]
+    assert_same_tensors(one_sim.load_phiml_cache(1), simulate(one_sim.config, [1])[0])
 
 
 def test_corrupted_values_fail_the_checksum(one_sim):
