@@ -28,7 +28,7 @@ def _image(t: Tensor) -> np.ndarray:
         t = math.vec_length(t)
     names = t.shape.spatial.names
     array = t.numpy(names)
-    return array.T if array.ndim == 2 else array[None, :]  # x horizontal, y up (with origin='lower')
+    return array.T if array.ndim == 2 else array[None, :]  # x horizontal, y up (with origin='lower'); 1D: one row
 
 
 def plot_frames(values: Tensor, times=None, title: str = '', path=None):
@@ -37,9 +37,13 @@ def plot_frames(values: Tensor, times=None, title: str = '', path=None):
     times = list(times) if times is not None else sorted(set(np.linspace(0, n_time - 1, min(n_time, 4)).astype(int).tolist()))
     fig, axes = _figure(1, len(times), figsize=(3 * len(times), 3), squeeze=False)
     for ax, t in zip(axes[0], times):
-        ax.imshow(_image(values.time[t]), origin='lower', cmap='viridis', aspect='auto')
+        image = _image(values.time[t])
+        if values.shape.spatial.rank == 1:
+            ax.plot(image[0])
+        else:
+            ax.imshow(image, origin='lower', cmap='viridis', aspect='auto')
+            ax.set_xticks([]), ax.set_yticks([])
         ax.set_title(f'{title} t={t}')
-        ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()
     return _save(fig, path)
 
@@ -69,12 +73,26 @@ def plot_errors(metrics: dict, path=None):
 
 
 def plot_rollout(truth: dict, prediction: dict, field: str, times=None, path=None):
-    """Ground truth (top) and prediction (bottom) of one field `Tensor (timeᵇ, xˢ, [yˢ], [vectorᶜ])`."""
+    """Ground truth vs prediction of one field `Tensor (timeᵇ, xˢ, [yˢ], [vectorᶜ])` at a few rollout steps.
+
+    2D fields: truth (top row) and prediction (bottom row) as images on a shared colour scale.
+    1D fields: one panel per step with both curves (vector components as separate lines).
+    """
     values_t, values_p = truth[field], prediction[field]
     n_time = values_t.shape.get_size('time')
     times = list(times) if times is not None else sorted(set(np.linspace(0, n_time - 1, min(n_time, 4)).astype(int).tolist()))
-    fig, axes = _figure(2, len(times), figsize=(3 * len(times), 6), squeeze=False)
+    one_d = values_t.shape.spatial.rank == 1
+    fig, axes = _figure(1 if one_d else 2, len(times), figsize=(3 * len(times), 3 if one_d else 6), squeeze=False)
     for j, t in enumerate(times):
+        if one_d:
+            ax = axes[0, j]
+            for values, style, name in ((values_t, '-', 'truth'), (values_p, '--', 'prediction')):
+                frame = values.time[t]
+                for c in (frame.shape.get_item_names('vector') if 'vector' in frame.shape else [None]):
+                    ax.plot((frame.vector[c] if c else frame).numpy('x'), style, label=f"{name}{'.' + c if c else ''}")
+            ax.set_title(f'step {t + 1}'), ax.set_xlabel('x')
+            axes[0, 0].legend(fontsize='small')
+            continue
         a, b = _image(values_t.time[t]), _image(values_p.time[t])
         lo, hi = min(a.min(), b.min()), max(a.max(), b.max())
         for i, (img, name) in enumerate(((a, 'truth'), (b, 'prediction'))):
