@@ -383,6 +383,11 @@ class PhiMLDataset:
         self.source.close()
 
 
+def last_frame(state: Tensor) -> Tensor:
+    """The newest frame of an initial state `(batchᵇ, [historyᶜ], xˢ, [yˢ], channelsᶜ)`: drops `history` if present."""
+    return state.history[-1] if 'history' in state.shape else state
+
+
 def _prefetched(make, spans, depth: int):
     """Runs `make(span)` for each span in a background thread, at most `depth` batches ahead."""
     q = queue.Queue(maxsize=depth)

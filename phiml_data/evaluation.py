@@ -11,7 +11,7 @@ from pathlib import Path
 from phiml import math
 from phiml.math import Tensor
 
-from .dataset import PhiMLDataset
+from .dataset import PhiMLDataset, last_frame
 
 
 def relative_l2(pred: Tensor, truth: Tensor) -> Tensor:
@@ -56,8 +56,7 @@ def evaluate(trainer, sims, steps: int = None) -> dict:
     finally:
         trainer._eval_mode(False)
     truth, pred = ds.denormalize(b['targets']), ds.denormalize(pred)
-    initial = ds.denormalize(b['initial_state'])
-    last = initial.history[-1] if 'history' in initial.shape else initial
+    last = last_frame(ds.denormalize(b['initial_state']))
     persistence = math.expand(last.channels[ds.target_channels], truth.shape['time'])
     fields = {}
     truth_f, pred_f, pers_f = ds.unpack(truth), ds.unpack(pred), ds.unpack(persistence)

@@ -20,7 +20,7 @@ from pathlib import Path
 from phiml import math, nn
 from phiml.math import Tensor, channel
 
-from .dataset import PhiMLDataset
+from .dataset import PhiMLDataset, last_frame
 
 
 @dataclass(frozen=True)
@@ -111,15 +111,18 @@ class Trainer:
         self.output = Path(output) if output else None
         if config.backend == 'jax' and model.architecture == 'conv_net' and model.layers > 1:
             raise ValueError("conv_net with layers > 1 does not build on phiml 1.16.1's jax backend (KeyError 'conv2'); use res_net or u_net")
+        lay = train.layout
+        dynamic_inputs = [f for f in lay.inputs if f not in lay.static]
+        if list(lay.outputs) != dynamic_inputs:
+            raise ValueError(f"An autoregressive rollout feeds predictions back: target fields {list(lay.outputs)} must be "
+                             f"the dynamic input fields {dynamic_inputs}")
         math.use(config.backend)
         math.seed(config.seed)
-        lay = train.layout
         periodic = all(spec.boundary == 'periodic' for spec in train.manager.config.fields.values())
         self.net = model.build(len(train.input_channels) * lay.n_input, len(train.target_channels), len(lay.spatial), periodic)
         self.optimizer = nn.adam(self.net, learning_rate=config.learning_rate)
         self.history: list[dict] = []
         self.epoch = 0
-        self._dynamic = [train.input_channels.index(c) for c in train.target_channels]
         self._static = [c for c in train.input_channels if c not in train.target_channels]
 
     # --- model application ---
@@ -129,8 +132,7 @@ class Trainer:
         `Tensor (batchᵇ, xˢ, [yˢ], channelsᶜ=targets)` (normalised units)."""
         delta = math.native_call(self.net, state)
         delta = math.rename_dims(delta, delta.shape.channel, channel(channels=','.join(self.train.target_channels)))
-        last = state.history[-1] if 'history' in state.shape else state
-        return last.channels[self.train.target_channels] + delta
+        return last_frame(state).channels[self.train.target_channels] + delta
 
     def rollout(self, initial_state: Tensor, steps: int) -> Tensor:
         """Applies the model `steps` times, feeding predictions back.
@@ -150,8 +152,7 @@ class Trainer:
         return math.stack(frames, math.batch('time'))
 
     def _next_state(self, state: Tensor, pred: Tensor, initial_state: Tensor) -> Tensor:
-        last = initial_state.history[-1] if 'history' in initial_state.shape else initial_state
-        static = last.channels[self._static] if self._static else None
+        static = last_frame(initial_state).channels[self._static] if self._static else None
         if static is not None and not self.config.reattach_static:
             static = static * 0
         parts = [pred] + ([static] if static is not None else [])

@@ -163,3 +163,6 @@ def test_static_fields_are_reattached_at_every_rollout_step(tmp_path, reattach):
     assert state.shape.get_item_names('channels') == b['initial_state'].shape.get_item_names('channels')
     inflow = arrays(b['initial_state'].channels['inflow'])
     np.testing.assert_array_equal(arrays(state.channels['inflow']), inflow if reattach else 0 * inflow)
+    partial_targets = PhiMLDataset(dm, n_targets=1, target_fields=('density',), stats=ds.stats)
+    with pytest.raises(ValueError, match=r"target fields \['density'\] must be the dynamic input fields \['velocity', 'density'\]"):
+        Trainer(partial_targets, None, SMALL, TrainConfig(epochs=1, progress=False))
