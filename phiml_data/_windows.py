@@ -76,10 +76,8 @@ class TrajectorySource:
         self.sims = list(sims)
         self._files = OrderedDict()
         self._max_open = max_open_files
-        self.frames = {}
-        first = manager.manifest()[self.sims[0]]['fields'] if self.sims else {}
-        dynamic = [f for f in layout.inputs if f not in layout.static]
-        self.n_frames = {s: _frames(manager.manifest()[s]['fields'][dynamic[0]]['shape']) for s in self.sims} if dynamic and first else {}
+        manifest = manager.manifest()
+        self.n_frames = {s: _frames(manifest[s]['fields'][layout.outputs[0]]['shape']) for s in self.sims}  # outputs are dynamic
         starts = [(s, t) for s in self.sims for t in range(0, self.n_frames[s] - layout.window_length + 1, hop)]
         self.sim_of = np.array([s for s, _ in starts], dtype=np.int64)
         self.start_of = np.array([t for _, t in starts], dtype=np.int64)
