@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._windows import Layout
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class Transform:
     shifts: tuple
 
     @staticmethod
-    def draw(rng: np.random.Generator, sym: Symmetries, layout: Layout, resolution: dict) -> 'Transform':
+    def draw(rng: np.random.Generator, sym: Symmetries, resolution: dict) -> 'Transform':
         swap = bool(sym.swap and rng.integers(2))
         flips = tuple(a for a in sym.flips if rng.integers(2))
         shifts = tuple((a, int(rng.integers(resolution[a]))) for a in sym.shifts)

@@ -69,7 +69,7 @@ def _generate(args):
 
 
 def _inspect(args):
-    from .manager import DataManager
+    from .manager import FORMATS, DataManager
     directory = Path(args.directory)
     config_file = directory / 'config.json'
     if not config_file.exists():
@@ -83,7 +83,7 @@ def _inspect(args):
     summary = dm.summary()
     _print_summary(summary)
     if summary['sims']:
-        meta = dm.load_metadata(dm.cached_indices()[0])
+        meta = FORMATS[dm.fmt][1](dm.path(dm.cached_indices()[0]), [])[1]  # no key check: inspect any version
         print('metadata of the first sim:')
         for k in ('dt', 'bounds', 'resolution', 'fields'):
             print(f"  {k}: {json.dumps(meta[k])}")

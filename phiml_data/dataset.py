@@ -18,6 +18,7 @@ merges batch dims into N and channel dims into C):
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import queue
@@ -101,7 +102,7 @@ def split_sims(indices, fractions=(0.75, 0.125, 0.125), seed: int = 0) -> dict[s
 
 
 def record_split(manager: DataManager, split: dict, fractions, seed: int):
-    """Writes the split to `<cache>/split-<seed>-<fractions>.json` and returns its path."""
+    """Writes the split to `<cache>/split-<hash of fractions and seed>.json` and returns its path."""
     tag = hashlib.sha256(json.dumps([list(fractions), seed]).encode()).hexdigest()[:8]
     path = manager.directory / f'split-{tag}.json'
     _write_json(path, {'fractions': list(fractions), 'seed': seed, **split})
@@ -134,7 +135,7 @@ class PhiMLDataset:
 
     def __init__(self, manager: DataManager, sims=None, config: DatasetConfig = None, stats: dict = None,
                  generated=None, alpha: float = 0., shard: tuple = (0, 1), **overrides):
-        config = DatasetConfig(**{**(config.__dict__ if config else {}), **overrides})
+        config = dataclasses.replace(config or DatasetConfig(), **overrides)
         self.manager, self.config, self.shard = manager, config, tuple(shard)
         scenario = manager.config
         cached = manager.cached_indices()
@@ -306,7 +307,7 @@ class PhiMLDataset:
     def _batch(self, ids: np.ndarray, epoch: int, position: int) -> dict:
         initial, targets, sims, starts = self._gather(ids)
         if self.symmetries is not None:
-            transforms = [augmentation.Transform.draw(np.random.default_rng([self.config.seed, epoch, int(i), 2]), self.symmetries, self.layout, self.manager.config.grid_size) for i in ids]
+            transforms = [augmentation.Transform.draw(np.random.default_rng([self.config.seed, epoch, int(i), 2]), self.symmetries, self.manager.config.grid_size) for i in ids]
             initial = augmentation.apply(initial, self.input_channels, self.layout.spatial, transforms)
             targets = augmentation.apply(targets, self.target_channels, self.layout.spatial, transforms)
         b = batch(batch=len(ids))

@@ -14,6 +14,7 @@ Writes to the output folder:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -43,7 +44,7 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
 
     train = PhiMLDataset(dm, splits['train'], cfg.dataset)
     val = PhiMLDataset(dm, splits['val'], cfg.dataset, stats=train.stats, shuffle=False, augment=False) if splits['val'] else None
-    training = cfg.training if progress else type(cfg.training)(**{**cfg.training.__dict__, 'progress': False})
+    training = cfg.training if progress else dataclasses.replace(cfg.training, progress=False)
     trainer = Trainer(train, val, cfg.model, training, output=out)
     t0 = time.perf_counter()
     history = trainer.fit()
