@@ -21,7 +21,7 @@ def write_legacy_caches(manager, sims, directory) -> list[Path]:
     files = []
     for s in sims:
         sim = manager.load_phiml_cache(s)
-        data = {k: torch.from_numpy(phiml_to_legacy(v, manager.config.spatial_dims).copy()) for k, v in sim.items()}
+        data = {k: torch.from_numpy(phiml_to_legacy(v, manager.scenario.spatial_dims).copy()) for k, v in sim.items()}
         files.append(directory / f'sim_{s:06d}.pt')
         torch.save({'tensor_data': data, 'metadata': {'sim_index': s, 'dt': sim.metadata['dt']}}, files[-1])
     return files

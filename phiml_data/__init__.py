@@ -12,19 +12,20 @@ The data modules import without torch; only the trainer uses an ML backend, thro
 Example:
     >>> from phiml_data import Burgers2D, DataManager, PhiMLDataset
     >>> dm = DataManager('cache', Burgers2D(resolution=32, steps=40))
-    >>> dm.generate(8)
+    >>> dm.generate(8)  # doctest: +SKIP
     >>> ds = PhiMLDataset(dm, n_targets=3)
     >>> batch = next(ds.iterate_batches(16))
 """
-from ._format import CacheError
+from .formats import CacheError
 from .config import ConfigError, DataConfig, load_run_config
 from .dataset import DatasetConfig, PhiMLDataset, split_sims
+from .importers import scenario_from_scene
 from .manager import DataManager, SimulationData
 from .scenarios import Burgers1D, Burgers2D, Scenario, SmokePlume, simulate, to_field
 
 __all__ = [
     'Scenario', 'Burgers1D', 'Burgers2D', 'SmokePlume', 'simulate', 'to_field',
-    'DataManager', 'SimulationData', 'CacheError',
+    'DataManager', 'SimulationData', 'CacheError', 'scenario_from_scene',
     'PhiMLDataset', 'DatasetConfig', 'split_sims',
     'DataConfig', 'ConfigError', 'load_run_config',
     'Trainer', 'TrainConfig', 'ModelConfig',

@@ -4,6 +4,9 @@ A *packed* array puts all fields into one trailing channel axis whose item names
 (`velocity.x`, `velocity.y`) or the field name for scalars (`density`). Sources return, for a list of window ids,
 `initial [B, (n_input,) *spatial, C_in]` and `targets [B, n_targets, *spatial, C_out]`; the dataset wraps them as
 PhiML tensors once per batch.
+
+Lazy sources read through `DataManager.open_sim`, so every frame they serve is verified (identity on open, CRC32
+per frame on first read), in any storage format.
 """
 from __future__ import annotations
 
@@ -12,9 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from phiml.math import Tensor
-from phiml.math._shape import from_spec_str
 
-from . import _format
+from .formats.base import array_of, parse_shape_spec
 from .manager import DataManager
 
 
@@ -60,7 +62,7 @@ def pack(arrays: dict[str, np.ndarray], fields, layout: Layout) -> np.ndarray:
 
 
 class TrajectorySource:
-    """Windows cut from cached trajectories, read from memory or lazily from the HDF5 files.
+    """Windows cut from cached trajectories, read from memory or lazily (verified) from the cache files.
 
     Args:
         manager: The cache.
@@ -95,35 +97,31 @@ class TrajectorySource:
         for i, s in enumerate(self.sims):
             sim = self.manager.load_phiml_cache(s, fields)
             for f in fields:
-                a = _format.array_of(sim[f])
+                a = array_of(sim[f])
                 if f not in arrays:
                     arrays[f] = np.empty((len(self.sims), *a.shape), a.dtype)
                 arrays[f][i] = a
         return arrays
 
-    def _dataset(self, sim, field):
-        """Open h5py dataset of `field` in sim `sim`; at most `max_open_files` files stay open (LRU)."""
+    def _sim(self, sim):
+        """Open, verified file of sim `sim`; at most `max_open_files` files stay open (LRU)."""
         if sim in self._files:
             self._files.move_to_end(sim)
         else:
             if len(self._files) >= self._max_open:
-                self._files.popitem(last=False)[1][0].close()
-            f = _format.open_h5(self.manager.path(sim), rdcc_nbytes=0)  # whole-chunk reads need no chunk cache
-            self._files[sim] = (f, {})
-        f, datasets = self._files[sim]
-        if field not in datasets:
-            datasets[field] = f[_format.dataset_name(field)]
-        return datasets[field]
+                self._files.popitem(last=False)[1].close()
+            self._files[sim] = self.manager.open_sim(sim)
+        return self._files[sim]
 
     def close(self):
-        for f, _ in self._files.values():
+        for f in self._files.values():
             f.close()
         self._files.clear()
 
     def _static_array(self, sim, field):
         key = (sim, field)
         if key not in self._static:
-            self._static[key] = self._dataset(sim, field)[()]
+            self._static[key] = self._sim(sim).read(field)
         return self._static[key]
 
     def gather(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +140,7 @@ class TrajectorySource:
                 if f in lay.static:
                     frames[f] = np.stack([self._static_array(s, f) for s in sims])
                 else:
-                    frames[f] = np.stack([self._dataset(s, f)[t:t + lay.window_length] for s, t in zip(sims, starts)])
+                    frames[f] = np.stack([self._sim(s).read(f, t, t + lay.window_length) for s, t in zip(sims, starts)])
         return assemble(frames, lay)
 
 
@@ -185,4 +183,4 @@ class WindowSource:
 
 def _frames(spec: str) -> int:
     """Number of frames in a manifest shape spec such as `(time:b=41,x:s=32,...)`."""
-    return from_spec_str(spec).get_size('time')
+    return parse_shape_spec(spec).get_size('time')

@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 
-from .config import ConfigError, load_run_config, scenario_from_params
+from .config import ConfigError, load_run_config
+from .formats import CacheError
 
 
 def main(argv=None):
@@ -23,18 +25,24 @@ def main(argv=None):
     _config_args(gen)
     gen.add_argument('--scheduler', help='address of a Dask scheduler (tcp://host:8786) to run the simulations on')
     gen.add_argument('--workers', type=int, default=0, help='simulate in this many local processes (default: in this process)')
+    gen.add_argument('--batch-size', type=int, default=8, help='sims per chunk / vectorised run (default: %(default)s)')
+    gen.add_argument('--verify', action='store_true', help='check every frame of every cached file (default: size and header only)')
     ins = sub.add_parser('inspect', help='print what a cache directory holds')
     ins.add_argument('directory', help='a cache directory <cache_dir>/<scenario>-<key>')
+    ins.add_argument('--allow-pickle', action='store_true', help='allow reading formats whose loader unpickles (npz): only your own files')
     mig = sub.add_parser('migrate', help='convert legacy torch.save caches into the cache of --config')
     mig.add_argument('legacy', nargs='+', help='legacy .pt files or a folder of them')
     _config_args(mig)
     run = sub.add_parser('run', help='the whole pipeline: generate, split, train, evaluate, plot')
     _config_args(run)
     run.add_argument('--output', help='output folder (default: the config\'s `output`)')
+    parser.add_argument('--debug', action='store_true', help='show the full traceback of errors')
     args = parser.parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except ConfigError as err:
+    except (ConfigError, CacheError, ValueError, FileNotFoundError, RuntimeError, OSError) as err:
+        if args.debug:
+            traceback.print_exc()
         print(f"error: {err}", file=sys.stderr)
         return 2
 
@@ -54,36 +62,44 @@ def _generate(args):
     from .manager import DataManager
     cfg = _load(args)
     dm = DataManager(cfg.data.cache_dir, cfg.scenario, cfg.data.format)
+    options = dict(batch_size=args.batch_size, progress=not args.quiet, verify=args.verify)
     if args.scheduler:
         from distributed import Client
         with Client(args.scheduler) as client:
-            dm.generate(cfg.data.n_sims, executor=client, progress=not args.quiet)
+            dm.generate(cfg.data.n_sims, executor=client, **options)
     elif args.workers:
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(args.workers) as pool:
-            dm.generate(cfg.data.n_sims, executor=pool, progress=not args.quiet)
+            dm.generate(cfg.data.n_sims, executor=pool, **options)
     else:
-        dm.generate(cfg.data.n_sims, progress=not args.quiet)
+        dm.generate(cfg.data.n_sims, **options)
     _print_summary(dm.summary())
     return 0
 
 
 def _inspect(args):
-    from .manager import FORMATS, DataManager
+    """Reads only JSON (config, manifest) and, for formats that need no pickle or with --allow-pickle, one file header."""
+    from .formats import get_format
+    from .manager import key_payload, read_json
     directory = Path(args.directory)
-    config_file = directory / 'config.json'
-    if not config_file.exists():
-        print(f"error: {directory} is not a cache directory (no config.json)", file=sys.stderr)
-        return 2
-    saved = json.loads(config_file.read_text())
-    dm = DataManager(directory.parent, scenario_from_params(saved['params']), saved['format'])
-    if dm.directory.resolve() != directory.resolve():
-        print(f"warning: {directory} was written with other library versions (key {saved['key']}, now {dm.key})", file=sys.stderr)
-        dm.directory = directory
-    summary = dm.summary()
-    _print_summary(summary)
-    if summary['sims']:
-        meta = FORMATS[dm.fmt][1](dm.path(dm.cached_indices()[0]), [])[1]  # no key check: inspect any version
+    if not (directory / 'config.json').exists():
+        raise CacheError(f"{directory} is not a cache directory (no config.json)")
+    saved = read_json(directory / 'config.json', 'the configuration of the cache')
+    manifest = read_json(directory / 'manifest.json', 'the list of cached sims')['sims'] if (directory / 'manifest.json').exists() else {}
+    first = manifest[min(manifest, key=int)]['fields'] if manifest else {}
+    _print_summary({'directory': str(directory), 'scenario': saved['params'], 'format': saved['format'], 'sims': len(manifest),
+                    'bytes': sum(e.get('bytes', 0) for e in manifest.values()), 'fields': first})
+    current = {k: v for k, v in saved.items() if k != 'key'}
+    try:
+        from .config import scenario_from_params
+        if key_payload(scenario_from_params(saved['params']), saved['format']) != current:
+            print(f"note: written with other library versions or scenario code (key {saved['key']}); this installation would use another cache directory")
+    except (ConfigError, ValueError):
+        print(f"note: scenario {saved['params'].get('scenario')!r} is not known to this installation")
+    if manifest:
+        fmt = get_format(saved['format'])
+        with fmt.open(directory / manifest[min(manifest, key=int)]['file'], allow_pickle=args.allow_pickle) as reader:
+            meta = reader.header['metadata']
         print('metadata of the first sim:')
         for k in ('dt', 'bounds', 'resolution', 'fields'):
             print(f"  {k}: {json.dumps(meta[k])}")
@@ -110,6 +126,7 @@ def _run(args):
 
 
 def _print_summary(s: dict):
+    """Prints a `DataManager.summary()`-like dict."""
     print(f"cache: {s['directory']}")
     print(f"  scenario: {json.dumps(s['scenario'])}")
     print(f"  format: {s['format']}, sims: {s['sims']}, size: {s['bytes'] / 2 ** 20:.2f} MiB")

@@ -34,7 +34,7 @@ class DataConfig:
     Attributes:
         cache_dir: Root of the caches (relative paths are relative to the working directory).
         n_sims: Number of simulations.
-        format: `'h5'` or `'npz'`.
+        format: A registered storage format (`phiml_data.formats.FORMATS`): `'h5'`, `'npz'`, ...
         split: Fractions of sims for train / validation / test (split by simulation).
         split_seed: Seed of the split's permutation.
     """
@@ -47,8 +47,9 @@ class DataConfig:
     def __post_init__(self):
         if self.n_sims < 1:
             raise ValueError(f"n_sims must be >= 1, got {self.n_sims}")
-        if self.format not in ('h5', 'npz'):
-            raise ValueError(f"format must be 'h5' or 'npz', got '{self.format}'")
+        from .formats import FORMATS
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {sorted(FORMATS)}, got '{self.format}'")
         if len(self.split) != 3 or min(self.split) < 0 or abs(sum(self.split) - 1) > 1e-6:
             raise ValueError(f"split must be three non-negative fractions summing to 1, got {list(self.split)}")
 

@@ -31,12 +31,12 @@ from phiml import math
 from phiml.math import Tensor, batch, channel, spatial
 
 from . import augmentation, normalization
+from .formats.base import parse_shape_spec
 from ._windows import Layout, TrajectorySource, WindowSource, field_of
-from .manager import DataManager, _write_json
+from .manager import DataManager, write_json
 from .scenarios import to_field
 
 DEFAULT_MEMORY_LIMIT = 2 ** 30
-FILE_HANDLE_BYTES = 700 * 2 ** 10  # RSS of one open HDF5 file with its dataset handle (measured, h5py 3.16)
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def record_split(manager: DataManager, split: dict, fractions, seed: int):
     """Writes the split to `<cache>/split-<hash of fractions and seed>.json` and returns its path."""
     tag = hashlib.sha256(json.dumps([list(fractions), seed]).encode()).hexdigest()[:8]
     path = manager.directory / f'split-{tag}.json'
-    _write_json(path, {'fractions': list(fractions), 'seed': seed, **split})
+    write_json(path, {'fractions': list(fractions), 'seed': seed, **split})
     return path
 
 
@@ -137,7 +137,7 @@ class PhiMLDataset:
                  generated=None, alpha: float = 0., shard: tuple = (0, 1), **overrides):
         config = dataclasses.replace(config or DatasetConfig(), **overrides)
         self.manager, self.config, self.shard = manager, config, tuple(shard)
-        scenario = manager.config
+        scenario = manager.scenario
         cached = manager.cached_indices()
         self.sims = sorted(int(s) for s in (cached if sims is None else sims))
         if not self.sims:
@@ -156,7 +156,7 @@ class PhiMLDataset:
         if not 0 <= alpha < 1:
             raise ValueError(f"alpha must be in [0, 1), got {alpha}")
         self.in_memory = self._choose_mode()
-        self.max_open_files = int(min(256, max(4, config.memory_limit // 10 // FILE_HANDLE_BYTES)))  # 10% of the limit
+        self.max_open_files = int(min(256, max(4, config.memory_limit // 10 // self._handle_bytes())))  # 10% of the limit
         self.source = TrajectorySource(manager, self.sims, self.layout, config.hop, self.in_memory, self.max_open_files)
         self.generated = self._generated_source(generated)
         self.alpha = alpha if self.generated is not None else 0.
@@ -206,12 +206,16 @@ class PhiMLDataset:
             raise ValueError(f"Generated samples must have dims {names}, got {t.shape}")
         return names
 
+    def _handle_bytes(self) -> int:
+        """Memory one open cache file holds: a small handle, or the whole sim for formats without partial reads."""
+        fmt = self.manager.format
+        return fmt.handle_bytes if fmt.partial_reads else max(1, self.data_bytes() // len(self.sims))
+
     def data_bytes(self) -> int:
         """Bytes of all frames of the sims and fields this dataset reads."""
         fields = set(self.layout.inputs) | set(self.layout.outputs)
         manifest = self.manager.manifest()
-        from phiml.math._shape import from_spec_str
-        return sum(from_spec_str(manifest[s]['fields'][f]['shape']).volume * np.dtype(manifest[s]['fields'][f]['dtype']).itemsize
+        return sum(parse_shape_spec(manifest[s]['fields'][f]['shape']).volume * np.dtype(manifest[s]['fields'][f]['dtype']).itemsize
                    for s in self.sims for f in fields)
 
     def _check_memory(self):
@@ -219,7 +223,7 @@ class PhiMLDataset:
             return
         window = self.window_bytes()
         per_batch = 3 * window * self.config.batch_size  # gathered frames, packed arrays, normalised tensors
-        handles = self.max_open_files * FILE_HANDLE_BYTES
+        handles = self.max_open_files * self._handle_bytes()
         need = per_batch * (self.config.prefetch + 1) + handles
         if need > self.config.memory_limit:
             fit = max((self.config.memory_limit - handles) // (3 * window * (self.config.prefetch + 1)), 0)
@@ -307,7 +311,7 @@ class PhiMLDataset:
     def _batch(self, ids: np.ndarray, epoch: int, position: int) -> dict:
         initial, targets, sims, starts = self._gather(ids)
         if self.symmetries is not None:
-            transforms = [augmentation.Transform.draw(np.random.default_rng([self.config.seed, epoch, int(i), 2]), self.symmetries, self.manager.config.grid_size) for i in ids]
+            transforms = [augmentation.Transform.draw(np.random.default_rng([self.config.seed, epoch, int(i), 2]), self.symmetries, self.manager.scenario.grid_size) for i in ids]
             initial = augmentation.apply(initial, self.input_channels, self.layout.spatial, transforms)
             targets = augmentation.apply(targets, self.target_channels, self.layout.spatial, transforms)
         b = batch(batch=len(ids))
@@ -376,7 +380,7 @@ class PhiMLDataset:
         Returns:
             `{field: CenteredGrid or StaggeredGrid}` keeping the batch dims of `t`.
         """
-        metadata = self.manager.config.metadata(self.sims[0])
+        metadata = self.manager.scenario.metadata(self.sims[0])
         return {f: to_field(v, metadata, f) for f, v in self.unpack(t).items()}
 
     def close(self):

@@ -29,7 +29,7 @@ def relative_l2(pred: Tensor, truth: Tensor) -> Tensor:
 def rollout_dataset(train: PhiMLDataset, sims, steps: int = None) -> PhiMLDataset:
     """One window per sim in `sims`: the first `n_input` frames and the next `steps` frames (default: all)."""
     cfg = train.config
-    n_frames = train.manager.config.steps + 1
+    n_frames = train.manager.scenario.steps + 1
     steps = steps or n_frames - cfg.n_input
     return PhiMLDataset(train.manager, sims, cfg, stats=train.stats, n_targets=steps, hop=n_frames, shuffle=False,
                         augment=False, mode='memory', prefetch=0)

@@ -16,7 +16,7 @@ import numpy as np
 from phiml import math
 from phiml.math import Tensor
 
-from .manager import DataManager
+from .manager import DataManager, write_sim
 
 
 def legacy_to_phiml(array: np.ndarray, spatial_dims: tuple[str, ...], vector: bool, static: bool) -> Tensor:
@@ -48,9 +48,11 @@ def legacy_to_phiml(array: np.ndarray, spatial_dims: tuple[str, ...], vector: bo
 
 
 def migrate_legacy(files, manager: DataManager, progress: bool = True) -> list[int]:
-    """Converts legacy `torch.save` caches into `manager`'s cache.
+    """Converts legacy `torch.save` caches into `manager`'s cache, validated against its scenario.
 
     The sim index comes from `metadata['sim_index']` if present, else from the file name (`sim_000003.pt` -> 3).
+    Each file must match the scenario: fields, frames (`steps + 1`), resolution, dtype and, where its metadata
+    records one, dt. A mismatch is refused with every difference and the file's name; nothing is written for it.
 
     Args:
         files: A folder (all `*.pt` / `*.pth` in it) or a list of files.
@@ -66,22 +68,43 @@ def migrate_legacy(files, manager: DataManager, progress: bool = True) -> list[i
     written = []
     for path in tqdm(files, desc='migrating', unit='file', disable=not progress):
         try:
-            legacy = torch.load(path, map_location='cpu', weights_only=True)
+            legacy = torch.load(path, map_location='cpu', weights_only=True)  # refuses pickled code
+        except Exception as err:
+            raise ValueError(f"Legacy file {path} cannot be loaded safely (torch.load with weights_only=True: {type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        try:
             data, metadata = legacy['tensor_data'], legacy.get('metadata', {})
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"{path} is not a legacy cache: expected {{'tensor_data': {{...}}, 'metadata': {{...}}}} ({err})") from None
+        except (KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"Legacy file {path} is not a legacy cache: expected {{'tensor_data': {{...}}, 'metadata': {{...}}}} ({err})") from None
         index = int(metadata.get('sim_index', find_sim_index(path.name)))
-        fields = {}
-        for name, spec in manager.config.fields.items():
-            if name not in data:
-                raise ValueError(f"{path} has no field '{name}' (it has {sorted(data)}); scenario '{manager.config.name}' needs {sorted(manager.config.fields)}")
-            try:
-                fields[name] = legacy_to_phiml(data[name].numpy(), manager.config.spatial_dims, spec.vector, spec.static)
-            except ValueError as err:
-                raise ValueError(f"{path}, field '{name}': {err}") from None
-        manager.save_phiml_cache(index, fields)
+        try:
+            fields = _legacy_fields(data, metadata, manager.scenario)
+            entry = write_sim(manager.directory, manager.scenario, manager.fmt, index, fields, origin='migrated')
+        except ValueError as err:
+            raise ValueError(f"Legacy file {path} refused: {err}") from None
+        manager._update_manifest({index: entry})
         written.append(index)
     return written
+
+
+def _legacy_fields(data: dict, metadata: dict, scenario) -> dict[str, Tensor]:
+    """Named fields of one legacy file, after checking its fields and recorded dt against `scenario`."""
+    problems = []
+    missing = [k for k in scenario.fields if k not in data]
+    if missing:
+        problems.append(f"no field(s) {missing} (it has {sorted(data)}); scenario '{scenario.name}' needs {sorted(scenario.fields)}")
+    if 'dt' in metadata and abs(float(metadata['dt']) - scenario.dt) > 1e-9 * max(1., scenario.dt):
+        problems.append(f"dt={metadata['dt']}; scenario has dt={scenario.dt}")
+    fields = {}
+    for name, spec in scenario.fields.items():
+        if name in data:
+            try:
+                fields[name] = legacy_to_phiml(data[name].numpy(), scenario.spatial_dims, spec.vector, spec.static)
+            except ValueError as err:
+                problems.append(f"field '{name}': {err}")
+    if problems:
+        raise ValueError('\n  ' + '\n  '.join(problems))
+    return fields
 
 
 def _legacy_files(files) -> list[Path]:

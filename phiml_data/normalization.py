@@ -15,9 +15,9 @@ import numpy as np
 from phiml import math
 from phiml.math import Tensor, channel
 
-from . import _format
+from .formats.base import array_of
 from ._windows import field_of
-from .manager import DataManager, _write_json
+from .manager import DataManager, write_json
 
 
 def field_stats(manager: DataManager, sims, fields, progress: bool = False) -> dict[str, dict]:
@@ -35,16 +35,16 @@ def field_stats(manager: DataManager, sims, fields, progress: bool = False) -> d
     for s in tqdm(sims, desc='statistics', unit='sim', disable=not progress):
         data = manager.load_phiml_cache(s, list(fields))
         for f in fields:
-            a = _format.array_of(data[f]).astype(np.float64)
+            a = array_of(data[f]).astype(np.float64)
             sums[f] += (a.size, a.sum(), np.square(a).sum())
     stats = {}
     for f in fields:
         n, total, sq = sums[f]
-        vector = manager.config.fields[f].vector
+        vector = manager.scenario.fields[f].vector
         offset = 0. if vector else total / n
         scale = float(np.sqrt(max(sq / n - offset ** 2, 0.)))
         stats[f] = {'offset': float(offset), 'scale': scale if scale > 0 else 1.}
-    _write_json(path, {'key': manager.key, 'sims': sims, 'fields': stats})
+    write_json(path, {'key': manager.key, 'sims': sims, 'fields': stats})
     return stats
 
 

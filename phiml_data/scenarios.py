@@ -3,26 +3,38 @@
 Step 1 of the pipeline (scenarios -> manager -> dataset -> trainer). A scenario is a frozen dataclass holding
 everything that determines its data; `simulate` turns it into one `{field: Tensor}` dict per simulation.
 
-Every simulation `i` is seeded from `(scenario.seed, i)` alone, so sim `i` is identical whether it is generated
-alone, in a batch of 100 or in another process.
+Every simulation `i` draws from its own NumPy generator seeded by `(scenario.seed, i)`; nothing here touches a
+process-wide RNG, so sim `i` is bit-identical whether it is generated alone, in a batch of 100, in another thread or
+in another process.
+
+What determines a scenario's data, and therefore its cache key (`Scenario.identity`): its parameters, its qualified
+class name, its field specs, a `version` the author bumps when the physics change, and by default a digest of its
+source code (see `source_digest`).
 
 Cached tensors use one canonical layout: `(timeᵇ, xˢ[, yˢ][, vectorᶜ=x[,y]])`. Static fields (e.g. the smoke
 inflow) carry no `time` dim. Staggered grids are stored sampled at cell centres; `to_field` resamples them back.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import hashlib
+import inspect
 import math as pymath
-from dataclasses import dataclass, field
+import sys
+import textwrap
+import threading
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from phi.field import CenteredGrid, Field, Noise, StaggeredGrid
+from phi.field import CenteredGrid, Field, StaggeredGrid
 from phi.physics import advect, diffuse, fluid
 from phi.geom import Box, Sphere
 from phiml import math
 from phiml.backend import NUMPY
-from phiml.math import Solve, Tensor, batch, channel, extrapolation
+from phiml.math import Shape, Solve, Tensor, batch, channel, extrapolation, spatial
 
 BOUNDARIES = {
     'periodic': extrapolation.PERIODIC,
@@ -64,6 +76,9 @@ class Scenario:
     resolution: tuple = (32, 32)
     length: float = 2 * pymath.pi
     name: ClassVar[str] = ''
+    version: ClassVar[int] = 1  # bump when the physics change without a change of parameters
+    key_source: ClassVar[bool] = True  # key the cache on a digest of the source code (see `source_digest`)
+    dtype: ClassVar[str] = 'float32'
     fields: ClassVar[dict[str, FieldSpec]] = {}
     batchable: ClassVar[bool] = True  # whether many sims can run in one vectorised batch, bit-identically
     symmetries: ClassVar[tuple[str, ...]] = ()  # axes the PDE may be reflected along, and 'swap' for x <-> y
@@ -87,6 +102,26 @@ class Scenario:
         """Cells along each spatial dim, e.g. `{'x': 32, 'y': 32}`."""
         return dict(zip(self.spatial_dims, self.resolution))
 
+    @property
+    def frames(self) -> int:
+        """Frames of a trajectory: `steps + 1` (the initial state and one per step)."""
+        return self.steps + 1
+
+    def field_shape(self, name: str) -> Shape:
+        """Cached shape of field `name`: `(timeᵇ=frames, xˢ, [yˢ], [vectorᶜ=x,y])`, static fields without `time`."""
+        spec = self.fields[name]
+        shape = spatial(**self.grid_size)
+        if not spec.static:
+            shape = batch(time=self.frames) & shape
+        return shape & channel(vector=','.join(self.spatial_dims)) if spec.vector else shape
+
+    def identity(self) -> dict:
+        """What determines this scenario's data besides its parameters: class, version, field specs, source digest."""
+        cls = type(self)
+        return {'class': f'{cls.__module__}.{cls.__qualname__}', 'version': self.version,
+                'fields': {k: dataclasses.asdict(v) for k, v in self.fields.items()},
+                'source': source_digest(cls) if self.key_source else None}
+
     def initial_state(self, sim_index: int) -> dict[str, Field]:
         """Initial fields of simulation `sim_index`, drawn from its own seed."""
         raise NotImplementedError
@@ -105,6 +140,7 @@ class Scenario:
             'scenario': self.name,
             'sim_index': int(sim_index),
             'params': self.params(),
+            'identity': self.identity(),
             'dt': self.dt,
             'bounds': {k: list(v) for k, v in self.bounds.items()},
             'resolution': self.grid_size,
@@ -118,6 +154,78 @@ class Scenario:
 def sim_seed(seed: int, sim_index: int) -> int:
     """The RNG seed of simulation `sim_index` in a dataset with seed `seed`."""
     return int(np.random.SeedSequence([int(seed), int(sim_index)]).generate_state(1)[0])
+
+
+def sim_rng(seed: int, sim_index: int) -> np.random.Generator:
+    """The random generator of simulation `sim_index`: its own stream, untouched by any other sim or thread."""
+    return np.random.default_rng(sim_seed(seed, sim_index))
+
+
+def smooth_noise(rng: np.random.Generator, resolution: tuple, length: float, scale: float, components: int) -> np.ndarray:
+    """Random periodic field `[*resolution, components]` with features of size `scale` (domain units).
+
+    White noise filtered by a Gaussian `exp(-(k scale)^2 / 2)` in Fourier space; each component has mean exactly 0
+    and standard deviation 1. Drawn from `rng` alone.
+    """
+    k2 = sum(np.meshgrid(*[(2 * np.pi * np.fft.fftfreq(n, d=length / n)) ** 2 for n in resolution], indexing='ij'))
+    weight = np.exp(-0.5 * k2 * scale ** 2)
+    weight.flat[0] = 0.
+    out = np.empty((*resolution, components), np.float32)
+    for c in range(components):
+        coefficients = rng.standard_normal(resolution) + 1j * rng.standard_normal(resolution)
+        values = np.real(np.fft.ifftn(coefficients * weight))
+        out[..., c] = (values - values.mean()) / values.std()
+    return out
+
+
+_DIGEST_LOCK = threading.Lock()  # CPython's AST constructor is not safe in concurrent threads
+
+
+def source_digest(cls: type) -> str:
+    """SHA-256 of the code that defines scenario class `cls`.
+
+    Covers every scenario class in its MRO and the module-level functions their bodies name (one level deep), as
+    syntax trees without docstrings, comments or formatting. Trade-off: any change of that code (a renamed local,
+    a refactoring with identical results) gives a new cache key and so a regeneration, while a change in code
+    further away (a helper of a helper, another module) is not seen: bump `version` then, or set
+    `key_source = False` and rely on `version` alone.
+    """
+    with _DIGEST_LOCK:
+        return _source_digest(cls)
+
+
+@functools.lru_cache(maxsize=None)
+def _source_digest(cls: type) -> str:
+    parts = []
+    for c in cls.__mro__:
+        if not (isinstance(c, type) and issubclass(c, Scenario)):
+            continue
+        tree = _parse(c)
+        parts.append(_dump(tree))
+        module = sys.modules.get(c.__module__)
+        for name in sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}):
+            obj = getattr(module, name, None)
+            if inspect.isfunction(obj) and obj.__module__ == c.__module__:
+                parts.append(_dump(_parse(obj)))
+    return hashlib.sha256('\n'.join(parts).encode()).hexdigest()[:16]
+
+
+def _parse(obj) -> ast.AST:
+    try:
+        return ast.parse(textwrap.dedent(inspect.getsource(obj)))
+    except (OSError, TypeError) as err:
+        raise ValueError(f"Cannot read the source of {obj.__qualname__} to key its cache ({err}). Define it in a module, or "
+                         f"set `key_source = False` on the class and bump its `version` whenever its physics change.") from None
+
+
+def _dump(tree: ast.AST) -> str:
+    """The syntax tree as text, without docstrings, positions, comments or formatting."""
+    for node in ast.walk(tree):
+        body = getattr(node, 'body', None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], 'value', None), ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)
 
 
 @dataclass(frozen=True)
@@ -135,9 +243,9 @@ class Burgers(Scenario):
     fields: ClassVar[dict[str, FieldSpec]] = {'velocity': FieldSpec('centered', 'periodic', vector=True)}
 
     def initial_state(self, sim_index):
-        math.seed(sim_seed(self.seed, sim_index))
-        noise = Noise(vector=','.join(self.spatial_dims), scale=self.noise_scale)
-        return {'velocity': self.amplitude * self._grid(noise, 'periodic')}
+        noise = smooth_noise(sim_rng(self.seed, sim_index), self.resolution, self.length, self.noise_scale, len(self.spatial_dims))
+        values = math.tensor(self.amplitude * noise, spatial(**self.grid_size), channel(vector=','.join(self.spatial_dims)))
+        return {'velocity': self._grid(values, 'periodic')}
 
     def step(self, state):
         v = diffuse.explicit(state['velocity'], self.viscosity, self.dt)
@@ -189,7 +297,7 @@ class SmokePlume(Scenario):
     symmetries: ClassVar[tuple[str, ...]] = ('x',)  # gravity breaks y, and the inflow sits low in the box
 
     def initial_state(self, sim_index):
-        rng = np.random.default_rng(sim_seed(self.seed, sim_index))
+        rng = sim_rng(self.seed, sim_index)
         cx = rng.uniform(0.3, 0.7) * self.length
         rate = self.inflow_rate * rng.uniform(0.5, 1.5)
         center = math.tensor([cx, self.length * 0.15], channel(vector='x,y'))

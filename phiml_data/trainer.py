@@ -118,7 +118,7 @@ class Trainer:
                              f"the dynamic input fields {dynamic_inputs}")
         math.use(config.backend)
         math.seed(config.seed)
-        periodic = all(spec.boundary == 'periodic' for spec in train.manager.config.fields.values())
+        periodic = all(spec.boundary == 'periodic' for spec in train.manager.scenario.fields.values())
         self.net = model.build(len(train.input_channels) * lay.n_input, len(train.target_channels), len(lay.spatial), periodic)
         self.optimizer = nn.adam(self.net, learning_rate=config.learning_rate)
         self.history: list[dict] = []

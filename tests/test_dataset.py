@@ -161,7 +161,7 @@ def test_scalar_fields_are_shifted_by_their_mean(tmp_path):
 @pytest.mark.parametrize('swap,flips,shift', [(False, ('x',), 0), (False, ('y',), 0), (True, (), 0), (True, ('x',), 0),
                                               (True, ('x', 'y'), 0), (False, (), 5), (True, ('y',), 3)])
 def test_augmented_initial_state_stepped_by_the_pde_equals_augmented_target(burgers_dm, swap, flips, shift):
-    scenario = burgers_dm.config
+    scenario = burgers_dm.scenario
     ds = PhiMLDataset(burgers_dm, n_targets=1, normalize=False)
     b = next(ds.iterate_batches(4, epoch=0))
     t = augmentation.Transform(swap, flips, (('x', shift), ('y', 2 * shift)) if shift else ())
@@ -174,7 +174,7 @@ def test_augmented_initial_state_stepped_by_the_pde_equals_augmented_target(burg
 
 
 def test_symmetries_follow_scenario_and_boundaries(burgers_dm):
-    assert augmentation.Symmetries.of(burgers_dm.config) == augmentation.Symmetries(('x', 'y'), True, ('x', 'y'))
+    assert augmentation.Symmetries.of(burgers_dm.scenario) == augmentation.Symmetries(('x', 'y'), True, ('x', 'y'))
     assert augmentation.Symmetries.of(SmokePlume(resolution=16)) == augmentation.Symmetries(('x',), False, ())
     assert augmentation.Symmetries.of(Burgers2D(resolution=(16, 32))).swap is False
 

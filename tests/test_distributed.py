@@ -20,14 +20,14 @@ def cache_bytes(dm):
     return {p.name: p.read_bytes() for p in sorted(dm.directory.glob('sim_*.h5'))}
 
 
-def test_dask_cluster_cache_is_bit_identical_to_local(tmp_path):
+def test_dask_cluster_with_two_threads_per_worker_is_bit_identical_to_local(tmp_path):
     distributed = pytest.importorskip('distributed')
     local = DataManager(tmp_path / 'local', SCENARIO)
     local.generate(6, progress=False)
     remote = DataManager(tmp_path / 'cluster', SCENARIO)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host='127.0.0.1', dashboard_address=None) as cluster, \
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True, host='127.0.0.1', dashboard_address=':0') as cluster, \
             distributed.Client(cluster) as client:
-        assert remote.generate(6, executor=client, batch_size=2, progress=False) == list(range(6))
+        assert remote.generate(6, executor=client, batch_size=1, progress=False) == list(range(6))
         config = tmp_path / 'c.yaml'
         config.write_text(f"scenario: {{name: burgers1d, resolution: [32], steps: 3}}\ndata: {{cache_dir: '{tmp_path / 'cli'}', n_sims: 3}}\n")
         cli = subprocess.run([sys.executable, '-m', 'phiml_data', 'generate', '--config', str(config), '--scheduler', cluster.scheduler_address, '--quiet'],
@@ -91,7 +91,7 @@ def _die_in_worker():
 def test_killed_worker_leaves_nothing_partial_and_rerun_completes(tmp_path):
     dm = DataManager(tmp_path, SCENARIO)
     with ProcessPoolExecutor(1, initializer=_die_in_worker) as pool:
-        with pytest.raises(RuntimeError, match=r'sims failed; nothing partial was written\. Rerun generate\(\)') as err:
+        with pytest.raises(RuntimeError, match=r'sims failed; nothing partial was written\. Fix the cause below, then rerun generate\(\)') as err:
             dm.generate(4, executor=pool, batch_size=2, progress=False)
     assert 'sims [0, 1]' in str(err.value)
     assert not list(dm.directory.glob('sim_*')) and not list(dm.directory.glob('*.tmp'))

@@ -1,0 +1,27 @@
+"""Storage formats of one cached simulation, registered in one place.
+
+A format is one module in this package that defines a `Format` subclass decorated with `@register`; it is found
+and imported here automatically, so adding a format (zarr, say) is one new module and nothing else. The manager,
+the config validation and the dataset's window reads all go through `FORMATS`.
+
+| format | suffix | partial reads | needs pickle to read |
+|--------|--------|---------------|----------------------|
+| `h5`   | `.h5`  | yes (one frame per chunk) | no                     |
+| `npz`  | `.npz` | no (whole file)           | yes: opt-in per call   |
+
+Every format stores, per field, the values in canonical dim order `(timeᵇ, xˢ, [yˢ], [vectorᶜ])` plus a CRC32 per
+frame (static fields: one CRC). The manifest holds a SHA-256 over those CRCs, so a reader can verify every frame it
+reads against the manifest without hashing the whole file.
+"""
+import importlib
+import pkgutil
+
+from .base import (FORMAT_VERSION, CacheError, FieldInfo, Format, Reader, crc_digest, frame_crcs, register,
+                   FORMATS, get_format)
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name != 'base':
+        importlib.import_module(f'{__name__}.{_module.name}')
+
+__all__ = ['FORMAT_VERSION', 'CacheError', 'FieldInfo', 'Format', 'Reader', 'crc_digest', 'frame_crcs', 'register',
+           'FORMATS', 'get_format']

@@ -1,0 +1,165 @@
+"""The storage-format interface, its registry, per-frame CRCs and the atomic write shared by every format."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from phiml import math
+from phiml.math import Shape, Tensor
+
+FORMAT_VERSION = 2  # 2: per-frame CRC32s, identity metadata (class, version, source digest) in every file
+FORMATS: dict[str, 'Format'] = {}
+
+
+class CacheError(ValueError):
+    """A cache file is missing, truncated, corrupted, or belongs to another configuration."""
+
+
+def register(cls: type['Format']) -> type['Format']:
+    """Class decorator: makes a `Format` available under `cls.name`."""
+    FORMATS[cls.name] = cls()
+    return cls
+
+
+def get_format(name: str) -> 'Format':
+    """The registered format `name`; the error lists the valid names."""
+    if name not in FORMATS:
+        raise ValueError(f"Unknown cache format '{name}'; valid: {sorted(FORMATS)}")
+    return FORMATS[name]
+
+
+def frame_crcs(array: np.ndarray, dynamic: bool) -> np.ndarray:
+    """CRC32 of each frame (index along the first axis) of a dynamic field, or one CRC of a static field; `uint32`."""
+    array = np.ascontiguousarray(array)
+    frames = array if dynamic else array[None]
+    return np.array([zlib.crc32(f.data) for f in frames], dtype=np.uint32)
+
+
+def crc_digest(crcs: np.ndarray) -> str:
+    """SHA-256 of a CRC list: what the manifest stores per field."""
+    return hashlib.sha256(np.asarray(crcs, dtype='<u4').tobytes()).hexdigest()
+
+
+def array_of(t: Tensor) -> np.ndarray:
+    """The NumPy array of `t` in the order of its own shape (no copy when already in that order)."""
+    return np.ascontiguousarray(t.numpy(t.shape.names))
+
+
+def shape_spec(shape: Shape) -> str:
+    """Text form of a shape with names, types, sizes and item names, e.g. `(time:b=5,x:s=16,vector:c=(x))`."""
+    from phiml.math._shape import to_spec_str  # PhiML's own spec format, also what its HDF5 reader parses
+    return to_spec_str(shape)
+
+
+def parse_shape_spec(spec: str) -> Shape:
+    """Inverse of `shape_spec`."""
+    from phiml.math._shape import from_spec_str
+    return from_spec_str(spec)
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """What a reader knows about one stored field before reading its values.
+
+    Attributes:
+        shape: The field's PhiML shape (names, types, sizes, item names).
+        dtype: NumPy dtype name, e.g. `'float32'`.
+        crcs: CRC32 per frame (static: one), as stored, or computed when the format stores none.
+    """
+    shape: Shape
+    dtype: str
+    crcs: np.ndarray
+
+
+class Reader(ABC):
+    """An open cache file. Use as a context manager or call `close()`.
+
+    Attributes:
+        path: The file.
+        header: `{'format': str, 'format_version': int, 'metadata': dict}`.
+        fields: `{field: FieldInfo}`.
+    """
+    path: Path
+    header: dict
+    fields: dict[str, FieldInfo]
+
+    @abstractmethod
+    def read(self, field: str, start: int = None, stop: int = None) -> np.ndarray:
+        """Values of `field`, frames `start:stop` of a dynamic field (all by default), axes in the order of its shape."""
+
+    def close(self):
+        """Releases the file."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Format(ABC):
+    """How one simulation is stored. Subclass, set `name` / `suffix`, implement `_write` and `open`, and `@register`.
+
+    Attributes:
+        name: Registry name (`DataConfig.format`, `DataManager(fmt=...)`).
+        suffix: File suffix, e.g. `'.h5'`.
+        partial_reads: Whether `Reader.read` reads only the requested frames (else the whole file is in memory).
+        needs_pickle: Whether reading can run code stored in the file (then reads must be allowed per call).
+        handle_bytes: Memory an open reader holds besides the data it returns (partial-read formats).
+    """
+    name: ClassVar[str]
+    suffix: ClassVar[str]
+    partial_reads: ClassVar[bool] = True
+    needs_pickle: ClassVar[bool] = False
+    handle_bytes: ClassVar[int] = 0
+
+    def write(self, path: Path, fields: dict[str, Tensor], metadata: dict, static: set = frozenset()) -> dict[str, dict]:
+        """Writes one simulation atomically (temporary file renamed into place).
+
+        Returns:
+            `{field: {'shape', 'dtype', 'digest'}}` for the manifest.
+        """
+        path = Path(path)
+        arrays = {k: array_of(t) for k, t in fields.items()}
+        crcs = {k: frame_crcs(a, k not in static) for k, a in arrays.items()}
+        header = {'format': f'phiml_data-{self.name}', 'format_version': FORMAT_VERSION, 'metadata': metadata}
+        tmp = Path(tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)[1])
+        try:
+            self._write(tmp, {k: (fields[k].shape, arrays[k], crcs[k]) for k in fields}, header)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return {k: {'shape': shape_spec(fields[k].shape), 'dtype': str(arrays[k].dtype), 'digest': crc_digest(crcs[k])} for k in fields}
+
+    @abstractmethod
+    def _write(self, tmp: Path, fields: dict[str, tuple[Shape, np.ndarray, np.ndarray]], header: dict):
+        """Writes `{field: (shape, array, crcs)}` and `header` to the (existing, empty) file `tmp`."""
+
+    @abstractmethod
+    def open(self, path: Path, allow_pickle: bool = False) -> Reader:
+        """Opens a file for reading; raises `CacheError` naming the file if it is missing, truncated or foreign."""
+
+    def check_pickle(self, path: Path, allow_pickle: bool):
+        """Refuses to read a format that unpickles unless the caller allowed it for this call."""
+        if self.needs_pickle and not allow_pickle:
+            raise CacheError(f"Cache file {path} is in format '{self.name}', whose loader unpickles (it can run code stored in "
+                             f"the file). Pass allow_pickle=True (CLI: --allow-pickle) only for files you wrote yourself.")
+
+
+def header_json(header: dict) -> str:
+    return json.dumps(header['metadata'])
+
+
+def tensor_of(info: FieldInfo, array: np.ndarray) -> Tensor:
+    """Wraps a full array read for `info` as a PhiML tensor with its stored shape."""
+    return math.tensor(array, info.shape)
