@@ -1,17 +1,34 @@
-"""Benchmark: PhiMLDataset (in-memory, lazy) vs the legacy torch pipeline vs direct h5py window reads.
+"""Benchmark: PhiMLDataset (memory, lazy, lazy under a tight memory limit) against fair baselines, in the same run.
 
 Usage:
     python benchmarks/bench_dataset.py [--sims 32] [--steps 100] [--resolution 64] [--batch-size 32] [--n-targets 4]
+                                       [--repeats 5] [--big-sims 128] [--quick]
 
-All methods read the same cache (2D Burgers-shaped velocity, random values written once; only I/O and batch assembly
-are measured), one shuffled epoch each, in a fresh child process so that each peak RSS is its own. Printed per method:
-samples/s, time to first batch (from a cold start of the method, imports excluded), peak RSS; then the ratios the
-project targets, and the lazy time to first batch on a 4x larger cache.
+Data: `--sims` sims x (steps + 1) frames x resolution^2 x 2 float32 (random values written once through the cache;
+only reading and batch assembly are measured). Every method runs one shuffled epoch of windows of 1 + n_targets
+frames in batches of `--batch-size`, each in a fresh process (so peak RSS is its own), interleaved, `--repeats`
+times; printed: median samples/s with its range, time to first batch (construction included, imports excluded),
+peak RSS over the process's RSS after imports. Methods:
+
+| method                | what it is                                                                                |
+|-----------------------|-------------------------------------------------------------------------------------------|
+| `numpy_gather`        | ceiling: all data in one array, one fancy-index gather per batch, one PhiML wrap per entry |
+| `phiml_memory`        | `PhiMLDataset(mode='memory')`, verified                                                    |
+| `h5py_fair`           | plain h5py: files kept open, chunk cache off, one `read_direct` per window into a preallocated batch |
+| `phiml_lazy`          | `PhiMLDataset(mode='lazy')`, default memory limit, verified                                |
+| `phiml_lazy_unverified` | the same with the per-frame CRC checks switched off (measures their cost)                |
+| `phiml_lazy_quarter`  | lazy with `memory_limit` = 1/4 of the data                                                 |
+| `legacy_workers0/2`   | the legacy pipeline: `torch.save` files -> `Dataset` (per-window `__getitem__`) -> `DataLoader(shuffle=True)`, default collate |
+
+Then `phiml_lazy_quarter`, `h5py_fair` and `phiml_memory` again on `--big-sims` sims (same frames), and the
+training data-wait fraction of the default config (time waiting for the next batch / time of the epoch).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,12 +38,14 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-METHODS = ['phiml_memory', 'phiml_lazy', 'legacy_workers0', 'legacy_workers2', 'h5py_direct']
+METHODS = ['numpy_gather', 'phiml_memory', 'h5py_fair', 'phiml_lazy', 'phiml_lazy_unverified', 'phiml_lazy_quarter',
+           'legacy_workers0', 'legacy_workers2']
+BIG = ['numpy_gather', 'phiml_memory', 'h5py_fair', 'phiml_lazy_quarter']
 
 
-def _peak_rss_mib() -> float:
+def _rss_mib(key='VmRSS') -> float:
     for line in open('/proc/self/status'):
-        if line.startswith('VmHWM:'):
+        if line.startswith(key + ':'):
             return int(line.split()[1]) / 1024
     return float('nan')
 
@@ -37,93 +56,213 @@ def make_cache(root: Path, sims: int, steps: int, resolution: int):
     dm = DataManager(root, Burgers2D(resolution=resolution, steps=steps))
     rng = np.random.default_rng(0)
     shape = math.batch(time=steps + 1) & math.spatial(x=resolution, y=resolution) & math.channel(vector='x,y')
+    cached = set(dm.cached_indices())
     for i in range(sims):
-        if i not in dm.manifest():
+        if i not in cached:
             dm.save_phiml_cache(i, {'velocity': math.tensor(rng.standard_normal(shape.sizes, dtype=np.float32), shape)})
     return dm
 
 
+def _windows(args):
+    length = 1 + args.n_targets
+    windows = np.array([(s, t) for s in range(args.sims) for t in range(args.steps + 1 - length + 1)])
+    return windows[np.random.default_rng(0).permutation(len(windows))], length
+
+
 def run_method(method: str, root: str, args) -> dict:
     """Runs one method for one epoch in this process; returns its figures."""
+    from phiml import math
     from phiml.math import Tensor
     from phiml_data import Burgers2D, DataManager, PhiMLDataset
+    import h5py  # noqa: F401  (imported before the baseline RSS, like everything else)
+    if method.startswith('legacy'):
+        import torch
+        torch.set_num_threads(1)
+        sys.path.insert(0, str(HERE))
+        from legacy_pipeline import legacy_loader  # noqa: F401
     dm = DataManager(root, Burgers2D(resolution=args.resolution, steps=args.steps))
     sims = list(range(args.sims))
+    base_rss = _rss_mib()
     t0 = time.perf_counter()
     if method.startswith('phiml'):
+        if method == 'phiml_lazy_unverified':
+            from phiml_data.manager import SimFile
+            SimFile._check = lambda self, field, frame, values, done: done.__setitem__(frame, True)
+        limit = {}
+        if method == 'phiml_lazy_quarter':
+            limit = {'memory_limit': max(dm.summary()['bytes'] // 4, 1)}
         ds = PhiMLDataset(dm, sims, n_targets=args.n_targets, batch_size=args.batch_size, normalize=False,
-                          mode='memory' if method == 'phiml_memory' else 'lazy')
+                          mode='memory' if method == 'phiml_memory' else 'lazy', **limit)
         batches = ((b['initial_state'], b['targets']) for b in ds.iterate_batches())
     elif method.startswith('legacy'):
-        sys.path.insert(0, str(HERE))
-        from legacy_pipeline import legacy_loader, write_legacy_caches
-        legacy_dir = Path(root) / f'legacy-{args.sims}'
-        files = sorted(legacy_dir.glob('*.pt')) if legacy_dir.exists() else write_legacy_caches(dm, sims, legacy_dir)
-        t0 = time.perf_counter()  # writing the legacy files is not part of loading
+        from legacy_pipeline import legacy_loader
+        files = sorted((Path(root) / f'legacy-{args.sims}').glob('*.pt'))
         batches = iter(legacy_loader(files, ['velocity'], ['velocity'], args.n_targets, args.batch_size,
                                      num_workers=int(method[-1]), shuffle=True))
+    elif method == 'numpy_gather':
+        batches = _numpy_batches(dm, args)
     else:
-        batches = _h5py_batches(dm, sims, args)
+        batches = _h5py_batches(dm, args)
     n, first = 0, None
     for init, targ in batches:
         n += init.shape.get_size('batch') if isinstance(init, Tensor) else init.shape[0]
         if first is None:
             first = time.perf_counter() - t0
+            t_after_first = time.perf_counter()
+            n_first = n
     total = time.perf_counter() - t0
-    return {'method': method, 'samples': n, 'seconds': total, 'samples_per_s': n / total, 'first_batch_s': first, 'peak_rss_mib': _peak_rss_mib()}
+    steady = (n - n_first) / (time.perf_counter() - t_after_first) if n > n_first else float('nan')
+    del math
+    return {'method': method, 'samples': n, 'seconds': total, 'samples_per_s': n / total, 'steady_samples_per_s': steady,
+            'first_batch_s': first, 'peak_rss_over_base_mib': _rss_mib('VmHWM') - base_rss}
 
 
-def _h5py_batches(dm, sims, args):
-    """The floor: plain h5py slices of the windows, stacked into NumPy arrays, no names."""
+def _numpy_batches(dm, args):
+    """The ceiling: every frame in one array `[S, T, X, Y, C]`, one fancy-index gather per batch, one wrap per entry."""
     import h5py
-    files = {s: h5py.File(dm.path(s), 'r') for s in sims}
-    length = 1 + args.n_targets
-    windows = [(s, t) for s in sims for t in range(args.steps + 1 - length + 1)]
-    order = np.random.default_rng(0).permutation(len(windows))
-    for i in range(0, len(order), args.batch_size):
-        frames = np.stack([files[s]['root[velocity]'][t:t + length] for s, t in (windows[j] for j in order[i:i + args.batch_size])])
-        yield frames[:, 0], frames[:, 1:]
+    from phiml import math
+    data = None
+    for s in range(args.sims):
+        with h5py.File(dm.path(s), 'r') as f:
+            a = f['root[velocity]']
+            if data is None:
+                data = np.empty((args.sims, *a.shape), a.dtype)
+            a.read_direct(data[s])
+    windows, length = _windows(args)
+    offsets = np.arange(length)
+    space = math.spatial(x=args.resolution, y=args.resolution) & math.channel(channels='velocity.x,velocity.y')
+    for i in range(0, len(windows), args.batch_size):
+        w = windows[i:i + args.batch_size]
+        frames = data[w[:, 0, None], w[:, 1, None] + offsets]
+        b = math.batch(batch=len(w))
+        yield math.tensor(frames[:, 0], math.concat_shapes(b, space)), math.tensor(frames[:, 1:], math.concat_shapes(b, math.batch(time=length - 1), space))
+
+
+def _h5py_batches(dm, args):
+    """A fair per-window h5py loop: files kept open, chunk cache off, one `read_direct` per window into a preallocated batch."""
+    import h5py
+    files = {s: h5py.File(dm.path(s), 'r', rdcc_nbytes=0)['root[velocity]'] for s in range(args.sims)}
+    windows, length = _windows(args)
+    shape = files[0].shape[1:]
+    for i in range(0, len(windows), args.batch_size):
+        w = windows[i:i + args.batch_size]
+        out = np.empty((len(w), length, *shape), np.float32)
+        for j, (s, t) in enumerate(w):
+            files[s].read_direct(out[j], np.s_[t:t + length])
+        yield out[:, 0], out[:, 1:]
 
 
 def child(method, root, args) -> dict:
     cmd = [sys.executable, __file__, '--child', method, '--root', str(root), '--sims', str(args.sims), '--steps', str(args.steps),
            '--resolution', str(args.resolution), '--batch-size', str(args.batch_size), '--n-targets', str(args.n_targets)]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'OPENBLAS_NUM_THREADS': '1'}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if result.returncode:
         raise RuntimeError(f"{method} failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def measure(methods, root, args) -> dict:
+    """`{method: [figures of each repeat]}`, the methods interleaved in every repeat."""
+    runs = {m: [] for m in methods}
+    for _ in range(args.repeats):
+        for m in methods:
+            runs[m].append(child(m, root, args))
+    return runs
+
+
+def summarize(runs: dict) -> dict:
+    out = {}
+    for m, rs in runs.items():
+        sps = [r['samples_per_s'] for r in rs]
+        out[m] = {'median': statistics.median(sps), 'min': min(sps), 'max': max(sps),
+                  'first_batch_s': statistics.median(r['first_batch_s'] for r in rs),
+                  'peak_rss_over_base_mib': max(r['peak_rss_over_base_mib'] for r in rs)}
+    return out
+
+
+def print_table(title, s: dict):
+    print(f"\n{title}\n\n| method | samples/s (median) | range | time to first batch (s) | peak RSS over imports (MiB) |\n|---|---:|---:|---:|---:|")
+    for m, r in s.items():
+        print(f"| `{m}` | {r['median']:,.0f} | {r['min']:,.0f}–{r['max']:,.0f} | {r['first_batch_s']:.3f} | {r['peak_rss_over_base_mib']:.0f} |")
+
+
+def data_wait_fraction() -> dict:
+    """Trains the default config for 2 epochs (1 torch thread) and reports the time spent waiting for batches."""
+    code = f"""
+import json, sys, tempfile, dataclasses
+sys.path.insert(0, {str(HERE.parent)!r})
+from phiml_data import load_run_config, DataManager, PhiMLDataset, split_sims
+from phiml_data.trainer import Trainer
+cfg = load_run_config({str(HERE.parent / 'configs' / 'default.yaml')!r}, {{'data': {{'cache_dir': tempfile.mkdtemp()}}}})
+dm = DataManager(cfg.data.cache_dir, cfg.scenario); dm.generate(cfg.data.n_sims, progress=False)
+splits = split_sims(range(cfg.data.n_sims), cfg.data.split)
+train = PhiMLDataset(dm, splits['train'], cfg.dataset)
+history = Trainer(train, None, cfg.model, dataclasses.replace(cfg.training, epochs=2, progress=False, threads=1)).fit()
+print(json.dumps(history))
+"""
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(result.stderr[-2000:])
+    history = json.loads(result.stdout.strip().splitlines()[-1])
+    wait, total = sum(r['data_seconds'] for r in history), sum(r['train_seconds'] for r in history)
+    return {'data_seconds': wait, 'train_seconds': total, 'fraction': wait / total, 'prefetch': None}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--sims', type=int, default=32)
+    p.add_argument('--big-sims', type=int, default=128)
     p.add_argument('--steps', type=int, default=100)
     p.add_argument('--resolution', type=int, default=64)
     p.add_argument('--batch-size', type=int, default=32)
     p.add_argument('--n-targets', type=int, default=4)
+    p.add_argument('--repeats', type=int, default=5)
+    p.add_argument('--quick', action='store_true', help='small data, 2 repeats: checks that the benchmark runs')
     p.add_argument('--child')
     p.add_argument('--root')
     args = p.parse_args()
     if args.child:
         print(json.dumps(run_method(args.child, args.root, args)))
         return
+    if args.quick:
+        args.sims, args.big_sims, args.steps, args.resolution, args.batch_size, args.repeats = 8, 16, 40, 32, 4, 2
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; {time.strftime('%Y-%m-%d %H:%M')}")
     with tempfile.TemporaryDirectory() as root:
         dm = make_cache(Path(root), args.sims, args.steps, args.resolution)
-        size = sum(f.stat().st_size for f in dm.directory.glob('sim_*.h5')) / 2 ** 20
-        print(f"cache: {args.sims} sims x {args.steps + 1} frames x {args.resolution}^2 x 2 float32 = {size:.0f} MiB; "
-              f"batch {args.batch_size} windows of 1 + {args.n_targets} frames")
-        rows = {m: child(m, root, args) for m in METHODS}
-        print(f"\n| method | samples/s | time to first batch (s) | peak RSS (MiB) |\n|---|---|---|---|")
-        for r in rows.values():
-            print(f"| {r['method']} | {r['samples_per_s']:.0f} | {r['first_batch_s']:.3f} | {r['peak_rss_mib']:.0f} |")
-        ratio = lambda a, b: rows[a]['samples_per_s'] / rows[b]['samples_per_s']
-        print(f"\nphiml_memory / legacy_workers0 = {ratio('phiml_memory', 'legacy_workers0'):.2f}x (target >= 1)")
-        print(f"phiml_lazy / h5py_direct = {ratio('phiml_lazy', 'h5py_direct'):.2f}x (target >= 0.8)")
-        big = make_cache(Path(root), 4 * args.sims, args.steps, args.resolution)
-        args.sims *= 4
-        lazy_big = child('phiml_lazy', root, args)
-        print(f"lazy time to first batch: {rows['phiml_lazy']['first_batch_s']:.3f} s ({args.sims // 4} sims), "
-              f"{lazy_big['first_batch_s']:.3f} s ({args.sims} sims); peak RSS {rows['phiml_lazy']['peak_rss_mib']:.0f} vs {lazy_big['peak_rss_mib']:.0f} MiB")
+        sys.path.insert(0, str(HERE))
+        from legacy_pipeline import write_legacy_caches
+        write_legacy_caches(dm, range(args.sims), Path(root) / f'legacy-{args.sims}')
+        size = dm.summary()['bytes'] / 2 ** 20
+        print(f"data: {args.sims} sims x {args.steps + 1} frames x {args.resolution}^2 x 2 float32 = {size:.0f} MiB; "
+              f"batches of {args.batch_size} windows of 1 + {args.n_targets} frames; {args.repeats} interleaved repeats")
+        small = summarize(measure(METHODS, root, args))
+        print_table(f"{args.sims} sims", small)
+        make_cache(Path(root), args.big_sims, args.steps, args.resolution)
+        sims, args.sims = args.sims, args.big_sims
+        big = summarize(measure(BIG, root, args))
+        print_table(f"{args.big_sims} sims ({size * args.big_sims / sims:.0f} MiB)", big)
+    wait = data_wait_fraction()
+    r = lambda s, a, b: s[a]['median'] / s[b]['median']
+    quarter_limit = size / 4
+    checks = [
+        (f'lazy / h5py_fair ({sims} sims)', r(small, 'phiml_lazy', 'h5py_fair'), '>= 1.5'),
+        (f'lazy, limit data/4 / h5py_fair ({sims} sims)', r(small, 'phiml_lazy_quarter', 'h5py_fair'), '>= 1.0'),
+        (f'lazy, limit data/4 / h5py_fair ({args.big_sims} sims)', r(big, 'phiml_lazy_quarter', 'h5py_fair'), '>= 1.0'),
+        (f'verified lazy / unverified lazy ({sims} sims)', r(small, 'phiml_lazy', 'phiml_lazy_unverified'), '>= 0.9'),
+        (f'memory / numpy_gather ({sims} sims)', r(small, 'phiml_memory', 'numpy_gather'), '>= 0.9'),
+        (f'memory / legacy_workers0 ({sims} sims)', r(small, 'phiml_memory', 'legacy_workers0'), '> 1'),
+        (f'memory: time to first batch ({args.big_sims} sims), s', big['phiml_memory']['first_batch_s'], '<= 0.3'),
+        (f'lazy, limit data/4: peak RSS over imports ({sims} sims), MiB', small['phiml_lazy_quarter']['peak_rss_over_base_mib'],
+         f'<= limit + 64 = {quarter_limit + 64:.0f}'),
+        (f'lazy, limit data/4: peak RSS over imports ({args.big_sims} sims), MiB', big['phiml_lazy_quarter']['peak_rss_over_base_mib'],
+         f'<= limit + 64 = {quarter_limit * args.big_sims / sims + 64:.0f}'),
+        ('training: time waiting for batches / epoch time (default config)', wait['fraction'], '< 0.02'),
+    ]
+    print("\n| ratio | value | target |\n|---|---:|---|")
+    for name, value, target in checks:
+        print(f"| {name} | {value:.3f} | {target} |")
+    print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == '__main__':

@@ -136,12 +136,24 @@ class TrajectorySource:
             for f in fields:
                 frames[f] = self._arrays[f][rows] if f in lay.static else self._arrays[f][rows[:, None], time]
         else:
-            for f in fields:
-                if f in lay.static:
-                    frames[f] = np.stack([self._static_array(s, f) for s in sims])
-                else:
-                    frames[f] = np.stack([self._sim(s).read(f, t, t + lay.window_length) for s, t in zip(sims, starts)])
+            frames = self._read_windows(sims, starts, fields)
         return assemble(frames, lay)
+
+    def _read_windows(self, sims, starts, fields) -> dict[str, np.ndarray]:
+        """Reads each window straight into its slot of a preallocated batch array, visiting each file once."""
+        lay, frames = self.layout, {}
+        for j in np.argsort(sims, kind='stable'):
+            sim = self._sim(int(sims[j]))
+            for f in fields:
+                if f not in frames:
+                    info = sim.fields[f]
+                    rest = tuple(info.shape.get_size(d) for d in info.shape.names if d != 'time')
+                    frames[f] = np.empty((len(sims), *(() if f in lay.static else (lay.window_length,)), *rest), info.dtype)
+                if f in lay.static:
+                    frames[f][j] = self._static_array(int(sims[j]), f)
+                else:
+                    sim.read(f, int(starts[j]), int(starts[j]) + lay.window_length, out=frames[f][j])
+        return frames
 
 
 def assemble(frames: dict[str, np.ndarray], lay: Layout) -> tuple[np.ndarray, np.ndarray]:

@@ -181,12 +181,15 @@ def parse_run_config(data: dict, source: str = 'config') -> RunConfig:
     try:
         if unknown:
             raise ConfigError(f"{unknown[0]}: unknown section; valid: {sorted(sections)}")
+        training = parse(TrainConfig, data.get('training'), 'training')
+        if training.epochs < 1:
+            raise ConfigError(f"training.epochs: a run trains, then evaluates its best checkpoint: need >= 1, got {training.epochs}")
         output = data.get('output', RunConfig.output)
         if not isinstance(output, str):
             raise ConfigError(f"output: expected a folder name, got {output!r}")
         return RunConfig(parse_scenario(data.get('scenario')), parse(DataConfig, data.get('data'), 'data'),
                          parse(DatasetConfig, data.get('dataset'), 'dataset'), parse(ModelConfig, data.get('model'), 'model'),
-                         parse(TrainConfig, data.get('training'), 'training'), parse(EvalConfig, data.get('evaluation'), 'evaluation'),
+                         training, parse(EvalConfig, data.get('evaluation'), 'evaluation'),
                          output)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None

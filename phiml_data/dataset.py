@@ -156,7 +156,7 @@ class PhiMLDataset:
         if not 0 <= alpha < 1:
             raise ValueError(f"alpha must be in [0, 1), got {alpha}")
         self.in_memory = self._choose_mode()
-        self.max_open_files = int(min(256, max(4, config.memory_limit // 10 // self._handle_bytes())))  # 10% of the limit
+        self.max_open_files = int(min(_descriptor_budget(), max(4, config.memory_limit // 10 // self._handle_bytes())))  # 10% of the limit
         self.source = TrajectorySource(manager, self.sims, self.layout, config.hop, self.in_memory, self.max_open_files)
         self.generated = self._generated_source(generated)
         self.alpha = alpha if self.generated is not None else 0.
@@ -386,6 +386,13 @@ class PhiMLDataset:
     def close(self):
         """Closes open cache files (lazy mode)."""
         self.source.close()
+
+
+def _descriptor_budget() -> int:
+    """Open cache files a dataset may keep: a quarter of the process's descriptor limit, at most 1024."""
+    import resource
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return int(min(1024, max(4, soft // 4)))
 
 
 def last_frame(state: Tensor) -> Tensor:

@@ -27,6 +27,7 @@ import re
 import tempfile
 import time
 import warnings
+import zlib
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -489,13 +490,16 @@ class SimFile:
         self.manager, self.sim_index, self.reader, self._verified = manager, sim_index, reader, verified
         self.metadata, self.fields = reader.header['metadata'], reader.fields
 
-    def read(self, field: str, start: int = None, stop: int = None) -> np.ndarray:
+    def read(self, field: str, start: int = None, stop: int = None, out: np.ndarray = None) -> np.ndarray:
         """Values of `field` (frames `start:stop` of a dynamic field), axes in the order of its shape; verified.
+
+        Args:
+            out: Optional C-contiguous array to read into (e.g. one window's slot of a preallocated batch).
 
         Raises:
             CacheError: A frame fails its CRC32 (names the file, sim, field and frame).
         """
-        array = self.reader.read(field, start, stop)
+        array = self.reader.read(field, start, stop, out)
         info, done = self.fields[field], self._verified[field]
         if 'time' not in info.shape:
             self._check(field, 0, array, done)
@@ -506,7 +510,6 @@ class SimFile:
         return array
 
     def _check(self, field, frame, values, done):
-        import zlib
         if zlib.crc32(np.ascontiguousarray(values).data) != int(self.fields[field].crcs[frame]):
             self.manager._verified.pop(self.sim_index, None)
             raise CacheError(f"Cache file {self.reader.path} (sim {self.sim_index}): field '{field}' frame {frame} fails its CRC32 check; "

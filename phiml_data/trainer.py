@@ -6,12 +6,15 @@ yields them: PhiML tensors go into the network via `math.native_call` and throug
 The network predicts the change of the dynamic channels over one step; a rollout applies it `n_targets` times,
 feeding its own prediction back (static channels such as an inflow mask are re-attached at every step).
 
-Backends: `'torch'` (default; fastest on CPU here) and `'jax'`. PhiML 1.16.1's jax optimizer never advances
+Backends: `'torch'` (default; fastest on CPU here) and `'jax'`. The trainer changes no process-wide state behind the
+caller: its methods run inside a PhiML backend context (`with backend:`), the initial weights come from a seeded,
+forked RNG state, and the torch thread count (`TrainConfig.threads`) is set for `fit` and restored afterwards. PhiML 1.16.1's jax optimizer never advances
 Adam's step counter and, under `jit_compile`, restarts every step from the initial weights; the jax path therefore
 runs the update eagerly and advances the counter itself (`_JaxStepFix`).
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -20,6 +23,7 @@ from pathlib import Path
 from phiml import math, nn
 from phiml.math import Tensor, channel
 
+from ._backend_state import seeded, threads
 from .dataset import PhiMLDataset, last_frame
 
 
@@ -67,6 +71,8 @@ class TrainConfig:
         learning_rate: Initial Adam learning rate.
         lr_decay: Learning rate factor applied after each epoch.
         seed: Seed of the network's initial weights.
+        threads: Torch intra-op threads while training (1 measured fastest on this project's shared 2-core
+            machines; an oversubscribed torch ran 10x slower). `0` leaves torch's own setting.
         reattach_static: Re-attach the static input channels at every rollout step (else they are zeroed after
             the first step).
         progress: Show progress bars.
@@ -76,16 +82,27 @@ class TrainConfig:
     learning_rate: float = 1e-3
     lr_decay: float = 1.0
     seed: int = 0
+    threads: int = 1
     reattach_static: bool = True
     progress: bool = True
 
     def __post_init__(self):
         if self.backend not in ('torch', 'jax'):
             raise ValueError(f"backend must be 'torch' or 'jax', got '{self.backend}'")
-        if self.epochs < 0 or self.learning_rate <= 0 or not 0 < self.lr_decay <= 1:
-            raise ValueError(f"need epochs >= 0, learning_rate > 0, 0 < lr_decay <= 1; got {self.epochs}, {self.learning_rate}, {self.lr_decay}")
+        if self.epochs < 0 or self.learning_rate <= 0 or not 0 < self.lr_decay <= 1 or self.threads < 0:
+            raise ValueError(f"need epochs >= 0, learning_rate > 0, 0 < lr_decay <= 1, threads >= 0; "
+                             f"got {self.epochs}, {self.learning_rate}, {self.lr_decay}, {self.threads}")
         if self.backend == 'jax' and self.lr_decay != 1:
             raise ValueError("lr_decay must be 1 with backend 'jax': phiml 1.16.1's jax optimizer cannot change its learning rate")
+
+
+def _in_backend(method):
+    """Runs a `Trainer` method inside its backend's context."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.backend:
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 class Trainer:
@@ -116,17 +133,19 @@ class Trainer:
         if list(lay.outputs) != dynamic_inputs:
             raise ValueError(f"An autoregressive rollout feeds predictions back: target fields {list(lay.outputs)} must be "
                              f"the dynamic input fields {dynamic_inputs}")
-        math.use(config.backend)
-        math.seed(config.seed)
+        from phiml.backend._backend import get_backend
+        self.backend = get_backend(config.backend)
         periodic = all(spec.boundary == 'periodic' for spec in train.manager.scenario.fields.values())
-        self.net = model.build(len(train.input_channels) * lay.n_input, len(train.target_channels), len(lay.spatial), periodic)
-        self.optimizer = nn.adam(self.net, learning_rate=config.learning_rate)
+        with self.backend, seeded(self.backend, config.seed):
+            self.net = model.build(len(train.input_channels) * lay.n_input, len(train.target_channels), len(lay.spatial), periodic)
+            self.optimizer = nn.adam(self.net, learning_rate=config.learning_rate)
         self.history: list[dict] = []
         self.epoch = 0
         self._static = [c for c in train.input_channels if c not in train.target_channels]
 
     # --- model application ---
 
+    @_in_backend
     def step(self, state: Tensor) -> Tensor:
         """One model step: `Tensor (batchᵇ, [historyᶜ], xˢ, [yˢ], channelsᶜ=inputs)` -> next frame
         `Tensor (batchᵇ, xˢ, [yˢ], channelsᶜ=targets)` (normalised units)."""
@@ -134,6 +153,7 @@ class Trainer:
         delta = math.rename_dims(delta, delta.shape.channel, channel(channels=','.join(self.train.target_channels)))
         return last_frame(state).channels[self.train.target_channels] + delta
 
+    @_in_backend
     def rollout(self, initial_state: Tensor, steps: int) -> Tensor:
         """Applies the model `steps` times, feeding predictions back.
 
@@ -163,7 +183,11 @@ class Trainer:
         return new
 
     def loss(self, initial_state: Tensor, targets: Tensor) -> Tensor:
-        """Mean squared error of the rollout over all steps, cells and channels; a scalar `Tensor`."""
+        """Mean squared error of the rollout over all steps, cells and channels; a scalar `Tensor`.
+
+        Runs inside `fit` / `validate` (their backend context); it is not wrapped itself because `nn.update_weights`
+        differentiates it by its signature.
+        """
         pred = self.rollout(initial_state, targets.shape.get_size('time'))
         return math.mean((pred - targets) ** 2, math.shape(targets))
 
@@ -172,32 +196,46 @@ class Trainer:
     def fit(self, epochs: int = None) -> list[dict]:
         """Trains until `epochs` (default `config.epochs`) epochs are done in total; returns the history.
 
-        After every epoch: appends `{'epoch', 'train_loss', 'val_loss', 'learning_rate', 'seconds', 'steps'}`
-        to the history, writes `history.json` and the `last` checkpoint, and the `best` one when
-        `val_loss` (else `train_loss`) improves.
+        After every epoch: appends `{'epoch', 'train_loss', 'val_loss', 'learning_rate', 'seconds', 'train_seconds',
+        'data_seconds', 'steps'}` to the history (`data_seconds`: time spent waiting for the next batch, within
+        `train_seconds`), writes `history.json` and the `last` checkpoint, and the `best` one when `val_loss` (else
+        `train_loss`) improves.
         """
         from tqdm import tqdm
         epochs = self.config.epochs if epochs is None else epochs
-        update = _jax_update if self.config.backend == 'jax' else nn.update_weights
         bar = tqdm(total=epochs, initial=self.epoch, desc='training', unit='epoch', disable=not self.config.progress)
-        while self.epoch < epochs:
-            t0, losses = time.perf_counter(), []
-            lr = self.config.learning_rate * self.config.lr_decay ** self.epoch
-            if self.config.lr_decay != 1:
-                nn.set_learning_rate(self.optimizer, lr)
-            for b in self.train.iterate_batches(epoch=self.epoch):
-                loss = update(self.net, self.optimizer, self.loss, b['initial_state'], b['targets'])
-                losses.append(float(math.stop_gradient(loss)))
-            record = {'epoch': self.epoch, 'train_loss': sum(losses) / len(losses), 'val_loss': self.validate(),
-                      'learning_rate': lr, 'seconds': time.perf_counter() - t0, 'steps': len(losses)}
-            self.history.append(record)
-            self.epoch += 1
-            self._save(record)
-            bar.set_postfix(train=f"{record['train_loss']:.4g}", val=f"{record['val_loss'] or float('nan'):.4g}")
-            bar.update()
+        with self.backend, threads(self.backend, self.config.threads):
+            while self.epoch < epochs:
+                record = self._epoch()
+                self.history.append(record)
+                self.epoch += 1
+                self._save(record)
+                bar.set_postfix(train=f"{record['train_loss']:.4g}", val=f"{record['val_loss'] or float('nan'):.4g}")
+                bar.update()
         bar.close()
         return self.history
 
+    def _epoch(self) -> dict:
+        """One epoch of updates and the validation; returns its history record."""
+        update = _jax_update if self.config.backend == 'jax' else nn.update_weights
+        t0, losses, wait = time.perf_counter(), [], 0.
+        lr = self.config.learning_rate * self.config.lr_decay ** self.epoch
+        if self.config.lr_decay != 1:
+            nn.set_learning_rate(self.optimizer, lr)
+        batches = iter(self.train.iterate_batches(epoch=self.epoch))
+        while True:
+            t = time.perf_counter()
+            b = next(batches, None)
+            wait += time.perf_counter() - t
+            if b is None:
+                break
+            loss = update(self.net, self.optimizer, self.loss, b['initial_state'], b['targets'])
+            losses.append(float(math.stop_gradient(loss)))
+        t_train = time.perf_counter() - t0
+        return {'epoch': self.epoch, 'train_loss': sum(losses) / len(losses), 'val_loss': self.validate(),
+                'learning_rate': lr, 'seconds': time.perf_counter() - t0, 'train_seconds': t_train, 'data_seconds': wait,
+                'steps': len(losses)}
+    @_in_backend
     def validate(self) -> float | None:
         """Mean rollout loss over the validation set (normalised units), or `None` without one."""
         if self.val is None:

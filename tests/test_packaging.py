@@ -40,11 +40,14 @@ print(b['targets'].shape.names, 'torch' in sys.modules and sys.modules['torch'] 
 
 
 def test_no_pickle_and_no_tensor_conversions_in_package():
-    for path in (ROOT / 'phiml_data').glob('*.py'):
+    lazy_torch = {'legacy.py', '_backend_state.py'}  # import torch inside functions only
+    for path in (ROOT / 'phiml_data').rglob('*.py'):
         text = path.read_text()
-        assert 'allow_pickle=True' not in text and 'pickle.load' not in text, path
+        assert not re.search(r'np\.load\([^)]*allow_pickle=True|pickle\.loads?\(', text), path
+        if 'math.load(' in text:  # PhiML's loader unpickles: only behind the per-call opt-in
+            assert path.name == 'npz.py' and 'self.check_pickle(path, allow_pickle)' in text, path
         assert 'torch_to_phiml' not in text and 'phiml_to_torch' not in text, path
-        if path.name != 'legacy.py':
+        assert not re.search(r'^(import torch|from torch)', text, re.M), path  # never at module level
+        if path.name not in lazy_torch:
             assert not re.search(r'^\s*(import torch|from torch)', text, re.M), path
-        else:
-            assert 'weights_only=True' in text
+    assert 'weights_only=True' in (ROOT / 'phiml_data' / 'legacy.py').read_text()

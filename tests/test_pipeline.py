@@ -32,4 +32,4 @@ output: '{tmp_path / 'out'}'
     bad = tmp_path / 'bad.yaml'
     bad.write_text('training: {epochs: -1}\n')
     result = subprocess.run([sys.executable, '-m', 'phiml_data', 'run', '--config', str(bad)], capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 2 and 'bad.yaml: training: need epochs >= 0' in result.stderr
+    assert result.returncode == 2 and 'bad.yaml: training: need epochs >= 0' in result.stderr, result.stderr

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 import zlib
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from phiml import math
 from phiml.math import Shape, Tensor
 
 FORMAT_VERSION = 2  # 2: per-frame CRC32s, identity metadata (class, version, source digest) in every file
@@ -92,8 +90,11 @@ class Reader(ABC):
     fields: dict[str, FieldInfo]
 
     @abstractmethod
-    def read(self, field: str, start: int = None, stop: int = None) -> np.ndarray:
-        """Values of `field`, frames `start:stop` of a dynamic field (all by default), axes in the order of its shape."""
+    def read(self, field: str, start: int = None, stop: int = None, out: np.ndarray = None) -> np.ndarray:
+        """Values of `field`, frames `start:stop` of a dynamic field (all by default), axes in the order of its shape.
+
+        `out`: optional C-contiguous array of the result's shape and dtype to read into (returned).
+        """
 
     def close(self):
         """Releases the file."""
@@ -156,10 +157,3 @@ class Format(ABC):
                              f"the file). Pass allow_pickle=True (CLI: --allow-pickle) only for files you wrote yourself.")
 
 
-def header_json(header: dict) -> str:
-    return json.dumps(header['metadata'])
-
-
-def tensor_of(info: FieldInfo, array: np.ndarray) -> Tensor:
-    """Wraps a full array read for `info` as a PhiML tensor with its stored shape."""
-    return math.tensor(array, info.shape)

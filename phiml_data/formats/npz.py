@@ -1,6 +1,6 @@
 """PhiML's own `math.save` format (uncompressed `.npz`), one file per simulation.
 
-`phiml.math.load` unpickles (it calls `np.load(..., allow_pickle=True)`), so reading must be allowed per call
+`phiml.math.load` unpickles (it loads NumPy object arrays), so reading must be allowed per call
 (`DataManager(..., allow_pickle=True)`, CLI `--allow-pickle`); only read `.npz` caches you wrote yourself.
 No partial reads: a reader holds the whole file in memory. CRCs are not stored; they are computed on load and
 checked against the manifest's digest.
@@ -50,6 +50,10 @@ class NpzReader(Reader):
         self.fields = {k: FieldInfo(t.shape, str(self._arrays[k].dtype), frame_crcs(self._arrays[k], 'time' in t.shape))
                        for k, t in data['fields'].items()}
 
-    def read(self, field, start=None, stop=None):
+    def read(self, field, start=None, stop=None, out=None):
         a = self._arrays[field]
-        return a if start is None and stop is None else a[start:stop]
+        a = a if start is None and stop is None else a[start:stop]
+        if out is None:
+            return a.copy()
+        out[...] = a
+        return out
