@@ -5,7 +5,7 @@ A *packed* array puts all fields into one trailing channel axis whose item names
 `initial [B, (n_input,) *spatial, C_in]` and `targets [B, n_targets, *spatial, C_out]`; the dataset wraps them as
 PhiML tensors once per batch.
 
-Lazy sources read through `DataManager.open_sim`, so every frame they serve is verified (identity on open, CRC32
+Lazy sources read through `DataManager.open_sim`, so every frame they serve is verified (identity on open, xxh3-64 checksum
 per frame on first read), in any storage format.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from phiml.math import Tensor
 
-from .formats.base import array_of, parse_shape_spec
+from .formats.base import parse_shape_spec
 from .manager import DataManager
 
 
@@ -69,7 +69,8 @@ class TrajectorySource:
         sims: Sim indices that this source covers.
         layout: Fields and window sizes.
         hop: Distance between consecutive window starts.
-        in_memory: Load all frames once, or read only the frames of each window from disk.
+        in_memory: Hold all frames in memory (each sim is read and verified the first time a batch needs it, so the
+            first batch does not wait for the whole cache), or read only the frames of each window from disk.
         max_open_files: Lazy mode keeps at most this many files open (LRU).
     """
 
@@ -83,25 +84,30 @@ class TrajectorySource:
         starts = [(s, t) for s in self.sims for t in range(0, self.n_frames[s] - layout.window_length + 1, hop)]
         self.sim_of = np.array([s for s, _ in starts], dtype=np.int64)
         self.start_of = np.array([t for _, t in starts], dtype=np.int64)
+        self.row_of = np.searchsorted(self.sims, self.sim_of)  # position of each window's sim in `self.sims` (sorted)
         self._static = {}
         if in_memory:
-            self._arrays = self._load_all()
+            self._arrays = self._allocate(manifest)
+            self._loaded = np.zeros(len(self.sims), bool)
 
     def __len__(self):
         return len(self.sim_of)
 
-    def _load_all(self) -> dict[str, np.ndarray]:
-        """`{field: array [S, T, ...]}` (static: `[S, ...]`) of all sims, in `self.sims` order, verified."""
-        fields = sorted(set(self.layout.inputs) | set(self.layout.outputs))
+    def _allocate(self, manifest) -> dict[str, np.ndarray]:
+        """Uninitialised `{field: array [S, T, ...]}` (static: `[S, ...]`) for all sims, in `self.sims` order."""
         arrays = {}
-        for i, s in enumerate(self.sims):
-            sim = self.manager.load_phiml_cache(s, fields)
-            for f in fields:
-                a = array_of(sim[f])
-                if f not in arrays:
-                    arrays[f] = np.empty((len(self.sims), *a.shape), a.dtype)
-                arrays[f][i] = a
+        for f in sorted(set(self.layout.inputs) | set(self.layout.outputs)):
+            entry = manifest[self.sims[0]]['fields'][f]
+            arrays[f] = np.empty((len(self.sims), *parse_shape_spec(entry['shape']).sizes), entry['dtype'])
         return arrays
+
+    def _load(self, rows: np.ndarray):
+        """Reads (verified) the sims at positions `rows` that are not in memory yet."""
+        for r in np.unique(rows[~self._loaded[rows]]):
+            with self.manager.open_sim(self.sims[r]) as sim:
+                for f, a in self._arrays.items():
+                    sim.read(f, out=a[r])
+            self._loaded[r] = True
 
     def _sim(self, sim):
         """Open, verified file of sim `sim`; at most `max_open_files` files stay open (LRU)."""
@@ -131,7 +137,8 @@ class TrajectorySource:
         frames = {}
         fields = sorted(set(lay.inputs) | set(lay.outputs))
         if self.in_memory:
-            rows = np.searchsorted(self.sims, sims) if self.sims == sorted(self.sims) else np.array([self.sims.index(s) for s in sims])
+            rows = self.row_of[ids]
+            self._load(rows)
             time = starts[:, None] + np.arange(lay.window_length)
             for f in fields:
                 frames[f] = self._arrays[f][rows] if f in lay.static else self._arrays[f][rows[:, None], time]

@@ -19,6 +19,7 @@ merges batch dims into N and channel dims into C):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import queue
@@ -55,7 +56,7 @@ class DatasetConfig:
         seed: Seed of shuffling and augmentation.
         mode: `'memory'`, `'lazy'`, or `'auto'` (memory if the data fits in half of `memory_limit`).
         memory_limit: Bytes the dataset may hold; lazy mode checks its batches fit.
-        prefetch: Batches assembled ahead in a background thread (0: off).
+        prefetch: Batches assembled ahead in a background thread (0: off; default 2, so training never waits for data).
         normalize: Normalise with statistics of the training split.
         augment: Apply random symmetry transforms (training split only).
     """
@@ -70,7 +71,7 @@ class DatasetConfig:
     seed: int = 0
     mode: str = 'auto'
     memory_limit: int = DEFAULT_MEMORY_LIMIT
-    prefetch: int = 0
+    prefetch: int = 2
     normalize: bool = True
     augment: bool = False
 
@@ -314,16 +315,23 @@ class PhiMLDataset:
             transforms = [augmentation.Transform.draw(np.random.default_rng([self.config.seed, epoch, int(i), 2]), self.symmetries, self.manager.scenario.grid_size) for i in ids]
             initial = augmentation.apply(initial, self.input_channels, self.layout.spatial, transforms)
             targets = augmentation.apply(targets, self.target_channels, self.layout.spatial, transforms)
-        b = batch(batch=len(ids))
-        space = spatial(**{d: s for d, s in zip(self.layout.spatial, initial.shape[-1 - len(self.layout.spatial):-1])})
-        history = channel(history=self.layout.n_input) if self.layout.n_input > 1 else math.EMPTY_SHAPE
+        b, initial_shape, target_shape = self._shapes(len(ids))
         result = {
-            'initial_state': math.tensor(initial, b & history & space & channel(channels=','.join(self.input_channels))),
-            'targets': math.tensor(targets, b & batch(time=self.layout.n_targets) & space & channel(channels=','.join(self.target_channels))),
+            'initial_state': math.tensor(initial, initial_shape), 'targets': math.tensor(targets, target_shape),
             'window_ids': math.tensor(ids, b), 'sim': math.tensor(sims, b), 'start': math.tensor(starts, b),
             'epoch': epoch, 'position': position,
         }
         return self.normalize(result) if self.config.normalize else result
+
+    @functools.lru_cache(maxsize=4)
+    def _shapes(self, n: int):
+        """`batch(batch=n)` and the shapes of `initial_state` and `targets` for `n` windows, built once per size."""
+        b = batch(batch=n)
+        space = spatial(**{d: self.manager.scenario.grid_size[d] for d in self.layout.spatial})
+        history = channel(history=self.layout.n_input) if self.layout.n_input > 1 else math.EMPTY_SHAPE
+        initial = math.concat_shapes(b, history, space, channel(channels=','.join(self.input_channels)))
+        targets = math.concat_shapes(b, batch(time=self.layout.n_targets), space, channel(channels=','.join(self.target_channels)))
+        return b, initial, targets
 
     def _gather(self, ids: np.ndarray):
         """Packed arrays of windows `ids` (real and generated), in the order of `ids`."""

@@ -8,13 +8,13 @@ Layout of `cache_dir / <scenario>-<key>`:
 | file              | content                                                                        |
 |-------------------|--------------------------------------------------------------------------------|
 | `config.json`     | everything the key hashes: parameters, scenario identity, versions, format     |
-| `manifest.json`   | per sim: file, size, origin, and per field its shape spec, dtype, CRC digest   |
+| `manifest.json`   | per sim: file, size, origin, and per field its shape spec, dtype, checksum digest   |
 | `sim_000000.h5`   | one simulation (see `phiml_data.formats` for the layouts)                      |
 | `quarantine/`     | files that failed verification, moved aside by `generate()` (never deleted)    |
 
 Every read is verified (`open_sim`): when a file is opened, its identity (format and version, cache key, sim
-index, field set, shapes, dtypes and the digest of its per-frame CRCs) is checked against the manifest and the
-scenario; each frame's CRC32 is checked the first time it is read from that unchanged file.
+index, field set, shapes, dtypes and the digest of its per-frame checksums) is checked against the manifest and the
+scenario; each frame's xxh3-64 checksum is checked the first time it is read from that unchanged file.
 """
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ import re
 import tempfile
 import time
 import warnings
-import zlib
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -35,8 +34,8 @@ import numpy as np
 from phiml import math
 from phiml.math import Tensor
 
-from .formats import FORMAT_VERSION, CacheError, Reader, get_format
-from .formats.base import array_of, shape_spec
+from .formats import FORMAT_VERSION, CacheError, Reader, checksum_digest, get_format
+from .formats.base import frame_checksum, shape_spec
 from .scenarios import Scenario, simulate
 
 _TMP_SIM = re.compile(r'^\.sim_(\d+)\..*\.tmp$')
@@ -220,7 +219,7 @@ class DataManager:
 
         Repairs, before simulating: leftover temporary files of killed writers are deleted; files listed in the
         manifest that are gone are forgotten; files that fail a cheap check (size, header, identity) or, with
-        `verify=True`, any frame's CRC are moved to `quarantine/` and regenerated; valid files missing from the
+        `verify=True`, any frame's checksum are moved to `quarantine/` and regenerated; valid files missing from the
         manifest (a crash between rename and record) are adopted.
 
         Batchable scenarios run `batch_size` sims per vectorised run. With an `executor` (e.g. a
@@ -352,11 +351,11 @@ class DataManager:
         with self.format.open(path, self.allow_pickle) as reader:
             origin = reader.header['metadata'].get('origin', 'simulated')
             entry = {'file': path.name, 'bytes': path.stat().st_size, 'origin': origin,
-                     'fields': {k: {'shape': shape_spec(v.shape), 'dtype': v.dtype, 'digest': _digest(v.crcs)} for k, v in reader.fields.items()}}
+                     'fields': {k: {'shape': shape_spec(v.shape), 'dtype': v.dtype, 'digest': checksum_digest(v.checksums)} for k, v in reader.fields.items()}}
             problems = self._identity_problems(i, reader, entry)
             if problems:
                 raise CacheError(f"Cache file {path} (not in the manifest) fails verification:\n  " + '\n  '.join(problems))
-            SimFile(self, i, reader, {k: np.zeros(len(v.crcs), bool) for k, v in reader.fields.items()}).read_all()
+            SimFile(self, i, reader, {k: np.zeros(len(v.checksums), bool) for k, v in reader.fields.items()}).read_all()
         return entry
 
     def _quarantine(self, i: int, reason: Exception):
@@ -395,7 +394,7 @@ class DataManager:
             if problems:
                 reader.close()
                 raise CacheError(f"Cache file {path} (sim {i}) fails verification:\n  " + '\n  '.join(problems) + f"\n{_FIX}")
-            state = (before, {k: np.zeros(len(v.crcs), bool) for k, v in reader.fields.items()})
+            state = (before, {k: np.zeros(len(v.checksums), bool) for k, v in reader.fields.items()})
             self._verified[i] = state
         return SimFile(self, i, reader, state[1])
 
@@ -421,7 +420,7 @@ class DataManager:
                 problems.append(f"field '{name}' has shape {shape_spec(info.shape)}; expected {shape_spec(sc.field_shape(name))} (manifest: {recorded.get('shape')})")
             if info.dtype != sc.dtype or info.dtype != recorded.get('dtype'):
                 problems.append(f"field '{name}' has dtype {info.dtype}; expected {sc.dtype} (manifest: {recorded.get('dtype')})")
-            if _digest(info.crcs) != recorded.get('digest'):
+            if checksum_digest(info.checksums) != recorded.get('digest'):
                 problems.append(f"field '{name}': its frame checksums differ from the manifest's (the file was replaced or modified)")
         return problems
 
@@ -475,7 +474,7 @@ _FIX = "Run DataManager.generate(..., verify=True) (CLI: python -m phiml_data ge
 
 
 class SimFile:
-    """An open, identity-checked cache file whose frames are checked against their CRC32s as they are read.
+    """An open, identity-checked cache file whose frames are checked against their xxh3-64 checksums as they are read.
 
     Each frame is checked the first time it is read from an unchanged file (same inode, size and modification
     time) in this process; later reads of it skip the check. Use as a context manager or call `close()`.
@@ -483,12 +482,13 @@ class SimFile:
     Attributes:
         sim_index: The sim.
         metadata: Its metadata dict.
-        fields: `{field: FieldInfo}` (shape, dtype, CRCs).
+        fields: `{field: FieldInfo}` (shape, dtype, checksums).
     """
 
     def __init__(self, manager: DataManager, sim_index: int, reader: Reader, verified: dict):
         self.manager, self.sim_index, self.reader, self._verified = manager, sim_index, reader, verified
         self.metadata, self.fields = reader.header['metadata'], reader.fields
+        self._dynamic = {k: 'time' in v.shape for k, v in reader.fields.items()}
 
     def read(self, field: str, start: int = None, stop: int = None, out: np.ndarray = None) -> np.ndarray:
         """Values of `field` (frames `start:stop` of a dynamic field), axes in the order of its shape; verified.
@@ -497,22 +497,24 @@ class SimFile:
             out: Optional C-contiguous array to read into (e.g. one window's slot of a preallocated batch).
 
         Raises:
-            CacheError: A frame fails its CRC32 (names the file, sim, field and frame).
+            CacheError: A frame fails its xxh3-64 checksum (names the file, sim, field and frame).
         """
         array = self.reader.read(field, start, stop, out)
-        info, done = self.fields[field], self._verified[field]
-        if 'time' not in info.shape:
-            self._check(field, 0, array, done)
-        else:
-            first = start or 0
+        done = self._verified[field]
+        if not self._dynamic[field]:
+            if not done[0]:
+                self._check(field, 0, array, done)
+            return array
+        first = start or 0
+        if not done[first:first + len(array)].all():
             for k in np.flatnonzero(~done[first:first + len(array)]):
                 self._check(field, first + int(k), array[k], done)
         return array
 
     def _check(self, field, frame, values, done):
-        if zlib.crc32(np.ascontiguousarray(values).data) != int(self.fields[field].crcs[frame]):
+        if frame_checksum(values) != int(self.fields[field].checksums[frame]):
             self.manager._verified.pop(self.sim_index, None)
-            raise CacheError(f"Cache file {self.reader.path} (sim {self.sim_index}): field '{field}' frame {frame} fails its CRC32 check; "
+            raise CacheError(f"Cache file {self.reader.path} (sim {self.sim_index}): field '{field}' frame {frame} fails its xxh3-64 checksum check; "
                              f"the file is corrupted or was modified after it was written.\n{_FIX}")
         done[frame] = True
 
@@ -652,11 +654,6 @@ def _index(i) -> int:
     if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < 0:
         raise ValueError(f"Sim indices and counts must be integers >= 0, got {i!r}")
     return int(i)
-
-
-def _digest(crcs) -> str:
-    from .formats import crc_digest
-    return crc_digest(crcs)
 
 
 def _file_identity(path: Path):

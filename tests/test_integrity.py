@@ -44,8 +44,8 @@ def lazy_epoch(dm):
 
 def test_lazy_read_of_altered_values_fails_naming_file_sim_field_and_frame(cache):
     with h5py.File(cache.path(1), 'r+') as f:
-        f['root[velocity]'][4, 3, 3, 0] += 1e-3  # h5py rewrites the chunk: only our own frame CRCs notice
-    with pytest.raises(CacheError, match=r"sim_000001.h5 \(sim 1\): field 'velocity' frame 4 fails its CRC32 check"):
+        f['root[velocity]'][4, 3, 3, 0] += 1e-3  # h5py rewrites the chunk: only our own frame checksums notice
+    with pytest.raises(CacheError, match=r"sim_000001.h5 \(sim 1\): field 'velocity' frame 4 fails its xxh3-64 checksum check"):
         lazy_epoch(cache)
 
 
@@ -255,7 +255,7 @@ def test_generate_repairs_missing_truncated_corrupted_unopenable_files_and_tempo
     assert cache.generate(3, progress=False, verify=True) == [2]
     assert cache_bytes(cache) == before
     quarantined = sorted(p.name for p in (cache.directory / 'quarantine').iterdir())
-    assert len(quarantined) == 4 and any('frame 6 fails its CRC32' in (cache.directory / 'quarantine' / q).read_text()
+    assert len(quarantined) == 4 and any('frame 6 fails its xxh3-64 checksum' in (cache.directory / 'quarantine' / q).read_text()
                                          for q in quarantined if q.endswith('.txt'))
 
 

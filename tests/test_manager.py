@@ -48,7 +48,7 @@ def test_h5_is_self_describing_chunked_and_readable_by_phiml(burgers_dm):
         ds = f['root[velocity]']
         assert ds.attrs['dims'] == 'time,x,y,vector' and ds.attrs['dim_types'] == 'batch,spatial,spatial,channel'
         assert json.loads(ds.attrs['item_names']) == {'vector': ['x', 'y']}
-        assert ds.attrs['frame_crc32'].shape == (13,) and f.attrs['format_version'] == 2
+        assert ds.attrs['frame_xxh3'].shape == (13,) and f.attrs['format_version'] == 2
         assert ds.chunks == (1, 16, 16, 2)  # one frame per chunk: a window read touches only its frames
         meta = json.loads(f.attrs['metadata'])
         assert meta['dt'] == 0.05 and meta['fields']['velocity']['boundary'] == 'periodic'
@@ -153,7 +153,7 @@ def test_corrupted_values_fail_the_frame_check(one_sim):
     path = one_sim.path(1)
     with h5py.File(path, 'r+') as f:
         f['root[velocity]'][2, 0, 0, 0] += 1
-    with pytest.raises(CacheError, match=r"sim_000001.h5 \(sim 1\): field 'velocity' frame 2 fails its CRC32 check"):
+    with pytest.raises(CacheError, match=r"sim_000001.h5 \(sim 1\): field 'velocity' frame 2 fails its xxh3-64 checksum check"):
         one_sim.load_phiml_cache(1)
 
 

@@ -9,19 +9,19 @@ the config validation and the dataset's window reads all go through `FORMATS`.
 | `h5`   | `.h5`  | yes (one frame per chunk) | no                     |
 | `npz`  | `.npz` | no (whole file)           | yes: opt-in per call   |
 
-Every format stores, per field, the values in canonical dim order `(timeᵇ, xˢ, [yˢ], [vectorᶜ])` plus a CRC32 per
-frame (static fields: one CRC). The manifest holds a SHA-256 over those CRCs, so a reader can verify every frame it
+Every format stores, per field, the values in canonical dim order `(timeᵇ, xˢ, [yˢ], [vectorᶜ])` plus a xxh3-64 checksum per
+frame (static fields: one checksum). The manifest holds a SHA-256 over those checksums, so a reader can verify every frame it
 reads against the manifest without hashing the whole file.
 """
 import importlib
 import pkgutil
 
-from .base import (FORMAT_VERSION, CacheError, FieldInfo, Format, Reader, crc_digest, frame_crcs, register,
+from .base import (FORMAT_VERSION, CacheError, FieldInfo, Format, Reader, checksum_digest, frame_checksums, register,
                    FORMATS, get_format)
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != 'base':
         importlib.import_module(f'{__name__}.{_module.name}')
 
-__all__ = ['FORMAT_VERSION', 'CacheError', 'FieldInfo', 'Format', 'Reader', 'crc_digest', 'frame_crcs', 'register',
+__all__ = ['FORMAT_VERSION', 'CacheError', 'FieldInfo', 'Format', 'Reader', 'checksum_digest', 'frame_checksums', 'register',
            'FORMATS', 'get_format']

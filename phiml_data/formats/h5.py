@@ -3,7 +3,7 @@
 | where                  | what                                                                              |
 |------------------------|-----------------------------------------------------------------------------------|
 | dataset `root[FIELD]`  | the field's values, axes in the order of attribute `dims`, chunked one frame each |
-| dataset attrs          | `dims`, `dim_types` (comma-separated), `item_names` (JSON), `frame_crc32` (uint32 per frame) |
+| dataset attrs          | `dims`, `dim_types` (comma-separated), `item_names` (JSON), `frame_xxh3` (uint64 xxh3-64 per frame) |
 | file attrs             | `format` = `phiml_data-h5`, `format_version`, `metadata` (JSON: scenario, identity, sim index, grid) |
 | file attrs `root[FIELD]_shape/_names/_dtype`, `content_hierarchy` | what `phiml.math._tree.load_h5` reads  |
 
@@ -34,7 +34,7 @@ def dataset_name(field: str) -> str:
 class H5(Format):
     name = 'h5'
     suffix = '.h5'
-    handle_bytes = 16 * 2 ** 10  # an open reader: one descriptor, frame offsets and CRCs (HDF5 handle closed)
+    handle_bytes = 16 * 2 ** 10  # an open reader: one descriptor, frame offsets and checksums (HDF5 handle closed)
 
     def _write(self, tmp, fields, header):
         import h5py
@@ -43,12 +43,12 @@ class H5(Format):
             f.attrs['format_version'] = header['format_version']
             f.attrs['metadata'] = json.dumps(header['metadata'])
             f.attrs['content_hierarchy'] = '{' + ','.join(f'{k}=D' for k in fields) + '}'
-            for name, (shape, array, crcs) in fields.items():
+            for name, (shape, array, checksums) in fields.items():
                 chunks = (1, *array.shape[1:]) if shape.names[0] == 'time' and array.ndim > 1 else None
                 ds = f.create_dataset(dataset_name(name), data=array, chunks=chunks, track_times=False)  # same data, same bytes
                 items = {d.name: list(d.item_names[0]) for d in shape if d.item_names[0]}
                 ds.attrs.update({'dims': ','.join(shape.names), 'dim_types': ','.join(shape.dim_types),
-                                 'item_names': json.dumps(items), 'frame_crc32': crcs})
+                                 'item_names': json.dumps(items), 'frame_xxh3': checksums})
                 f.attrs[dataset_name(name) + '_shape'] = shape_spec(shape)  # the three attrs PhiML's load_h5 reads
                 f.attrs[dataset_name(name) + '_names'] = ','.join(shape.names)
                 f.attrs[dataset_name(name) + '_dtype'] = str(array.dtype)
@@ -72,6 +72,8 @@ class H5Reader(Reader):
         try:
             self.header, self.fields, self._datasets = self._describe()
             self._offsets = {k: _frame_offsets(ds) for k, ds in self._datasets.items()}
+            self._frames = {k: (ds.shape[0] if 'time' in self.fields[k].shape else None, ds.shape[1:] if 'time' in self.fields[k].shape else ds.shape, ds.dtype)
+                            for k, ds in self._datasets.items()}  # (frames or None for static, frame shape, dtype)
             self._fd = None
             if all(o is not None for o in self._offsets.values()):
                 self._fd = os.open(path, os.O_RDONLY)
@@ -94,20 +96,18 @@ class H5Reader(Reader):
             if not (key.startswith('root[') and key.endswith(']')):
                 continue
             name, ds = key[5:-1], self._file[key]
-            if key + '_shape' not in attrs or 'frame_crc32' not in ds.attrs:
-                raise CacheError(f"Cache file {self.path}: field '{name}' lacks its shape or 'frame_crc32' attribute "
+            if key + '_shape' not in attrs or 'frame_xxh3' not in ds.attrs:
+                raise CacheError(f"Cache file {self.path}: field '{name}' lacks its shape or 'frame_xxh3' attribute "
                                  f"(written by an older phiml_data, format version {header['format_version']}?).")
-            fields[name] = FieldInfo(parse_shape_spec(str(attrs[key + '_shape'])), str(ds.dtype), np.asarray(ds.attrs['frame_crc32'], np.uint32))
+            fields[name] = FieldInfo(parse_shape_spec(str(attrs[key + '_shape'])), str(ds.dtype), np.asarray(ds.attrs['frame_xxh3'], np.uint64))
             datasets[name] = ds
         return header, fields, datasets
 
     def read(self, field, start=None, stop=None, out=None):
-        info = self.fields[field]
-        dynamic = 'time' in info.shape
-        n = info.shape.get_size('time') if dynamic else 1
-        start, stop = (0 if start is None else start), (n if stop is None else stop)
-        shape = ((stop - start,) if dynamic else ()) + tuple(info.shape.get_size(d) for d in info.shape.names if d != 'time')
-        out = np.empty(shape, info.dtype) if out is None else out
+        n, frame_shape, dtype = self._frames[field]
+        dynamic = n is not None
+        start, stop = (0 if start is None else start), ((n or 1) if stop is None else stop)
+        out = np.empty(((stop - start,) if dynamic else ()) + frame_shape, dtype) if out is None else out
         if self._fd is None:
             return self._read_h5py(field, start, stop, dynamic, out)
         offsets, frame = self._offsets[field], out.nbytes // max(stop - start, 1)
@@ -147,10 +147,10 @@ def _frame_offsets(ds) -> np.ndarray | None:
     if ds.chunks[1:] != ds.shape[1:] or ds.chunks[0] != 1 or ds.id.get_num_chunks() != ds.shape[0]:
         return None
     offsets = np.empty(ds.shape[0], np.int64)
-    bad = []
+    bad, frame_bytes = [], ds.dtype.itemsize * int(np.prod(ds.shape[1:]))
 
     def visit(chunk):
-        if chunk.filter_mask or chunk.size != ds.dtype.itemsize * int(np.prod(ds.shape[1:])):
+        if chunk.filter_mask or chunk.size != frame_bytes:
             bad.append(chunk)
         offsets[chunk.chunk_offset[0]] = chunk.byte_offset
     ds.id.chunk_iter(visit)

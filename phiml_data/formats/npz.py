@@ -2,7 +2,7 @@
 
 `phiml.math.load` unpickles (it loads NumPy object arrays), so reading must be allowed per call
 (`DataManager(..., allow_pickle=True)`, CLI `--allow-pickle`); only read `.npz` caches you wrote yourself.
-No partial reads: a reader holds the whole file in memory. CRCs are not stored; they are computed on load and
+No partial reads: a reader holds the whole file in memory. checksums are not stored; they are computed on load and
 checked against the manifest's digest.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from phiml import math
 
-from .base import CacheError, FieldInfo, Format, Reader, array_of, frame_crcs, register
+from .base import CacheError, FieldInfo, Format, Reader, array_of, frame_checksums, register
 
 
 @register
@@ -47,7 +47,7 @@ class NpzReader(Reader):
         except Exception as err:
             raise CacheError(f"Cache file {path} is truncated, corrupted or not a phiml_data cache file ({type(err).__name__}: {err}).") from None
         self._arrays = {k: array_of(t) for k, t in data['fields'].items()}
-        self.fields = {k: FieldInfo(t.shape, str(self._arrays[k].dtype), frame_crcs(self._arrays[k], 'time' in t.shape))
+        self.fields = {k: FieldInfo(t.shape, str(self._arrays[k].dtype), frame_checksums(self._arrays[k], 'time' in t.shape))
                        for k, t in data['fields'].items()}
 
     def read(self, field, start=None, stop=None, out=None):
