@@ -56,7 +56,8 @@ class DatasetConfig:
         seed: Seed of shuffling and augmentation.
         mode: `'memory'`, `'lazy'`, or `'auto'` (memory if the data fits in half of `memory_limit`).
         memory_limit: Bytes the dataset may hold; lazy mode checks its batches fit.
-        prefetch: Batches assembled ahead in a background thread (0: off; default 2, so training never waits for data).
+        prefetch: Batches assembled ahead in a background thread (0: off). Default `None`: 2 (so training never waits
+            for data), or fewer where a lazy dataset's memory limit cannot hold them.
         normalize: Normalise with statistics of the training split.
         augment: Apply random symmetry transforms (training split only).
     """
@@ -71,7 +72,7 @@ class DatasetConfig:
     seed: int = 0
     mode: str = 'auto'
     memory_limit: int = DEFAULT_MEMORY_LIMIT
-    prefetch: int = 2
+    prefetch: Optional[int] = None
     normalize: bool = True
     augment: bool = False
 
@@ -81,7 +82,7 @@ class DatasetConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.mode not in ('auto', 'memory', 'lazy'):
             raise ValueError(f"mode must be 'auto', 'memory' or 'lazy', got '{self.mode}'")
-        if self.prefetch < 0 or self.memory_limit <= 0:
+        if (self.prefetch is not None and self.prefetch < 0) or self.memory_limit <= 0:
             raise ValueError(f"prefetch must be >= 0 and memory_limit > 0, got {self.prefetch}, {self.memory_limit}")
 
 
@@ -103,9 +104,12 @@ def split_sims(indices, fractions=(0.75, 0.125, 0.125), seed: int = 0) -> dict[s
 
 
 def record_split(manager: DataManager, split: dict, fractions, seed: int):
-    """Writes the split to `<cache>/split-<hash of fractions and seed>.json` and returns its path."""
+    """Writes the split to `split-<hash of fractions and seed>.json` beside the cache and returns its path.
+
+    The file goes to `manager.side_path(...)`: the cache directory, or a per-user folder for a read-only shared cache.
+    """
     tag = hashlib.sha256(json.dumps([list(fractions), seed]).encode()).hexdigest()[:8]
-    path = manager.directory / f'split-{tag}.json'
+    path = manager.side_path(f'split-{tag}.json')
     write_json(path, {'fractions': list(fractions), 'seed': seed, **split})
     return path
 
@@ -117,8 +121,9 @@ class PhiMLDataset:
         manager: The cache; the sims must be generated.
         sims: Sim indices of this split (default: all cached sims). Windows never cross simulations.
         config: `DatasetConfig` (window sizes, batch size, mode, seed, ...); keyword arguments override its fields.
-        stats: Normalisation statistics (`normalization.field_stats` of the training split). Required if
-            `config.normalize`; the training dataset computes its own when omitted.
+        stats: Normalisation statistics (`normalization.field_stats` of the training split). When omitted with
+            `config.normalize`, the statistics of this dataset's own sims are used: right for the training split only.
+            Validation and test datasets take `stats=train.stats` (the `Trainer` refuses a validation set without).
         generated: Optional `(initial_state, targets)` tensors in this dataset's batch layout (with `windowᵇ`
             instead of `batchᵇ`, same channel item names, physical units), or another `PhiMLDataset` over a cache
             of the same layout, whose windows are mixed in.
@@ -157,12 +162,14 @@ class PhiMLDataset:
         if not 0 <= alpha < 1:
             raise ValueError(f"alpha must be in [0, 1), got {alpha}")
         self.in_memory = self._choose_mode()
+        self._window_bytes = None
         self.max_open_files = int(min(_descriptor_budget(), max(4, config.memory_limit // 10 // self._handle_bytes())))  # 10% of the limit
         self.source = TrajectorySource(manager, self.sims, self.layout, config.hop, self.in_memory, self.max_open_files)
         self.generated = self._generated_source(generated)
         self.alpha = alpha if self.generated is not None else 0.
         self.stats = stats if stats is not None or not config.normalize else normalization.field_stats(manager, self.sims, self.layout.inputs)
         self.symmetries = augmentation.Symmetries.of(scenario) if config.augment else None
+        self.prefetch = self._choose_prefetch()
         self._check_memory()
 
     # --- construction helpers ---
@@ -219,22 +226,34 @@ class PhiMLDataset:
         return sum(parse_shape_spec(manifest[s]['fields'][f]['shape']).volume * np.dtype(manifest[s]['fields'][f]['dtype']).itemsize
                    for s in self.sims for f in fields)
 
+    def _choose_prefetch(self) -> int:
+        """`config.prefetch`, or by default 2 batches ahead, fewer where a lazy dataset's memory limit cannot hold them."""
+        if self.config.prefetch is not None:
+            return self.config.prefetch
+        fits = [p for p in (2, 1) if self.in_memory or self._memory_needed(p) <= self.config.memory_limit]
+        return fits[0] if fits else 0
+
+    def _memory_needed(self, prefetch: int) -> int:
+        """Bytes a lazy epoch holds: batches in flight (gathered, packed, normalised) and open files."""
+        per_batch = 3 * self.window_bytes() * self.config.batch_size
+        return per_batch * (prefetch + 1) + self.max_open_files * self._handle_bytes()
+
     def _check_memory(self):
         if self.in_memory:
             return
-        window = self.window_bytes()
-        per_batch = 3 * window * self.config.batch_size  # gathered frames, packed arrays, normalised tensors
-        handles = self.max_open_files * self._handle_bytes()
-        need = per_batch * (self.config.prefetch + 1) + handles
+        need = self._memory_needed(self.prefetch)
         if need > self.config.memory_limit:
-            fit = max((self.config.memory_limit - handles) // (3 * window * (self.config.prefetch + 1)), 0)
-            raise ValueError(f"batch_size={self.config.batch_size} with prefetch={self.config.prefetch} needs ~{need / 2**20:.1f} MiB "
+            window, handles = self.window_bytes(), self.max_open_files * self._handle_bytes()
+            fit = max((self.config.memory_limit - handles) // (3 * window * (self.prefetch + 1)), 0)
+            raise ValueError(f"batch_size={self.config.batch_size} with prefetch={self.prefetch} needs ~{need / 2**20:.1f} MiB "
                              f"(with {self.max_open_files} open files), "
                              f"over memory_limit={self.config.memory_limit / 2**20:.1f} MiB; valid: batch_size <= {fit}")
 
     def window_bytes(self) -> int:
         """Bytes of one window's frames (all fields it reads)."""
-        return sum(a.nbytes for a in self.source.gather(np.array([0]))) if len(self.source) else 0
+        if self._window_bytes is None:
+            self._window_bytes = sum(a.nbytes for a in self.source.gather(np.array([0]))) if len(self.source) else 0
+        return self._window_bytes
 
     # --- windows ---
 
@@ -279,8 +298,16 @@ class PhiMLDataset:
 
     def n_batches(self, batch_size: int = None, epoch: int = 0) -> int:
         """Batches this shard yields per epoch."""
-        n, b = len(self.epoch_order(epoch)), batch_size or self.config.batch_size
+        n, b = len(self.epoch_order(epoch)), self._batch_size(batch_size)
         return n // b if self.config.drop_last else -(-n // b)
+
+    def _batch_size(self, batch_size) -> int:
+        """`batch_size`, or `config.batch_size` if `None`; anything but an integer >= 1 is refused."""
+        if batch_size is None:
+            return self.config.batch_size
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1 (or None for config.batch_size={self.config.batch_size}), got {batch_size!r}")
+        return int(batch_size)
 
     # --- batches ---
 
@@ -293,20 +320,20 @@ class PhiMLDataset:
             epoch: Epoch number; order and augmentation are a function of `(seed, epoch, window id)`.
             start: Position in the epoch to resume from (`batch['position']` of the last batch seen).
             drop_last: Drop the last partial batch (default `config.drop_last`).
-            prefetch: Batches assembled ahead in a background thread (default `config.prefetch`).
+            prefetch: Batches assembled ahead in a background thread (default: `self.prefetch`, resolved from the config).
 
         Yields:
             `{'initial_state': Tensor (batchᵇ, [historyᶜ], xˢ, [yˢ], channelsᶜ),
               'targets': Tensor (batchᵇ, timeᵇ, xˢ, [yˢ], channelsᶜ),
               'window_ids', 'sim', 'start': Tensor (batchᵇ) int, 'epoch': int, 'position': int}`
         """
-        batch_size = batch_size or self.config.batch_size
+        batch_size = self._batch_size(batch_size)
         drop_last = self.config.drop_last if drop_last is None else drop_last
         order = self.epoch_order(epoch)
         spans = [(a, min(a + batch_size, len(order))) for a in range(start, len(order), batch_size)]
         spans = [(a, b) for a, b in spans if b - a == batch_size or not drop_last]
         make = lambda span: self._batch(order[span[0]:span[1]], epoch, span[1])
-        prefetch = self.config.prefetch if prefetch is None else prefetch
+        prefetch = self.prefetch if prefetch is None else prefetch
         yield from (_prefetched(make, spans, prefetch) if prefetch else map(make, spans))
 
     def _batch(self, ids: np.ndarray, epoch: int, position: int) -> dict:

@@ -148,6 +148,16 @@ class DataManager:
             self._manifest_cache = (version, sims)
         return dict(self._manifest_cache[1])
 
+    def side_path(self, name: str) -> Path:
+        """Where to keep a file derived from this cache (statistics, splits): the cache directory if this process
+        may write there, else `$XDG_CACHE_HOME/phiml_data/<cache directory name>/` (a read-only shared cache)."""
+        if os.access(self.directory, os.W_OK) or not self.directory.exists():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            return self.directory / name
+        user = Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'phiml_data' / self.directory.name
+        user.mkdir(parents=True, exist_ok=True)
+        return user / name
+
     def cached_indices(self) -> list[int]:
         """Sorted indices of the recorded sims whose file is present."""
         manifest = self.manifest()

@@ -3,8 +3,9 @@
 Scalar fields are shifted by their mean and scaled by their standard deviation. Vector fields are not shifted and
 use one scale for all components (the RMS of a component), so flips and rotations commute with normalisation.
 
-Statistics live in the cache directory (`stats-<hash>.json`, the hash covering cache key, fields and training
-sims), so they can never be applied to another configuration or a stale split.
+Statistics live beside the cache (`stats-<hash>.json`, the hash covering cache key, fields and training sims, in
+`DataManager.side_path`: the cache directory, or a per-user folder for a read-only shared cache), so they can never
+be applied to another configuration or a stale split.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from phiml.math import Tensor, channel
 
 from .formats.base import array_of
 from ._windows import field_of
-from .manager import DataManager, write_json
+from .manager import DataManager, read_json, write_json
 
 
 def field_stats(manager: DataManager, sims, fields, progress: bool = False) -> dict[str, dict]:
@@ -27,9 +28,11 @@ def field_stats(manager: DataManager, sims, fields, progress: bool = False) -> d
     """
     sims = sorted(int(s) for s in sims)
     digest = hashlib.sha256(json.dumps([manager.key, sorted(fields), sims]).encode()).hexdigest()[:16]
-    path = manager.directory / f'stats-{digest}.json'
+    path = manager.side_path(f'stats-{digest}.json')
     if path.exists():
-        return json.loads(path.read_text())['fields']
+        saved = read_json(path, 'normalisation statistics')
+        if set(saved.get('fields', {})) == set(fields):
+            return saved['fields']
     from tqdm import tqdm
     sums = {f: np.zeros(3) for f in fields}  # count, sum, sum of squares
     for s in tqdm(sims, desc='statistics', unit='sim', disable=not progress):

@@ -91,6 +91,10 @@ class Scenario:
         if len(res) != len(self.spatial_dims) or min(res) < 2:
             raise ValueError(f"{type(self).__name__}.resolution must be {len(self.spatial_dims)} ints >= 2 for dims {self.spatial_dims}, got {self.resolution!r}")
         object.__setattr__(self, 'resolution', res)
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"{type(self).__name__}.steps must be an integer >= 1, got {self.steps!r}")
+        if not self.dt > 0 or not self.length > 0:
+            raise ValueError(f"{type(self).__name__}: dt and length must be > 0, got dt={self.dt!r}, length={self.length!r}")
 
     @property
     def bounds(self) -> dict[str, tuple[float, float]]:

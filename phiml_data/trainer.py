@@ -128,6 +128,9 @@ class Trainer:
         self.output = Path(output) if output else None
         if config.backend == 'jax' and model.architecture == 'conv_net' and model.layers > 1:
             raise ValueError("conv_net with layers > 1 does not build on phiml 1.16.1's jax backend (KeyError 'conv2'); use res_net or u_net")
+        if val is not None and val.config.normalize and val.stats != train.stats:
+            raise ValueError("The validation dataset normalises with other statistics than the training split "
+                             "(it computed its own?): build it with stats=train.stats")
         lay = train.layout
         dynamic_inputs = [f for f in lay.inputs if f not in lay.static]
         if list(lay.outputs) != dynamic_inputs:

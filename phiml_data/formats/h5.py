@@ -16,6 +16,7 @@ chunks are read through h5py instead.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -37,8 +38,11 @@ class H5(Format):
     handle_bytes = 16 * 2 ** 10  # an open reader: one descriptor, frame offsets and checksums (HDF5 handle closed)
 
     def _write(self, tmp, fields, header):
+        """Builds the file in memory, then writes its bytes: a failing write (disk full, file too large) raises a
+        plain `OSError` here instead of failing inside HDF5's own cleanup."""
         import h5py
-        with h5py.File(tmp, 'w') as f:
+        image = io.BytesIO()
+        with h5py.File(image, 'w') as f:
             f.attrs['format'] = header['format']
             f.attrs['format_version'] = header['format_version']
             f.attrs['metadata'] = json.dumps(header['metadata'])
@@ -52,6 +56,8 @@ class H5(Format):
                 f.attrs[dataset_name(name) + '_shape'] = shape_spec(shape)  # the three attrs PhiML's load_h5 reads
                 f.attrs[dataset_name(name) + '_names'] = ','.join(shape.names)
                 f.attrs[dataset_name(name) + '_dtype'] = str(array.dtype)
+        with open(tmp, 'wb') as out:
+            out.write(image.getbuffer())
 
     def open(self, path, allow_pickle=False):
         return H5Reader(Path(path))
