@@ -6,7 +6,7 @@ Usage:
 
 Data: `--sims` sims x (steps + 1) frames x resolution^2 x 2 float32 (random values written once through the cache;
 only reading and batch assembly are measured). Every method runs two shuffled epochs of windows of 1 + n_targets
-frames in batches of `--batch-size`, each in a fresh process (so peak RSS is its own), interleaved, `--repeats`
+frames in batches of `--batch-size` (PhiML without its background prefetch thread, like the baselines), each in a fresh process (so peak RSS is its own), interleaved, `--repeats`
 times; printed: median samples/s of the cold first epoch (construction, loading, opening and every verification
 included; imports excluded) and of the warm second epoch, with ranges, time to first batch, peak RSS over the
 process's RSS after imports. Methods:
@@ -109,8 +109,8 @@ def _epochs(method, dm, sims, root, args):
         limit = {}
         if method == 'phiml_lazy_quarter':
             limit = {'memory_limit': max(dm.summary()['bytes'] // 4, 1)}
-        ds = PhiMLDataset(dm, sims, n_targets=args.n_targets, batch_size=args.batch_size, normalize=False,
-                          mode='memory' if method == 'phiml_memory' else 'lazy', **limit)
+        ds = PhiMLDataset(dm, sims, n_targets=args.n_targets, batch_size=args.batch_size, normalize=False, prefetch=0,
+                          mode='memory' if method == 'phiml_memory' else 'lazy', **limit)  # no thread, like the baselines
         for e in range(2):
             yield ((b['initial_state'], b['targets']) for b in ds.iterate_batches(epoch=e))
     elif method.startswith('legacy'):
@@ -203,7 +203,7 @@ def print_table(title, s: dict):
 
 
 def data_wait_fraction() -> dict:
-    """Trains the default config for 2 epochs (1 torch thread) and reports the time spent waiting for batches."""
+    """Trains the default config for 4 epochs (1 torch thread, default prefetch) and reports the time spent waiting for batches."""
     code = f"""
 import json, sys, tempfile, dataclasses
 sys.path.insert(0, {str(HERE.parent)!r})
@@ -213,7 +213,7 @@ cfg = load_run_config({str(HERE.parent / 'configs' / 'default.yaml')!r}, {{'data
 dm = DataManager(cfg.data.cache_dir, cfg.scenario); dm.generate(cfg.data.n_sims, progress=False)
 splits = split_sims(range(cfg.data.n_sims), cfg.data.split)
 train = PhiMLDataset(dm, splits['train'], cfg.dataset)
-history = Trainer(train, None, cfg.model, dataclasses.replace(cfg.training, epochs=2, progress=False, threads=1)).fit()
+history = Trainer(train, None, cfg.model, dataclasses.replace(cfg.training, epochs=4, progress=False, threads=1)).fit()
 print(json.dumps(history))
 """
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)

@@ -142,6 +142,9 @@ class Format(ABC):
             self._write(tmp, {k: (fields[k].shape, arrays[k], checksums[k]) for k in fields}, header)
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise OSError(err.errno, f"Cannot write {path}: {err.strerror or err}") from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
