@@ -13,6 +13,16 @@ from phiml_data.normalization import denormalize, normalize
 from conftest import arrays, run_python
 
 
+@pytest.fixture(scope='module', params=['h5', 'zarr'])
+def burgers_dm(request, tmp_path_factory):
+    """8 sims of 2D Burgers at 16x16, 12 steps, in each storage format with partial reads: the same tests for both."""
+    if request.param == 'zarr':
+        pytest.importorskip('zarr')
+    dm = DataManager(tmp_path_factory.mktemp(request.param), Burgers2D(resolution=16, steps=12), request.param)
+    dm.generate(8, progress=False)
+    return dm
+
+
 def all_ids(ds, **kw):
     return np.concatenate([arrays(b['window_ids']) for b in ds.iterate_batches(**kw)])
 
@@ -72,7 +82,7 @@ import sys
 sys.path.insert(0, 'tests')
 from test_dataset import _stream_digest
 from phiml_data import DataManager, Burgers2D, PhiMLDataset
-dm = DataManager({str(burgers_dm.directory.parent)!r}, Burgers2D(resolution=16, steps=12))
+dm = DataManager({str(burgers_dm.directory.parent)!r}, Burgers2D(resolution=16, steps=12), {burgers_dm.fmt!r})
 print(_stream_digest(PhiMLDataset(dm, n_targets=2, augment=True, seed=3, mode='lazy', prefetch=2), batch_size=5, epoch=2))
 """
     assert run_python(code).strip() == _stream_digest(ds, batch_size=5, epoch=2)

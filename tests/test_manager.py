@@ -28,9 +28,11 @@ def assert_same_tensors(a: dict, b: dict):
         np.testing.assert_array_equal(arrays(a[k]), arrays(b[k]))
 
 
-@pytest.mark.parametrize('fmt', ['h5', 'npz'])
+@pytest.mark.parametrize('fmt', ['h5', 'npz', 'zarr'])
 @pytest.mark.parametrize('scenario', SCENARIOS, ids=lambda s: s.name)
 def test_round_trip_is_exact(tmp_path, scenario, fmt):
+    if fmt == 'zarr':
+        pytest.importorskip('zarr')
     dm = DataManager(tmp_path, scenario, fmt, allow_pickle=fmt == 'npz')
     data = simulate(scenario, [3])[0]
     dm.save_phiml_cache(3, data)
@@ -39,7 +41,7 @@ def test_round_trip_is_exact(tmp_path, scenario, fmt):
     assert loaded.metadata['sim_index'] == 3 and loaded.metadata['params'] == scenario.params() and loaded.metadata['origin'] == 'saved'
     assert loaded.metadata['fields'] == {k: v.__dict__ for k, v in scenario.fields.items()}
     entry = dm.manifest()[3]
-    assert entry['file'] == f'sim_000003.{fmt}' and set(entry['fields']) == set(data)
+    assert entry['file'] == f'sim_000003{dm.format.suffix}' and set(entry['fields']) == set(data)
 
 
 def test_h5_is_self_describing_chunked_and_readable_by_phiml(burgers_dm):

@@ -51,3 +51,11 @@ def test_no_pickle_and_no_tensor_conversions_in_package():
         if path.name not in lazy_torch:
             assert not re.search(r'^\s*(import torch|from torch)', text, re.M), path
     assert 'weights_only=True' in (ROOT / 'phiml_data' / 'legacy.py').read_text()
+
+
+def test_a_storage_format_is_one_module():
+    """zarr was added as `phiml_data/formats/zarr.py` alone: no other module of the package names it."""
+    from phiml_data.formats import FORMATS
+    assert {'h5', 'npz', 'zarr'} <= set(FORMATS)
+    naming = sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'phiml_data').rglob('*.py') if 'zarr' in p.read_text().lower())
+    assert naming == ['phiml_data/formats/zarr.py']

@@ -1,13 +1,12 @@
 """Storage formats of one cached simulation, registered in one place.
 
 A format is one module in this package that defines a `Format` subclass decorated with `@register`; it is found
-and imported here automatically, so adding a format (zarr, say) is one new module and nothing else. The manager,
+and imported here automatically, so adding a format is one new module and nothing else. The manager,
 the config validation and the dataset's window reads all go through `FORMATS`.
 
-| format | suffix | partial reads | needs pickle to read |
-|--------|--------|---------------|----------------------|
-| `h5`   | `.h5`  | yes (one frame per chunk) | no                     |
-| `npz`  | `.npz` | no (whole file)           | yes: opt-in per call   |
+`FORMATS` maps each name to its `Format`; each module's docstring describes its layout. A format declares whether
+it reads partially (`partial_reads`) and whether its loader unpickles (`needs_pickle`: reads then need
+`allow_pickle=True` in the call).
 
 Every format stores, per field, the values in canonical dim order `(timeᵇ, xˢ, [yˢ], [vectorᶜ])` plus a xxh3-64 checksum per
 frame (static fields: one checksum). The manifest holds a SHA-256 over those checksums, so a reader can verify every frame it
