@@ -365,7 +365,7 @@ class DataManager:
             problems = self._identity_problems(i, reader, entry)
             if problems:
                 raise CacheError(f"Cache file {path} (not in the manifest) fails verification:\n  " + '\n  '.join(problems))
-            SimFile(self, i, reader, {k: np.zeros(len(v.checksums), bool) for k, v in reader.fields.items()}).read_all()
+            SimFile(self, i, reader, {k: bytearray(len(v.checksums)) for k, v in reader.fields.items()}).read_all()
         return entry
 
     def _quarantine(self, i: int, reason: Exception):
@@ -404,7 +404,7 @@ class DataManager:
             if problems:
                 reader.close()
                 raise CacheError(f"Cache file {path} (sim {i}) fails verification:\n  " + '\n  '.join(problems) + f"\n{_FIX}")
-            state = (before, {k: np.zeros(len(v.checksums), bool) for k, v in reader.fields.items()})
+            state = (before, {k: bytearray(len(v.checksums)) for k, v in reader.fields.items()})
             self._verified[i] = state
         return SimFile(self, i, reader, state[1])
 
@@ -498,6 +498,7 @@ class SimFile:
     def __init__(self, manager: DataManager, sim_index: int, reader: Reader, verified: dict):
         self.manager, self.sim_index, self.reader, self._verified = manager, sim_index, reader, verified
         self.metadata, self.fields = reader.header['metadata'], reader.fields
+        self._sums = {k: v.checksums.tolist() for k, v in reader.fields.items()}  # Python ints: fast to compare
         self._dynamic = {k: 'time' in v.shape for k, v in reader.fields.items()}
 
     def read(self, field: str, start: int = None, stop: int = None, out: np.ndarray = None) -> np.ndarray:
@@ -510,23 +511,22 @@ class SimFile:
             CacheError: A frame fails its xxh3-64 checksum (names the file, sim, field and frame).
         """
         array = self.reader.read(field, start, stop, out)
-        done = self._verified[field]
-        if not self._dynamic[field]:
-            if not done[0]:
-                self._check(field, 0, array, done)
-            return array
-        first = start or 0
-        if not done[first:first + len(array)].all():
-            for k in np.flatnonzero(~done[first:first + len(array)]):
-                self._check(field, first + int(k), array[k], done)
+        done, first = self._verified[field], start or 0
+        n = len(array) if self._dynamic[field] else 1  # static fields: one checksum of the whole array
+        if done.find(0, first, first + n) >= 0:  # some frame of this read is not verified yet
+            self._verify(field, array, first, n, done)
         return array
 
-    def _check(self, field, frame, values, done):
-        if frame_checksum(values) != int(self.fields[field].checksums[frame]):
-            self.manager._verified.pop(self.sim_index, None)
-            raise CacheError(f"Cache file {self.reader.path} (sim {self.sim_index}): field '{field}' frame {frame} fails its xxh3-64 checksum check; "
-                             f"the file is corrupted or was modified after it was written.\n{_FIX}")
-        done[frame] = True
+    def _verify(self, field, array, first, n, done):
+        data = memoryview(np.ascontiguousarray(array)).cast('B')
+        size, sums = len(data) // n, self._sums[field]
+        for k in range(n):
+            if not done[first + k]:
+                if frame_checksum(data[k * size:(k + 1) * size]) != sums[first + k]:
+                    self.manager._verified.pop(self.sim_index, None)
+                    raise CacheError(f"Cache file {self.reader.path} (sim {self.sim_index}): field '{field}' frame {first + k} fails its "
+                                     f"xxh3-64 checksum check; the file is corrupted or was modified after it was written.\n{_FIX}")
+                done[first + k] = 1
 
     def read_all(self):
         """Reads and verifies every frame of every field."""

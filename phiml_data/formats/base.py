@@ -41,9 +41,9 @@ def frame_checksums(array: np.ndarray, dynamic: bool) -> np.ndarray:
     return np.array([frame_checksum(f) for f in frames], dtype=np.uint64)
 
 
-def frame_checksum(values: np.ndarray) -> int:
-    """xxh3-64 of one frame's bytes (C order): ~80 GB/s, so checking every frame read costs little."""
-    return xxhash.xxh3_64_intdigest(np.ascontiguousarray(values).data)
+def frame_checksum(values) -> int:
+    """xxh3-64 of one frame's bytes (C order; an array or a bytes-like object): ~80 GB/s, so checks cost little."""
+    return xxhash.xxh3_64_intdigest(values if isinstance(values, memoryview) else np.ascontiguousarray(values).data)
 
 
 def checksum_digest(checksums: np.ndarray) -> str:
