@@ -6,10 +6,10 @@ Usage:
 
 Data: `--sims` sims x (steps + 1) frames x resolution^2 x 2 float32 (random values written once through the cache;
 only reading and batch assembly are measured). Every method runs two shuffled epochs of windows of 1 + n_targets
-frames in batches of `--batch-size` (PhiML without its background prefetch thread, like the baselines), each in a fresh process (so peak RSS is its own), interleaved, `--repeats`
-times; printed: median samples/s of the cold first epoch (construction, loading, opening and every verification
-included; imports excluded) and of the warm second epoch, with ranges, time to first batch, peak RSS over the
-process's RSS after imports. Methods:
+frames in batches of `--batch-size` (PhiML without its background prefetch thread, like the baselines), each in a
+fresh process (so peak RSS is its own), interleaved, `--repeats` times; printed: median samples/s of the cold first
+epoch (construction, loading, opening and every verification included; imports excluded) and of the warm second
+epoch, with ranges, time to first batch, peak RSS over the process's RSS after imports. Methods:
 
 | method                | what it is                                                                                |
 |-----------------------|-------------------------------------------------------------------------------------------|
@@ -24,6 +24,7 @@ process's RSS after imports. Methods:
 Then `phiml_lazy_quarter`, `h5py_fair` and `phiml_memory` again on `--big-sims` sims (same frames), and the
 training data-wait fraction of the default config (time waiting for the next batch / time of the epoch).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,16 @@ import h5py
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-METHODS = ['numpy_gather', 'phiml_memory', 'h5py_fair', 'phiml_lazy', 'phiml_lazy_unverified', 'phiml_lazy_quarter',
-           'legacy_workers0', 'legacy_workers2']
+METHODS = [
+    'numpy_gather',
+    'phiml_memory',
+    'h5py_fair',
+    'phiml_lazy',
+    'phiml_lazy_unverified',
+    'phiml_lazy_quarter',
+    'legacy_workers0',
+    'legacy_workers2',
+]
 BIG = ['numpy_gather', 'phiml_memory', 'h5py_fair', 'phiml_lazy_quarter']
 
 
@@ -54,7 +63,9 @@ def _rss_mib(key='VmRSS') -> float:
 
 def make_cache(root: Path, sims: int, steps: int, resolution: int):
     from phiml import math
+
     from phiml_data import Burgers2D, DataManager
+
     dm = DataManager(root, Burgers2D(resolution=resolution, steps=steps))
     rng = np.random.default_rng(0)
     shape = math.batch(time=steps + 1) & math.spatial(x=resolution, y=resolution) & math.channel(vector='x,y')
@@ -75,9 +86,12 @@ def run_method(method: str, root: str, args) -> dict:
     """Runs one method for one epoch in this process; returns its figures."""
     from phiml import math
     from phiml.math import Tensor
+
     from phiml_data import Burgers2D, DataManager
+
     if method.startswith('legacy'):
         import torch
+
         torch.set_num_threads(1)
         sys.path.insert(0, str(HERE))
         from legacy_pipeline import legacy_loader  # noqa: F401
@@ -95,34 +109,62 @@ def run_method(method: str, root: str, args) -> dict:
                 first = time.perf_counter() - t0
         seconds.append(time.perf_counter() - t_epoch)
     del math
-    return {'method': method, 'samples': n, 'cold': n / seconds[0], 'warm': n / seconds[1],
-            'first_batch_s': first, 'peak_rss_over_base_mib': _rss_mib('VmHWM') - base_rss}
+    return {
+        'method': method,
+        'samples': n,
+        'cold': n / seconds[0],
+        'warm': n / seconds[1],
+        'first_batch_s': first,
+        'peak_rss_over_base_mib': _rss_mib('VmHWM') - base_rss,
+    }
 
 
 def _epochs(method, dm, sims, root, args):
     """Two epochs of `(initial, targets)` batches; setup happens lazily, inside the first epoch's time."""
     from phiml_data import PhiMLDataset
+
     if method.startswith('phiml'):
         if method == 'phiml_lazy_unverified':
             from phiml_data.manager import SimFile
+
             SimFile._check = lambda self, field, frame, values, done: done.__setitem__(frame, True)
         limit = {}
         if method == 'phiml_lazy_quarter':
             limit = {'memory_limit': max(dm.summary()['bytes'] // 4, 1)}
-        ds = PhiMLDataset(dm, sims, n_targets=args.n_targets, batch_size=args.batch_size, normalize=False, prefetch=0,
-                          mode='memory' if method == 'phiml_memory' else 'lazy', **limit)  # no thread, like the baselines
+        ds = PhiMLDataset(
+            dm,
+            sims,
+            n_targets=args.n_targets,
+            batch_size=args.batch_size,
+            normalize=False,
+            prefetch=0,
+            mode='memory' if method == 'phiml_memory' else 'lazy',
+            **limit,
+        )  # no thread, like the baselines
         for e in range(2):
             yield ((b['initial_state'], b['targets']) for b in ds.iterate_batches(epoch=e))
     elif method.startswith('legacy'):
         from legacy_pipeline import legacy_loader
+
         files = sorted((Path(root) / f'legacy-{args.sims}').glob('*.pt'))
-        loader = legacy_loader(files, ['velocity'], ['velocity'], args.n_targets, args.batch_size,
-                               num_workers=int(method[-1]), shuffle=True)
+        loader = legacy_loader(
+            files,
+            ['velocity'],
+            ['velocity'],
+            args.n_targets,
+            args.batch_size,
+            num_workers=int(method[-1]),
+            shuffle=True,
+        )
         for _ in range(2):
             yield iter(loader)
     else:
         data = _load_all(dm, args) if method == 'numpy_gather' else None
-        files = {s: h5py.File(dm.path(s), 'r', rdcc_nbytes=0)['root[velocity]'] for s in range(args.sims)} if data is None else None
+        files = (
+            {s: h5py.File(dm.path(s), 'r', rdcc_nbytes=0)['root[velocity]'] for s in range(args.sims)}
+            if data is None
+            else None
+        )
         for _ in range(2):
             yield _numpy_batches(data, args) if data is not None else _h5py_batches(files, args)
 
@@ -141,14 +183,18 @@ def _load_all(dm, args) -> np.ndarray:
 def _numpy_batches(data, args):
     """The ceiling: every frame in one array `[S, T, X, Y, C]`, one fancy-index gather per batch, one wrap per entry."""
     from phiml import math
+
     windows, length = _windows(args)
     offsets = np.arange(length)
     space = math.spatial(x=args.resolution, y=args.resolution) & math.channel(channels='velocity.x,velocity.y')
     for i in range(0, len(windows), args.batch_size):
-        w = windows[i:i + args.batch_size]
+        w = windows[i : i + args.batch_size]
         frames = data[w[:, 0, None], w[:, 1, None] + offsets]
         b = math.batch(batch=len(w))
-        yield math.tensor(frames[:, 0], math.concat_shapes(b, space)), math.tensor(frames[:, 1:], math.concat_shapes(b, math.batch(time=length - 1), space))
+        yield (
+            math.tensor(frames[:, 0], math.concat_shapes(b, space)),
+            math.tensor(frames[:, 1:], math.concat_shapes(b, math.batch(time=length - 1), space)),
+        )
 
 
 def _h5py_batches(files, args):
@@ -156,16 +202,32 @@ def _h5py_batches(files, args):
     windows, length = _windows(args)
     shape = files[0].shape[1:]
     for i in range(0, len(windows), args.batch_size):
-        w = windows[i:i + args.batch_size]
+        w = windows[i : i + args.batch_size]
         out = np.empty((len(w), length, *shape), np.float32)
         for j, (s, t) in enumerate(w):
-            files[s].read_direct(out[j], np.s_[t:t + length])
+            files[s].read_direct(out[j], np.s_[t : t + length])
         yield out[:, 0], out[:, 1:]
 
 
 def child(method, root, args) -> dict:
-    cmd = [sys.executable, __file__, '--child', method, '--root', str(root), '--sims', str(args.sims), '--steps', str(args.steps),
-           '--resolution', str(args.resolution), '--batch-size', str(args.batch_size), '--n-targets', str(args.n_targets)]
+    cmd = [
+        sys.executable,
+        __file__,
+        '--child',
+        method,
+        '--root',
+        str(root),
+        '--sims',
+        str(args.sims),
+        '--steps',
+        str(args.steps),
+        '--resolution',
+        str(args.resolution),
+        '--batch-size',
+        str(args.batch_size),
+        '--n-targets',
+        str(args.n_targets),
+    ]
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'OPENBLAS_NUM_THREADS': '1'}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if result.returncode:
@@ -185,8 +247,10 @@ def measure(methods, root, args) -> dict:
 def summarize(runs: dict) -> dict:
     out = {}
     for m, rs in runs.items():
-        out[m] = {'first_batch_s': statistics.median(r['first_batch_s'] for r in rs),
-                  'peak_rss_over_base_mib': max(r['peak_rss_over_base_mib'] for r in rs)}
+        out[m] = {
+            'first_batch_s': statistics.median(r['first_batch_s'] for r in rs),
+            'peak_rss_over_base_mib': max(r['peak_rss_over_base_mib'] for r in rs),
+        }
         for k in ('cold', 'warm'):
             values = [r[k] for r in rs]
             out[m][k] = {'median': statistics.median(values), 'min': min(values), 'max': max(values)}
@@ -194,12 +258,16 @@ def summarize(runs: dict) -> dict:
 
 
 def print_table(title, s: dict):
-    print(f"\n{title}\n\n| method | epoch 1 (cold) samples/s | range | epoch 2 (warm) samples/s | range | first batch (s) | "
-          f"peak RSS over imports (MiB) |\n|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"\n{title}\n\n| method | epoch 1 (cold) samples/s | range | epoch 2 (warm) samples/s | range | first batch (s) | "
+        f"peak RSS over imports (MiB) |\n|---|---:|---:|---:|---:|---:|---:|"
+    )
     for m, r in s.items():
         c, w = r['cold'], r['warm']
-        print(f"| `{m}` | {c['median']:,.0f} | {c['min']:,.0f}–{c['max']:,.0f} | {w['median']:,.0f} | {w['min']:,.0f}–{w['max']:,.0f} | "
-              f"{r['first_batch_s']:.3f} | {r['peak_rss_over_base_mib']:.0f} |")
+        print(
+            f"| `{m}` | {c['median']:,.0f} | {c['min']:,.0f}–{c['max']:,.0f} | {w['median']:,.0f} | {w['min']:,.0f}–{w['max']:,.0f} | "
+            f"{r['first_batch_s']:.3f} | {r['peak_rss_over_base_mib']:.0f} |"
+        )
 
 
 def data_wait_fraction() -> dict:
@@ -242,15 +310,20 @@ def main():
         return
     if args.quick:
         args.sims, args.big_sims, args.steps, args.resolution, args.batch_size, args.repeats = 8, 16, 40, 32, 4, 2
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; {time.strftime('%Y-%m-%d %H:%M')}")
+    print(
+        f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; {time.strftime('%Y-%m-%d %H:%M')}"
+    )
     with tempfile.TemporaryDirectory() as root:
         dm = make_cache(Path(root), args.sims, args.steps, args.resolution)
         sys.path.insert(0, str(HERE))
         from legacy_pipeline import write_legacy_caches
+
         write_legacy_caches(dm, range(args.sims), Path(root) / f'legacy-{args.sims}')
-        size = dm.summary()['bytes'] / 2 ** 20
-        print(f"data: {args.sims} sims x {args.steps + 1} frames x {args.resolution}^2 x 2 float32 = {size:.0f} MiB; "
-              f"batches of {args.batch_size} windows of 1 + {args.n_targets} frames; {args.repeats} interleaved repeats")
+        size = dm.summary()['bytes'] / 2**20
+        print(
+            f"data: {args.sims} sims x {args.steps + 1} frames x {args.resolution}^2 x 2 float32 = {size:.0f} MiB; "
+            f"batches of {args.batch_size} windows of 1 + {args.n_targets} frames; {args.repeats} interleaved repeats"
+        )
         small = summarize(measure(METHODS, root, args))
         print_table(f"{args.sims} sims", small)
         make_cache(Path(root), args.big_sims, args.steps, args.resolution)
@@ -263,17 +336,39 @@ def main():
     checks = [
         (f'lazy / h5py_fair, epoch 1 ({sims} sims)', r(small, 'phiml_lazy', 'h5py_fair'), '>= 1.5'),
         (f'lazy / h5py_fair, epoch 2 ({sims} sims)', r(small, 'phiml_lazy', 'h5py_fair', 'warm'), '>= 1.5'),
-        (f'lazy, limit data/4 / h5py_fair, epoch 1 ({sims} sims)', r(small, 'phiml_lazy_quarter', 'h5py_fair'), '>= 1.0'),
-        (f'lazy, limit data/4 / h5py_fair, epoch 1 ({args.big_sims} sims)', r(big, 'phiml_lazy_quarter', 'h5py_fair'), '>= 1.0'),
-        (f'verified lazy / unverified lazy, epoch 1 ({sims} sims)', r(small, 'phiml_lazy', 'phiml_lazy_unverified'), '>= 0.9'),
+        (
+            f'lazy, limit data/4 / h5py_fair, epoch 1 ({sims} sims)',
+            r(small, 'phiml_lazy_quarter', 'h5py_fair'),
+            '>= 1.0',
+        ),
+        (
+            f'lazy, limit data/4 / h5py_fair, epoch 1 ({args.big_sims} sims)',
+            r(big, 'phiml_lazy_quarter', 'h5py_fair'),
+            '>= 1.0',
+        ),
+        (
+            f'verified lazy / unverified lazy, epoch 1 ({sims} sims)',
+            r(small, 'phiml_lazy', 'phiml_lazy_unverified'),
+            '>= 0.9',
+        ),
         (f'memory / numpy_gather, epoch 2 ({sims} sims)', r(small, 'phiml_memory', 'numpy_gather', 'warm'), '>= 0.9'),
-        (f'memory / numpy_gather, epoch 1 incl. loading ({sims} sims)', r(small, 'phiml_memory', 'numpy_gather'), '(info)'),
+        (
+            f'memory / numpy_gather, epoch 1 incl. loading ({sims} sims)',
+            r(small, 'phiml_memory', 'numpy_gather'),
+            '(info)',
+        ),
         (f'memory / legacy_workers0, epoch 1 ({sims} sims)', r(small, 'phiml_memory', 'legacy_workers0'), '> 1'),
         (f'memory: time to first batch ({args.big_sims} sims), s', big['phiml_memory']['first_batch_s'], '<= 0.3'),
-        (f'lazy, limit data/4: peak RSS over imports ({sims} sims), MiB', small['phiml_lazy_quarter']['peak_rss_over_base_mib'],
-         f'<= limit + 64 = {quarter_limit + 64:.0f}'),
-        (f'lazy, limit data/4: peak RSS over imports ({args.big_sims} sims), MiB', big['phiml_lazy_quarter']['peak_rss_over_base_mib'],
-         f'<= limit + 64 = {quarter_limit * args.big_sims / sims + 64:.0f}'),
+        (
+            f'lazy, limit data/4: peak RSS over imports ({sims} sims), MiB',
+            small['phiml_lazy_quarter']['peak_rss_over_base_mib'],
+            f'<= limit + 64 = {quarter_limit + 64:.0f}',
+        ),
+        (
+            f'lazy, limit data/4: peak RSS over imports ({args.big_sims} sims), MiB',
+            big['phiml_lazy_quarter']['peak_rss_over_base_mib'],
+            f'<= limit + 64 = {quarter_limit * args.big_sims / sims + 64:.0f}',
+        ),
         ('training: time waiting for batches / epoch time (default config)', wait['fraction'], '< 0.02'),
     ]
     print("\n| ratio | value | target |\n|---|---:|---|")

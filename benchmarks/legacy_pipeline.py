@@ -4,6 +4,7 @@ Legacy: per-sim `torch.save` caches `{'tensor_data': {field: Tensor[C, T, H, W]}
 memory, a window `Dataset` returning `(initial [C_in, H, W], targets [n_targets, C_out, H, W])`, a torch
 `DataLoader`, and a training step on raw torch tensors.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,8 +39,11 @@ class LegacyWindowDataset(Dataset):
         self.input_fields, self.target_fields = list(input_fields), list(target_fields)
         self.n_input, self.n_targets = n_input, n_targets
         length = n_input + n_targets
-        self.index = [(i, t) for i, d in enumerate(self.data)
-                      for t in range(0, d[self.target_fields[0]].shape[1] - length + 1, hop)]
+        self.index = [
+            (i, t)
+            for i, d in enumerate(self.data)
+            for t in range(0, d[self.target_fields[0]].shape[1] - length + 1, hop)
+        ]
 
     def __len__(self):
         return len(self.index)
@@ -48,7 +52,12 @@ class LegacyWindowDataset(Dataset):
         i, t = self.index[k]
         d = self.data[i]
         initial = torch.cat([_frame(d[f], t) for f in self.input_fields], 0)  # [C_in, H, W] (n_input == 1)
-        targets = torch.stack([torch.cat([_frame(d[f], t + self.n_input + j) for f in self.target_fields], 0) for j in range(self.n_targets)])
+        targets = torch.stack(
+            [
+                torch.cat([_frame(d[f], t + self.n_input + j) for f in self.target_fields], 0)
+                for j in range(self.n_targets)
+            ]
+        )
         return initial, targets
 
 
@@ -60,16 +69,17 @@ def _frame(array: torch.Tensor, t: int) -> torch.Tensor:
 def legacy_loader(files, input_fields, target_fields, n_targets, batch_size, num_workers=0, shuffle=False):
     """The legacy `DataLoader` over `LegacyWindowDataset`."""
     ds = LegacyWindowDataset(files, input_fields, target_fields, n_targets=n_targets)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      persistent_workers=num_workers > 0)
+    return DataLoader(
+        ds, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, persistent_workers=num_workers > 0
+    )
 
 
 def legacy_rollout_loss(net, initial, targets, dynamic_channels):
     """The legacy loss: autoregressive rollout MSE on raw torch tensors `[N, C, H, W]` / `[N, T, C, H, W]`."""
     state, loss = initial, 0
-    static = initial[:, len(dynamic_channels):]
+    static = initial[:, len(dynamic_channels) :]
     for j in range(targets.shape[1]):
-        pred = state[:, :len(dynamic_channels)] + net(state)
+        pred = state[:, : len(dynamic_channels)] + net(state)
         loss = loss + torch.mean((pred - targets[:, j]) ** 2)
         state = torch.cat([pred, static], 1)
     return loss / targets.shape[1]

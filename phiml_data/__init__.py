@@ -11,24 +11,41 @@ The data modules import without torch; only the trainer uses an ML backend, thro
 
 Example:
     >>> from phiml_data import Burgers2D, DataManager, PhiMLDataset
-    >>> dm = DataManager('cache', Burgers2D(resolution=32, steps=40))
-    >>> dm.generate(8)  # doctest: +SKIP
-    >>> ds = PhiMLDataset(dm, n_targets=3)
-    >>> batch = next(ds.iterate_batches(16))
+    >>> dm = DataManager(tmp, Burgers2D(resolution=16, steps=8))  # tmp: any folder
+    >>> dm.generate(4, progress=False)
+    [0, 1, 2, 3]
+    >>> batch = next(PhiMLDataset(dm, n_targets=3).iterate_batches(16))
+    >>> batch['targets'].shape.names, batch['targets'].shape.get_item_names('channels')
+    (('batch', 'time', 'x', 'y', 'channels'), ('velocity.x', 'velocity.y'))
 """
-from .formats import CacheError
+
 from .config import ConfigError, DataConfig, load_run_config
 from .dataset import DatasetConfig, PhiMLDataset, split_sims
+from .formats import CacheError
 from .importers import scenario_from_scene
 from .manager import DataManager, SimulationData
 from .scenarios import Burgers1D, Burgers2D, Scenario, SmokePlume, simulate, to_field
 
 __all__ = [
-    'Scenario', 'Burgers1D', 'Burgers2D', 'SmokePlume', 'simulate', 'to_field',
-    'DataManager', 'SimulationData', 'CacheError', 'scenario_from_scene',
-    'PhiMLDataset', 'DatasetConfig', 'split_sims',
-    'DataConfig', 'ConfigError', 'load_run_config',
-    'Trainer', 'TrainConfig', 'ModelConfig',
+    'Scenario',
+    'Burgers1D',
+    'Burgers2D',
+    'SmokePlume',
+    'simulate',
+    'to_field',
+    'DataManager',
+    'SimulationData',
+    'CacheError',
+    'scenario_from_scene',
+    'PhiMLDataset',
+    'DatasetConfig',
+    'split_sims',
+    'DataConfig',
+    'ConfigError',
+    'load_run_config',
+    'Trainer',
+    'TrainConfig',
+    'ModelConfig',
 ]
 
 
@@ -36,5 +53,6 @@ def __getattr__(name):
     """The trainer is imported on first use, so that the data modules never pull in an ML backend."""
     if name in ('Trainer', 'TrainConfig', 'ModelConfig'):
         from . import trainer
+
         return getattr(trainer, name)
     raise AttributeError(f"module 'phiml_data' has no attribute '{name}'")

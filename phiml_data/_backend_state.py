@@ -4,6 +4,7 @@ PhiML's `math.seed` and torch's `set_num_threads` change process-wide state. The
 for the block they guard and restore it afterwards, so that a `Trainer` never alters what its caller set. Torch is
 imported inside the functions: the data layer stays importable without it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,6 +15,7 @@ def seeded(backend, seed: int):
     """Seeds only `backend`'s generator for the block and restores its previous state afterwards."""
     if backend.name == 'torch':
         import torch
+
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             yield
@@ -33,6 +35,7 @@ def threads(backend, n: int):
         yield
         return
     import torch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
     try:

@@ -8,6 +8,7 @@ PhiML tensors once per batch.
 Lazy sources read through `DataManager.open_sim`, so every frame they serve is verified (identity on open, xxh3-64 checksum
 per frame on first read), in any storage format.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -33,6 +34,7 @@ class Layout:
         n_input: Frames in the initial state; `> 1` adds a channel dim `history`.
         n_targets: Frames in the targets.
     """
+
     inputs: tuple
     outputs: tuple
     components: dict
@@ -74,13 +76,17 @@ class TrajectorySource:
         max_open_files: Lazy mode keeps at most this many files open (LRU).
     """
 
-    def __init__(self, manager: DataManager, sims, layout: Layout, hop: int, in_memory: bool, max_open_files: int = 256):
+    def __init__(
+        self, manager: DataManager, sims, layout: Layout, hop: int, in_memory: bool, max_open_files: int = 256
+    ):
         self.manager, self.layout, self.in_memory = manager, layout, in_memory
         self.sims = list(sims)
         self._files = OrderedDict()
         self._max_open = max_open_files
         manifest = manager.manifest()
-        self.n_frames = {s: _frames(manifest[s]['fields'][layout.outputs[0]]['shape']) for s in self.sims}  # outputs are dynamic
+        self.n_frames = {
+            s: _frames(manifest[s]['fields'][layout.outputs[0]]['shape']) for s in self.sims
+        }  # outputs are dynamic
         starts = [(s, t) for s in self.sims for t in range(0, self.n_frames[s] - layout.window_length + 1, hop)]
         self.sim_of = np.array([s for s, _ in starts], dtype=np.int64)
         self.start_of = np.array([t for _, t in starts], dtype=np.int64)
@@ -155,7 +161,9 @@ class TrajectorySource:
                 if f not in frames:
                     info = sim.fields[f]
                     rest = tuple(info.shape.get_size(d) for d in info.shape.names if d != 'time')
-                    frames[f] = np.empty((len(sims), *(() if f in lay.static else (lay.window_length,)), *rest), info.dtype)
+                    frames[f] = np.empty(
+                        (len(sims), *(() if f in lay.static else (lay.window_length,)), *rest), info.dtype
+                    )
                 if f in lay.static:
                     frames[f][j] = self._static_array(int(sims[j]), f)
                 else:
@@ -166,7 +174,9 @@ class TrajectorySource:
 def assemble(frames: dict[str, np.ndarray], lay: Layout) -> tuple[np.ndarray, np.ndarray]:
     """Packs window frames `{field: [B, L, ...]}` (static `[B, ...]`) into initial state and targets."""
     n_in = lay.n_input
-    inputs = {f: (np.repeat(frames[f][:, None], n_in, axis=1) if f in lay.static else frames[f][:, :n_in]) for f in lay.inputs}
+    inputs = {
+        f: (np.repeat(frames[f][:, None], n_in, axis=1) if f in lay.static else frames[f][:, :n_in]) for f in lay.inputs
+    }
     initial = pack(inputs, lay.inputs, lay)
     if n_in == 1:
         initial = initial[:, 0]
@@ -186,7 +196,9 @@ class WindowSource:
         self.initial = initial_state.numpy(initial_order)
         self.targets = targets.numpy(target_order)
         if self.initial.shape[0] != self.targets.shape[0]:
-            raise ValueError(f"Generated samples: initial_state has {self.initial.shape[0]} windows but targets has {self.targets.shape[0]}")
+            raise ValueError(
+                f"Generated samples: initial_state has {self.initial.shape[0]} windows but targets has {self.targets.shape[0]}"
+            )
         self.sim_of = np.full(len(self.initial), -1, dtype=np.int64)
         self.start_of = np.full(len(self.initial), -1, dtype=np.int64)
 

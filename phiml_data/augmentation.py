@@ -9,12 +9,12 @@ A transform is a composition `shift ∘ flip ∘ swap`:
 Which of these the physics allows is declared by the scenario (`Scenario.symmetries`); shifts follow from the
 boundary metadata. All are applied in physical units, before normalisation.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class Symmetries:
         swap: Whether `x` and `y` may be exchanged (square, isotropic domains).
         shifts: Periodic axes that may be rolled.
     """
+
     flips: tuple = ()
     swap: bool = False
     shifts: tuple = ()
@@ -35,14 +36,17 @@ class Symmetries:
         """Symmetries of a scenario: its declared flips / swap, shifts along axes periodic for every field."""
         periodic = all(spec.boundary == 'periodic' for spec in scenario.fields.values())
         square = len(set(scenario.resolution)) == 1
-        return Symmetries(flips=tuple(a for a in scenario.symmetries if a in scenario.spatial_dims),
-                          swap='swap' in scenario.symmetries and square,
-                          shifts=tuple(scenario.spatial_dims) if periodic else ())
+        return Symmetries(
+            flips=tuple(a for a in scenario.symmetries if a in scenario.spatial_dims),
+            swap='swap' in scenario.symmetries and square,
+            shifts=tuple(scenario.spatial_dims) if periodic else (),
+        )
 
 
 @dataclass(frozen=True)
 class Transform:
     """One drawn transform: `swap`, per-axis `flips`, per-axis integer `shifts` (cells)."""
+
     swap: bool
     flips: tuple
     shifts: tuple
@@ -69,7 +73,7 @@ def channel_action(channels: list[str], swap: bool, flips: tuple) -> tuple[np.nd
         if swap and field and comp in ('x', 'y'):
             source = f"{field}.{'y' if comp == 'x' else 'x'}"
         perm.append(index[source])
-        sign.append(-1. if field and comp in flips else 1.)
+        sign.append(-1.0 if field and comp in flips else 1.0)
     return np.array(perm), np.array(sign, dtype=np.float32)
 
 

@@ -6,6 +6,7 @@ Examples:
     python -m phiml_data migrate legacy_caches/ --config configs/default.yaml
     python -m phiml_data run --config configs/default.yaml
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,12 +25,20 @@ def main(argv=None):
     gen = sub.add_parser('generate', help='simulate and cache the sims that are missing')
     _config_args(gen)
     gen.add_argument('--scheduler', help='address of a Dask scheduler (tcp://host:8786) to run the simulations on')
-    gen.add_argument('--workers', type=int, default=0, help='simulate in this many local processes (default: in this process)')
+    gen.add_argument(
+        '--workers', type=int, default=0, help='simulate in this many local processes (default: in this process)'
+    )
     gen.add_argument('--batch-size', type=int, default=8, help='sims per chunk / vectorised run (default: %(default)s)')
-    gen.add_argument('--verify', action='store_true', help='check every frame of every cached file (default: size and header only)')
+    gen.add_argument(
+        '--verify', action='store_true', help='check every frame of every cached file (default: size and header only)'
+    )
     ins = sub.add_parser('inspect', help='print what a cache directory holds')
     ins.add_argument('directory', help='a cache directory <cache_dir>/<scenario>-<key>')
-    ins.add_argument('--allow-pickle', action='store_true', help='allow reading formats whose loader unpickles (npz): only your own files')
+    ins.add_argument(
+        '--allow-pickle',
+        action='store_true',
+        help='allow reading formats whose loader unpickles (npz): only your own files',
+    )
     mig = sub.add_parser('migrate', help='convert legacy torch.save caches into the cache of --config')
     mig.add_argument('legacy', nargs='+', help='legacy .pt files or a folder of them')
     _config_args(mig)
@@ -60,15 +69,18 @@ def _load(args):
 
 def _generate(args):
     from .manager import DataManager
+
     cfg = _load(args)
     dm = DataManager(cfg.data.cache_dir, cfg.scenario, cfg.data.format)
     options = dict(batch_size=args.batch_size, progress=not args.quiet, verify=args.verify)
     if args.scheduler:
         from distributed import Client
+
         with Client(args.scheduler) as client:
             dm.generate(cfg.data.n_sims, executor=client, **options)
     elif args.workers:
         from concurrent.futures import ProcessPoolExecutor
+
         with ProcessPoolExecutor(args.workers) as pool:
             dm.generate(cfg.data.n_sims, executor=pool, **options)
     else:
@@ -80,20 +92,37 @@ def _generate(args):
 def _inspect(args):
     """Reads only JSON (config, manifest) and, for formats that need no pickle or with --allow-pickle, one file header."""
     from .formats import get_format
-    from .manager import key_payload, read_json
+    from .keys import key_payload
+    from .manifest import read_json
+
     directory = Path(args.directory)
     if not (directory / 'config.json').exists():
         raise CacheError(f"{directory} is not a cache directory (no config.json)")
     saved = read_json(directory / 'config.json', 'the configuration of the cache')
-    manifest = read_json(directory / 'manifest.json', 'the list of cached sims')['sims'] if (directory / 'manifest.json').exists() else {}
+    manifest = (
+        read_json(directory / 'manifest.json', 'the list of cached sims')['sims']
+        if (directory / 'manifest.json').exists()
+        else {}
+    )
     first = manifest[min(manifest, key=int)]['fields'] if manifest else {}
-    _print_summary({'directory': str(directory), 'scenario': saved['params'], 'format': saved['format'], 'sims': len(manifest),
-                    'bytes': sum(e.get('bytes', 0) for e in manifest.values()), 'fields': first})
+    _print_summary(
+        {
+            'directory': str(directory),
+            'scenario': saved['params'],
+            'format': saved['format'],
+            'sims': len(manifest),
+            'bytes': sum(e.get('bytes', 0) for e in manifest.values()),
+            'fields': first,
+        }
+    )
     current = {k: v for k, v in saved.items() if k != 'key'}
     try:
         from .config import scenario_from_params
+
         if key_payload(scenario_from_params(saved['params']), saved['format']) != current:
-            print(f"note: written with other library versions or scenario code (key {saved['key']}); this installation would use another cache directory")
+            print(
+                f"note: written with other library versions or scenario code (key {saved['key']}); this installation would use another cache directory"
+            )
     except (ConfigError, ValueError):
         print(f"note: scenario {saved['params'].get('scenario')!r} is not known to this installation")
     if manifest:
@@ -109,6 +138,7 @@ def _inspect(args):
 def _migrate(args):
     from .legacy import migrate_legacy
     from .manager import DataManager
+
     cfg = _load(args)
     dm = DataManager(cfg.data.cache_dir, cfg.scenario, cfg.data.format)
     files = args.legacy[0] if len(args.legacy) == 1 else args.legacy
@@ -120,6 +150,7 @@ def _migrate(args):
 
 def _run(args):
     from .pipeline import run_pipeline
+
     cfg = _load(args)
     run_pipeline(cfg, output=args.output, progress=not args.quiet)
     return 0
@@ -129,7 +160,7 @@ def _print_summary(s: dict):
     """Prints a `DataManager.summary()`-like dict."""
     print(f"cache: {s['directory']}")
     print(f"  scenario: {json.dumps(s['scenario'])}")
-    print(f"  format: {s['format']}, sims: {s['sims']}, size: {s['bytes'] / 2 ** 20:.2f} MiB")
+    print(f"  format: {s['format']}, sims: {s['sims']}, size: {s['bytes'] / 2**20:.2f} MiB")
     for name, info in s['fields'].items():
         print(f"  field {name}: {info['shape']} {info['dtype']}")
 

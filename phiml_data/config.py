@@ -11,16 +11,21 @@ training: {backend: torch, epochs: 10, learning_rate: 0.001, ...}       # TrainC
 output: outputs/burgers2d
 ```
 """
+
 from __future__ import annotations
 
 import dataclasses
 import types
 import typing
 from dataclasses import dataclass
-from typing import Optional
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
 from .scenarios import SCENARIOS, Scenario
+
+if TYPE_CHECKING:  # annotations only: importing the trainer here would pull in an ML backend
+    from .dataset import DatasetConfig
+    from .trainer import ModelConfig, TrainConfig
 
 
 class ConfigError(ValueError):
@@ -38,6 +43,7 @@ class DataConfig:
         split: Fractions of sims for train / validation / test (split by simulation).
         split_seed: Seed of the split's permutation.
     """
+
     cache_dir: str = 'cache'
     n_sims: int = 16
     format: str = 'h5'
@@ -48,6 +54,7 @@ class DataConfig:
         if self.n_sims < 1:
             raise ValueError(f"n_sims must be >= 1, got {self.n_sims}")
         from .formats import FORMATS
+
         if self.format not in FORMATS:
             raise ValueError(f"format must be one of {sorted(FORMATS)}, got '{self.format}'")
         if len(self.split) != 3 or min(self.split) < 0 or abs(sum(self.split) - 1) > 1e-6:
@@ -126,6 +133,7 @@ def _convert(hint, value, path):
 def load_yaml(path) -> dict:
     """Reads a YAML file into a dict, with the file name in any error."""
     import yaml
+
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"Config file {path} does not exist")
@@ -146,6 +154,7 @@ class EvalConfig:
         rollout_steps: Length of the test rollouts (default: the whole trajectory after the initial frames).
         plot_sims: Test sims shown in the field plots.
     """
+
     rollout_steps: Optional[int] = None
     plot_sims: int = 1
 
@@ -153,6 +162,7 @@ class EvalConfig:
 @dataclass(frozen=True)
 class RunConfig:
     """A whole run: scenario, cache, dataset, model, training, evaluation, output folder."""
+
     scenario: Scenario
     data: DataConfig
     dataset: 'DatasetConfig'
@@ -176,6 +186,7 @@ def parse_run_config(data: dict, source: str = 'config') -> RunConfig:
     """Builds a `RunConfig` from a dict (e.g. parsed YAML); errors name `source` and the key path."""
     from .dataset import DatasetConfig
     from .trainer import ModelConfig, TrainConfig
+
     sections = {'scenario', 'data', 'dataset', 'model', 'training', 'evaluation', 'output'}
     unknown = sorted(set(data) - sections)
     try:
@@ -183,14 +194,21 @@ def parse_run_config(data: dict, source: str = 'config') -> RunConfig:
             raise ConfigError(f"{unknown[0]}: unknown section; valid: {sorted(sections)}")
         training = parse(TrainConfig, data.get('training'), 'training')
         if training.epochs < 1:
-            raise ConfigError(f"training.epochs: a run trains, then evaluates its best checkpoint: need >= 1, got {training.epochs}")
+            raise ConfigError(
+                f"training.epochs: a run trains, then evaluates its best checkpoint: need >= 1, got {training.epochs}"
+            )
         output = data.get('output', RunConfig.output)
         if not isinstance(output, str):
             raise ConfigError(f"output: expected a folder name, got {output!r}")
-        return RunConfig(parse_scenario(data.get('scenario')), parse(DataConfig, data.get('data'), 'data'),
-                         parse(DatasetConfig, data.get('dataset'), 'dataset'), parse(ModelConfig, data.get('model'), 'model'),
-                         training, parse(EvalConfig, data.get('evaluation'), 'evaluation'),
-                         output)
+        return RunConfig(
+            parse_scenario(data.get('scenario')),
+            parse(DataConfig, data.get('data'), 'data'),
+            parse(DatasetConfig, data.get('dataset'), 'dataset'),
+            parse(ModelConfig, data.get('model'), 'model'),
+            training,
+            parse(EvalConfig, data.get('evaluation'), 'evaluation'),
+            output,
+        )
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
 

@@ -16,6 +16,7 @@ merges batch dims into N and channel dims into C):
 
 `initial_state` holds the input fields (dynamic and static, e.g. an inflow mask); `targets` only the dynamic fields.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,12 +33,13 @@ from phiml import math
 from phiml.math import Tensor, batch, channel, spatial
 
 from . import augmentation, normalization
-from .formats.base import parse_shape_spec
 from ._windows import Layout, TrajectorySource, WindowSource, field_of
-from .manager import DataManager, write_json
+from .formats.base import parse_shape_spec
+from .manager import DataManager
+from .manifest import write_json
 from .scenarios import to_field
 
-DEFAULT_MEMORY_LIMIT = 2 ** 30
+DEFAULT_MEMORY_LIMIT = 2**30
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class DatasetConfig:
         normalize: Normalise with statistics of the training split.
         augment: Apply random symmetry transforms (training split only).
     """
+
     n_input: int = 1
     n_targets: int = 3
     hop: int = 1
@@ -93,14 +96,18 @@ def split_sims(indices, fractions=(0.75, 0.125, 0.125), seed: int = 0) -> dict[s
 
     Example:
         >>> split_sims(range(8), (0.5, 0.25, 0.25))
-        {'train': [...4 sims...], 'val': [...2...], 'test': [...2...]}
+        {'train': [0, 4, 6, 7], 'val': [2, 5], 'test': [1, 3]}
     """
     indices = sorted(int(i) for i in indices)
     order = [indices[i] for i in np.random.default_rng([seed, len(indices)]).permutation(len(indices))]
     n_val = max(int(round(fractions[1] * len(order))), 1 if fractions[1] > 0 and len(order) > 2 else 0)
     n_test = max(int(round(fractions[2] * len(order))), 1 if fractions[2] > 0 and len(order) > 2 else 0)
     n_train = len(order) - n_val - n_test
-    return {'train': sorted(order[:n_train]), 'val': sorted(order[n_train:n_train + n_val]), 'test': sorted(order[n_train + n_val:])}
+    return {
+        'train': sorted(order[:n_train]),
+        'val': sorted(order[n_train : n_train + n_val]),
+        'test': sorted(order[n_train + n_val :]),
+    }
 
 
 def record_split(manager: DataManager, split: dict, fractions, seed: int):
@@ -133,29 +140,48 @@ class PhiMLDataset:
         **overrides: Fields of `DatasetConfig`.
 
     Example:
+        >>> dm = DataManager(tmp, Burgers2D(resolution=16, steps=4))
+        >>> _ = dm.generate(3, progress=False)
         >>> ds = PhiMLDataset(dm, sims=[0, 1, 2], n_targets=2, normalize=False)
         >>> b = next(ds.iterate_batches(4))
-        >>> b['initial_state'].shape, b['targets'].shape
-        ((batchᵇ=4, xˢ=32, yˢ=32, channelsᶜ=velocity.x,velocity.y), (batchᵇ=4, timeᵇ=2, xˢ=32, yˢ=32, channelsᶜ=...))
+        >>> b['initial_state'].shape.names, b['initial_state'].shape.get_item_names('channels')
+        (('batch', 'x', 'y', 'channels'), ('velocity.x', 'velocity.y'))
+        >>> b['targets'].shape.sizes
+        (4, 2, 16, 16, 2)
     """
 
-    def __init__(self, manager: DataManager, sims=None, config: DatasetConfig = None, stats: dict = None,
-                 generated=None, alpha: float = 0., shard: tuple = (0, 1), **overrides):
+    def __init__(
+        self,
+        manager: DataManager,
+        sims=None,
+        config: DatasetConfig = None,
+        stats: dict = None,
+        generated=None,
+        alpha: float = 0.0,
+        shard: tuple = (0, 1),
+        **overrides,
+    ):
         config = dataclasses.replace(config or DatasetConfig(), **overrides)
         self.manager, self.config, self.shard = manager, config, tuple(shard)
         scenario = manager.scenario
         cached = manager.cached_indices()
         self.sims = sorted(int(s) for s in (cached if sims is None else sims))
         if not self.sims:
-            raise ValueError(f"Empty split: no simulations given (cached: {len(cached)} sims in {manager.directory}). Run DataManager.generate() first.")
+            raise ValueError(
+                f"Empty split: no simulations given (cached: {len(cached)} sims in {manager.directory}). Run DataManager.generate() first."
+            )
         missing = sorted(set(self.sims) - set(cached))
         if missing:
-            raise ValueError(f"Sims {missing[:10]} are not cached in {manager.directory} (cached: {cached[:10]}...). Run DataManager.generate({max(missing) + 1}).")
+            raise ValueError(
+                f"Sims {missing[:10]} are not cached in {manager.directory} (cached: {cached[:10]}...). Run DataManager.generate({max(missing) + 1})."
+            )
         self.layout = self._layout(config, scenario)
         n_frames = scenario.steps + 1
         if config.n_input + config.n_targets > n_frames:
-            raise ValueError(f"Window of n_input={config.n_input} + n_targets={config.n_targets} frames is longer than the "
-                             f"trajectories ({n_frames} frames); valid: n_input + n_targets <= {n_frames}")
+            raise ValueError(
+                f"Window of n_input={config.n_input} + n_targets={config.n_targets} frames is longer than the "
+                f"trajectories ({n_frames} frames); valid: n_input + n_targets <= {n_frames}"
+            )
         rank, world = self.shard
         if not 0 <= rank < world:
             raise ValueError(f"shard=({rank}, {world}): rank must be in 0..{world - 1}")
@@ -163,11 +189,17 @@ class PhiMLDataset:
             raise ValueError(f"alpha must be in [0, 1), got {alpha}")
         self.in_memory = self._choose_mode()
         self._window_bytes = None
-        self.max_open_files = int(min(_descriptor_budget(), max(4, config.memory_limit // 10 // self._handle_bytes())))  # 10% of the limit
+        self.max_open_files = int(
+            min(_descriptor_budget(), max(4, config.memory_limit // 10 // self._handle_bytes()))
+        )  # 10% of the limit
         self.source = TrajectorySource(manager, self.sims, self.layout, config.hop, self.in_memory, self.max_open_files)
         self.generated = self._generated_source(generated)
-        self.alpha = alpha if self.generated is not None else 0.
-        self.stats = stats if stats is not None or not config.normalize else normalization.field_stats(manager, self.sims, self.layout.inputs)
+        self.alpha = alpha if self.generated is not None else 0.0
+        self.stats = (
+            stats
+            if stats is not None or not config.normalize
+            else normalization.field_stats(manager, self.sims, self.layout.inputs)
+        )
         self.symmetries = augmentation.Symmetries.of(scenario) if config.augment else None
         self.prefetch = self._choose_prefetch()
         self._check_memory()
@@ -188,7 +220,9 @@ class PhiMLDataset:
         if bad or not outputs:
             raise ValueError(f"Target fields must be dynamic fields; got {list(outputs)} (static: {list(static)})")
         components = {f: (tuple(scenario.spatial_dims) if scenario.fields[f].vector else ()) for f in all_fields}
-        return Layout(inputs, outputs, components, static, tuple(scenario.spatial_dims), config.n_input, config.n_targets)
+        return Layout(
+            inputs, outputs, components, static, tuple(scenario.spatial_dims), config.n_input, config.n_targets
+        )
 
     def _choose_mode(self) -> bool:
         if self.config.mode != 'auto':
@@ -200,16 +234,26 @@ class PhiMLDataset:
             return None
         if isinstance(generated, PhiMLDataset):
             if generated.layout.channels(generated.layout.inputs) != self.input_channels:
-                raise ValueError(f"Generated dataset has channels {generated.input_channels}; expected {self.input_channels}")
+                raise ValueError(
+                    f"Generated dataset has channels {generated.input_channels}; expected {self.input_channels}"
+                )
             return generated.source
         initial, targets = generated
         for t, want in ((initial, self.input_channels), (targets, self.target_channels)):
             if 'channels' not in t.shape or list(t.shape.get_item_names('channels') or ()) != want:
                 raise ValueError(f"Generated samples must have channels {want}, got {t.shape}")
-        return WindowSource(initial, targets, self._order(initial, 'window', history=True), self._order(targets, 'window', time=True))
+        return WindowSource(
+            initial, targets, self._order(initial, 'window', history=True), self._order(targets, 'window', time=True)
+        )
 
     def _order(self, t: Tensor, batch_name: str, history=False, time=False) -> list[str]:
-        names = [batch_name] + (['history'] if history and self.layout.n_input > 1 else []) + (['time'] if time else []) + list(self.layout.spatial) + ['channels']
+        names = (
+            [batch_name]
+            + (['history'] if history and self.layout.n_input > 1 else [])
+            + (['time'] if time else [])
+            + list(self.layout.spatial)
+            + ['channels']
+        )
         if set(t.shape.names) != set(names):
             raise ValueError(f"Generated samples must have dims {names}, got {t.shape}")
         return names
@@ -223,8 +267,12 @@ class PhiMLDataset:
         """Bytes of all frames of the sims and fields this dataset reads."""
         fields = set(self.layout.inputs) | set(self.layout.outputs)
         manifest = self.manager.manifest()
-        return sum(parse_shape_spec(manifest[s]['fields'][f]['shape']).volume * np.dtype(manifest[s]['fields'][f]['dtype']).itemsize
-                   for s in self.sims for f in fields)
+        return sum(
+            parse_shape_spec(manifest[s]['fields'][f]['shape']).volume
+            * np.dtype(manifest[s]['fields'][f]['dtype']).itemsize
+            for s in self.sims
+            for f in fields
+        )
 
     def _choose_prefetch(self) -> int:
         """`config.prefetch`, or by default 2 batches ahead, fewer where a lazy dataset's memory limit cannot hold them."""
@@ -245,9 +293,11 @@ class PhiMLDataset:
         if need > self.config.memory_limit:
             window, handles = self.window_bytes(), self.max_open_files * self._handle_bytes()
             fit = max((self.config.memory_limit - handles) // (3 * window * (self.prefetch + 1)), 0)
-            raise ValueError(f"batch_size={self.config.batch_size} with prefetch={self.prefetch} needs ~{need / 2**20:.1f} MiB "
-                             f"(with {self.max_open_files} open files), "
-                             f"over memory_limit={self.config.memory_limit / 2**20:.1f} MiB; valid: batch_size <= {fit}")
+            raise ValueError(
+                f"batch_size={self.config.batch_size} with prefetch={self.prefetch} needs ~{need / 2**20:.1f} MiB "
+                f"(with {self.max_open_files} open files), "
+                f"over memory_limit={self.config.memory_limit / 2**20:.1f} MiB; valid: batch_size <= {fit}"
+            )
 
     def window_bytes(self) -> int:
         """Bytes of one window's frames (all fields it reads)."""
@@ -289,7 +339,9 @@ class PhiMLDataset:
         n_real, n_gen = len(self), self.n_generated()
         ids = np.arange(n_real + n_gen)
         if n_gen:
-            pool = np.random.default_rng([self.config.seed, epoch, 1]).choice(len(self.generated), n_gen, replace=n_gen > len(self.generated))
+            pool = np.random.default_rng([self.config.seed, epoch, 1]).choice(
+                len(self.generated), n_gen, replace=n_gen > len(self.generated)
+            )
             ids[n_real:] = n_real + pool
         if self.config.shuffle:
             ids = ids[np.random.default_rng([self.config.seed, epoch]).permutation(len(ids))]
@@ -306,13 +358,16 @@ class PhiMLDataset:
         if batch_size is None:
             return self.config.batch_size
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1 (or None for config.batch_size={self.config.batch_size}), got {batch_size!r}")
+            raise ValueError(
+                f"batch_size must be an integer >= 1 (or None for config.batch_size={self.config.batch_size}), got {batch_size!r}"
+            )
         return int(batch_size)
 
     # --- batches ---
 
-    def iterate_batches(self, batch_size: int = None, epoch: int = 0, start: int = 0, drop_last: bool = None,
-                        prefetch: int = None) -> Iterator[dict]:
+    def iterate_batches(
+        self, batch_size: int = None, epoch: int = 0, start: int = 0, drop_last: bool = None, prefetch: int = None
+    ) -> Iterator[dict]:
         """Yields the batches of one epoch of this shard.
 
         Args:
@@ -332,21 +387,32 @@ class PhiMLDataset:
         order = self.epoch_order(epoch)
         spans = [(a, min(a + batch_size, len(order))) for a in range(start, len(order), batch_size)]
         spans = [(a, b) for a, b in spans if b - a == batch_size or not drop_last]
-        make = lambda span: self._batch(order[span[0]:span[1]], epoch, span[1])
+        make = lambda span: self._batch(order[span[0] : span[1]], epoch, span[1])
         prefetch = self.prefetch if prefetch is None else prefetch
         yield from (_prefetched(make, spans, prefetch) if prefetch else map(make, spans))
 
     def _batch(self, ids: np.ndarray, epoch: int, position: int) -> dict:
         initial, targets, sims, starts = self._gather(ids)
         if self.symmetries is not None:
-            transforms = [augmentation.Transform.draw(np.random.default_rng([self.config.seed, epoch, int(i), 2]), self.symmetries, self.manager.scenario.grid_size) for i in ids]
+            transforms = [
+                augmentation.Transform.draw(
+                    np.random.default_rng([self.config.seed, epoch, int(i), 2]),
+                    self.symmetries,
+                    self.manager.scenario.grid_size,
+                )
+                for i in ids
+            ]
             initial = augmentation.apply(initial, self.input_channels, self.layout.spatial, transforms)
             targets = augmentation.apply(targets, self.target_channels, self.layout.spatial, transforms)
         b, initial_shape, target_shape = self._shapes(len(ids))
         result = {
-            'initial_state': math.tensor(initial, initial_shape), 'targets': math.tensor(targets, target_shape),
-            'window_ids': math.tensor(ids, b), 'sim': math.tensor(sims, b), 'start': math.tensor(starts, b),
-            'epoch': epoch, 'position': position,
+            'initial_state': math.tensor(initial, initial_shape),
+            'targets': math.tensor(targets, target_shape),
+            'window_ids': math.tensor(ids, b),
+            'sim': math.tensor(sims, b),
+            'start': math.tensor(starts, b),
+            'epoch': epoch,
+            'position': position,
         }
         return self.normalize(result) if self.config.normalize else result
 
@@ -357,7 +423,9 @@ class PhiMLDataset:
         space = spatial(**{d: self.manager.scenario.grid_size[d] for d in self.layout.spatial})
         history = channel(history=self.layout.n_input) if self.layout.n_input > 1 else math.EMPTY_SHAPE
         initial = math.concat_shapes(b, history, space, channel(channels=','.join(self.input_channels)))
-        targets = math.concat_shapes(b, batch(time=self.layout.n_targets), space, channel(channels=','.join(self.target_channels)))
+        targets = math.concat_shapes(
+            b, batch(time=self.layout.n_targets), space, channel(channels=','.join(self.target_channels))
+        )
         return b, initial, targets
 
     def _gather(self, ids: np.ndarray):
@@ -366,7 +434,10 @@ class PhiMLDataset:
         if real.all():
             init, targ = self.source.gather(ids)
             return init, targ, self.source.sim_of[ids], self.source.start_of[ids]
-        parts = [(self.source, ids[real], np.flatnonzero(real)), (self.generated, ids[~real] - len(self), np.flatnonzero(~real))]
+        parts = [
+            (self.source, ids[real], np.flatnonzero(real)),
+            (self.generated, ids[~real] - len(self), np.flatnonzero(~real)),
+        ]
         init = targ = None
         sims, starts = np.full(len(ids), -1), np.full(len(ids), -1)
         for source, local, where in parts:
@@ -385,8 +456,11 @@ class PhiMLDataset:
 
     def normalize(self, batch_: dict) -> dict:
         """Normalises `initial_state` and `targets` of a batch in physical units."""
-        return {**batch_, 'initial_state': normalization.normalize(batch_['initial_state'], self.stats, self.input_channels),
-                'targets': normalization.normalize(batch_['targets'], self.stats, self.target_channels)}
+        return {
+            **batch_,
+            'initial_state': normalization.normalize(batch_['initial_state'], self.stats, self.input_channels),
+            'targets': normalization.normalize(batch_['targets'], self.stats, self.target_channels),
+        }
 
     def denormalize(self, t: Tensor) -> Tensor:
         """Physical units of a normalised packed tensor `Tensor (..., channelsᶜ)` (no-op without normalisation)."""
@@ -426,6 +500,7 @@ class PhiMLDataset:
 def _descriptor_budget() -> int:
     """Open cache files a dataset may keep: a quarter of the process's descriptor limit, at most 1024."""
     import resource
+
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return int(min(1024, max(4, soft // 4)))
 

@@ -5,6 +5,7 @@ the scenario: grid type (centred or staggered), boundary, bounds, resolution, fr
 mismatch is listed in one error. Alternatively `scenario_from_scene` builds the scenario from the scene's own
 description, so that resolution, domain size, steps and dt come from the scene.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,11 +14,13 @@ from pathlib import Path
 import numpy as np
 from phiml import math
 
+from .generation import write_sim
 from .scenarios import BOUNDARIES, Scenario, field_values
 
 
 def _open_scene(scene_path):
     from phi.field import Scene
+
     if not Path(scene_path).is_dir():
         raise FileNotFoundError(f"Scene directory {scene_path} does not exist")
     return Scene.at(str(scene_path))
@@ -31,16 +34,24 @@ def scene_description(scene_path) -> dict:
     for name in scene.fieldnames:
         f = scene.read(name, frame=frames[0])
         boundary = next((k for k, v in BOUNDARIES.items() if f.extrapolation == v), str(f.extrapolation))
-        fields[name] = {'grid': 'staggered' if f.is_staggered else 'centered', 'boundary': boundary,
-                        'bounds': {str(d): [float(f.bounds.lower[d]), float(f.bounds.upper[d])] for d in f.resolution.names},
-                        'resolution': {str(d): int(n) for d, n in zip(f.resolution.names, f.resolution.sizes)},
-                        'dtype': _dtype(field_values(f))}
+        fields[name] = {
+            'grid': 'staggered' if f.is_staggered else 'centered',
+            'boundary': boundary,
+            'bounds': {str(d): [float(f.bounds.lower[d]), float(f.bounds.upper[d])] for d in f.resolution.names},
+            'resolution': {str(d): int(n) for d, n in zip(f.resolution.names, f.resolution.sizes)},
+            'dtype': _dtype(field_values(f)),
+        }
     return {'frames': len(frames), 'dt': scene.properties.get('dt'), 'fields': fields}
 
 
 def _same(found, expected) -> bool:
     """Equality, with float32 tolerance for bounds (scenes store them in single precision)."""
-    if isinstance(expected, dict) and isinstance(found, dict) and expected and isinstance(next(iter(expected.values())), list):
+    if (
+        isinstance(expected, dict)
+        and isinstance(found, dict)
+        and expected
+        and isinstance(next(iter(expected.values())), list)
+    ):
         return found.keys() == expected.keys() and all(np.allclose(found[k], expected[k], rtol=1e-6) for k in expected)
     return found == expected
 
@@ -54,11 +65,13 @@ def scene_problems(scenario: Scenario, description: dict, dt: float = None) -> l
     """Every difference between a scene's description and what `scenario` caches."""
     problems = []
     if description['frames'] != scenario.frames:
-        problems.append(f"{description['frames']} frames; scenario has steps={scenario.steps}, i.e. {scenario.frames} frames")
+        problems.append(
+            f"{description['frames']} frames; scenario has steps={scenario.steps}, i.e. {scenario.frames} frames"
+        )
     scene_dt = description['dt'] if description['dt'] is not None else dt
     if scene_dt is None:
         problems.append("the scene records no dt (Scene.put_property('dt', ...)); pass dt=... to state it")
-    elif abs(float(scene_dt) - scenario.dt) > 1e-9 * max(1., scenario.dt):
+    elif abs(float(scene_dt) - scenario.dt) > 1e-9 * max(1.0, scenario.dt):
         problems.append(f"dt={scene_dt}; scenario has dt={scenario.dt}")
     missing = [k for k in scenario.fields if k not in description['fields']]
     if missing:
@@ -68,7 +81,13 @@ def scene_problems(scenario: Scenario, description: dict, dt: float = None) -> l
         d = description['fields'].get(name)
         if d is None:
             continue
-        want = {'grid': spec.grid, 'boundary': spec.boundary, 'bounds': bounds, 'resolution': scenario.grid_size, 'dtype': scenario.dtype}
+        want = {
+            'grid': spec.grid,
+            'boundary': spec.boundary,
+            'bounds': bounds,
+            'resolution': scenario.grid_size,
+            'dtype': scenario.dtype,
+        }
         problems += [f"field '{name}': {k} {d[k]}; scenario has {v}" for k, v in want.items() if not _same(d[k], v)]
     return problems
 
@@ -93,8 +112,11 @@ def import_scene(manager, scene_path, sim_index: int, dt: float = None) -> dict:
     scenario = manager.scenario
     problems = scene_problems(scenario, scene_description(scene_path), dt)
     if problems:
-        raise ValueError(f"Scene {scene_path} does not match scenario '{scenario.name}' ({scenario.params()}):\n  " + '\n  '.join(problems)
-                         + "\nBuild the scenario from the scene instead: DataManager(cache_dir, scenario_from_scene(scene_path, ScenarioClass)).")
+        raise ValueError(
+            f"Scene {scene_path} does not match scenario '{scenario.name}' ({scenario.params()}):\n  "
+            + '\n  '.join(problems)
+            + "\nBuild the scenario from the scene instead: DataManager(cache_dir, scenario_from_scene(scene_path, ScenarioClass))."
+        )
     scene = _open_scene(scene_path)
     frames = scene.frames
     data = {}
@@ -103,9 +125,8 @@ def import_scene(manager, scene_path, sim_index: int, dt: float = None) -> dict:
             data[name] = field_values(scene.read(name, frame=frames[0]))
         else:
             data[name] = math.stack([field_values(scene.read(name, frame=f)) for f in frames], math.batch('time'))
-    from .manager import write_sim
     entry = write_sim(manager.directory, scenario, manager.fmt, sim_index, data, origin='imported')
-    manager._update_manifest({sim_index: entry})
+    manager.record({sim_index: entry})
     return entry
 
 
@@ -123,9 +144,16 @@ def scenario_from_scene(scene_path, scenario: Scenario | type[Scenario], dt: flo
     lower = {k: v[0] for k, v in first['bounds'].items()}
     lengths = {v[1] - v[0] for v in first['bounds'].values()}
     if any(lower.values()) or len(lengths) != 1:
-        raise ValueError(f"Scene {scene_path} has bounds {first['bounds']}; scenario '{base.name}' needs a domain [0, L] of equal L along every axis")
+        raise ValueError(
+            f"Scene {scene_path} has bounds {first['bounds']}; scenario '{base.name}' needs a domain [0, L] of equal L along every axis"
+        )
     step = d['dt'] if d['dt'] is not None else dt
     if step is None:
         raise ValueError(f"Scene {scene_path} records no dt; pass dt=...")
-    return dataclasses.replace(base, resolution=tuple(first['resolution'][k] for k in base.spatial_dims), length=lengths.pop(),
-                               steps=d['frames'] - 1, dt=float(step))
+    return dataclasses.replace(
+        base,
+        resolution=tuple(first['resolution'][k] for k in base.spatial_dims),
+        length=lengths.pop(),
+        steps=d['frames'] - 1,
+        dt=float(step),
+    )

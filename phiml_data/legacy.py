@@ -7,6 +7,7 @@ The legacy pipeline saved one file per simulation with `torch.save`:
 Torch is imported only inside `migrate_legacy`, and files are read with `torch.load(..., weights_only=True)`, which
 refuses to run code stored in a file.
 """
+
 from __future__ import annotations
 
 import re
@@ -16,7 +17,8 @@ import numpy as np
 from phiml import math
 from phiml.math import Tensor
 
-from .manager import DataManager, write_sim
+from .generation import write_sim
+from .manager import DataManager
 
 
 def legacy_to_phiml(array: np.ndarray, spatial_dims: tuple[str, ...], vector: bool, static: bool) -> Tensor:
@@ -35,7 +37,9 @@ def legacy_to_phiml(array: np.ndarray, spatial_dims: tuple[str, ...], vector: bo
         raise ValueError(f"Legacy array has shape {array.shape}; expected [C, T, {', '.join(spatial_dims)}]")
     components = array.shape[0]
     if vector and components != len(spatial_dims):
-        raise ValueError(f"Legacy vector field has C={components}; expected {len(spatial_dims)} components ({','.join(spatial_dims)})")
+        raise ValueError(
+            f"Legacy vector field has C={components}; expected {len(spatial_dims)} components ({','.join(spatial_dims)})"
+        )
     if not vector and components != 1:
         raise ValueError(f"Legacy scalar field has C={components}; expected C=1")
     values = np.moveaxis(array, 0, -1)  # [T, *spatial, C]
@@ -64,25 +68,30 @@ def migrate_legacy(files, manager: DataManager, progress: bool = True) -> list[i
     """
     import torch  # only here: the data layer does not depend on torch
     from tqdm import tqdm
+
     files = _legacy_files(files)
     written = []
     for path in tqdm(files, desc='migrating', unit='file', disable=not progress):
         try:
             legacy = torch.load(path, map_location='cpu', weights_only=True)  # refuses pickled code
         except Exception as err:
-            raise ValueError(f"Legacy file {path} cannot be loaded safely (torch.load with weights_only=True: {type(err).__name__}: "
-                             f"{str(err).splitlines()[0] if str(err) else ''})") from None
+            raise ValueError(
+                f"Legacy file {path} cannot be loaded safely (torch.load with weights_only=True: {type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''})"
+            ) from None
         try:
             data, metadata = legacy['tensor_data'], legacy.get('metadata', {})
         except (KeyError, TypeError, AttributeError) as err:
-            raise ValueError(f"Legacy file {path} is not a legacy cache: expected {{'tensor_data': {{...}}, 'metadata': {{...}}}} ({err})") from None
+            raise ValueError(
+                f"Legacy file {path} is not a legacy cache: expected {{'tensor_data': {{...}}, 'metadata': {{...}}}} ({err})"
+            ) from None
         index = int(metadata.get('sim_index', find_sim_index(path.name)))
         try:
             fields = _legacy_fields(data, metadata, manager.scenario)
             entry = write_sim(manager.directory, manager.scenario, manager.fmt, index, fields, origin='migrated')
         except ValueError as err:
             raise ValueError(f"Legacy file {path} refused: {err}") from None
-        manager._update_manifest({index: entry})
+        manager.record({index: entry})
         written.append(index)
     return written
 
@@ -92,8 +101,10 @@ def _legacy_fields(data: dict, metadata: dict, scenario) -> dict[str, Tensor]:
     problems = []
     missing = [k for k in scenario.fields if k not in data]
     if missing:
-        problems.append(f"no field(s) {missing} (it has {sorted(data)}); scenario '{scenario.name}' needs {sorted(scenario.fields)}")
-    if 'dt' in metadata and abs(float(metadata['dt']) - scenario.dt) > 1e-9 * max(1., scenario.dt):
+        problems.append(
+            f"no field(s) {missing} (it has {sorted(data)}); scenario '{scenario.name}' needs {sorted(scenario.fields)}"
+        )
+    if 'dt' in metadata and abs(float(metadata['dt']) - scenario.dt) > 1e-9 * max(1.0, scenario.dt):
         problems.append(f"dt={metadata['dt']}; scenario has dt={scenario.dt}")
     fields = {}
     for name, spec in scenario.fields.items():

@@ -7,6 +7,7 @@ Statistics live beside the cache (`stats-<hash>.json`, the hash covering cache k
 `DataManager.side_path`: the cache directory, or a per-user folder for a read-only shared cache), so they can never
 be applied to another configuration or a stale split.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,9 +17,10 @@ import numpy as np
 from phiml import math
 from phiml.math import Tensor, channel
 
-from .formats.base import array_of
 from ._windows import field_of
-from .manager import DataManager, read_json, write_json
+from .formats.base import array_of
+from .manager import DataManager
+from .manifest import read_json, write_json
 
 
 def field_stats(manager: DataManager, sims, fields, progress: bool = False) -> dict[str, dict]:
@@ -34,6 +36,7 @@ def field_stats(manager: DataManager, sims, fields, progress: bool = False) -> d
         if set(saved.get('fields', {})) == set(fields):
             return saved['fields']
     from tqdm import tqdm
+
     sums = {f: np.zeros(3) for f in fields}  # count, sum, sum of squares
     for s in tqdm(sims, desc='statistics', unit='sim', disable=not progress):
         data = manager.load_phiml_cache(s, list(fields))
@@ -44,9 +47,9 @@ def field_stats(manager: DataManager, sims, fields, progress: bool = False) -> d
     for f in fields:
         n, total, sq = sums[f]
         vector = manager.scenario.fields[f].vector
-        offset = 0. if vector else total / n
-        scale = float(np.sqrt(max(sq / n - offset ** 2, 0.)))
-        stats[f] = {'offset': float(offset), 'scale': scale if scale > 0 else 1.}
+        offset = 0.0 if vector else total / n
+        scale = float(np.sqrt(max(sq / n - offset**2, 0.0)))
+        stats[f] = {'offset': float(offset), 'scale': scale if scale > 0 else 1.0}
     write_json(path, {'key': manager.key, 'sims': sims, 'fields': stats})
     return stats
 

@@ -8,6 +8,7 @@ validated cache; use this route when an ensemble must be computed once inside a 
 `parallel_property` needs its output shapes when the class is defined, so `ensemble_type` makes one class per
 scenario layout and registers it in this module; forked workers find it there.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,13 +42,24 @@ def ensemble_type(scenario: Scenario) -> type:
     if name in globals():
         return globals()[name]
 
-    cls = dataclass(type(name, (), {'__annotations__': {'scenario': Scenario, 'sim': Tensor}, '__module__': __name__,
-                                    'trajectories': parallel_property(trajectories, requires=None, out=_out_shapes(scenario))}))
+    cls = dataclass(
+        type(
+            name,
+            (),
+            {
+                '__annotations__': {'scenario': Scenario, 'sim': Tensor},
+                '__module__': __name__,
+                'trajectories': parallel_property(trajectories, requires=None, out=_out_shapes(scenario)),
+            },
+        )
+    )
     globals()[name] = cls
     return cls
 
 
-def compute_ensemble(scenario: Scenario, n_sims: int, cache_dir: str, memory_limit: float, max_workers: int = 2) -> dict:
+def compute_ensemble(
+    scenario: Scenario, n_sims: int, cache_dir: str, memory_limit: float, max_workers: int = 2
+) -> dict:
     """Simulates sims `0..n_sims-1` with `parallel_compute`, offloading results over `memory_limit` bytes to `cache_dir`.
 
     Returns:
@@ -55,5 +67,12 @@ def compute_ensemble(scenario: Scenario, n_sims: int, cache_dir: str, memory_lim
     """
     cls = ensemble_type(scenario)
     ensemble = cls(scenario, math.range(batch(sim=n_sims)))
-    parallel_compute(ensemble, [cls.trajectories], parallel_dims=batch('sim'), max_workers=max_workers, memory_limit=memory_limit, cache_dir=cache_dir)
+    parallel_compute(
+        ensemble,
+        [cls.trajectories],
+        parallel_dims=batch('sim'),
+        max_workers=max_workers,
+        memory_limit=memory_limit,
+        cache_dir=cache_dir,
+    )
     return ensemble.trajectories

@@ -12,6 +12,7 @@ Writes to the output folder:
 | `evaluation.csv`          | per-step relative L2 table                                           |
 | `loss.png`, `errors.png`, `rollout_<field>.png` | plots                                          |
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,11 +26,13 @@ from .config import RunConfig
 def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
     """Runs the whole pipeline for `cfg`; reuses whatever is cached. Returns the metrics dict."""
     import yaml
+
     from . import plots
     from .dataset import PhiMLDataset, record_split, split_sims
     from .evaluation import evaluate, summarize, write_table
     from .manager import DataManager
     from .trainer import Trainer
+
     out = Path(output or cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -43,7 +46,11 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
     (out / 'splits.json').write_text(json.dumps(splits, indent=1))
 
     train = PhiMLDataset(dm, splits['train'], cfg.dataset)
-    val = PhiMLDataset(dm, splits['val'], cfg.dataset, stats=train.stats, shuffle=False, augment=False) if splits['val'] else None
+    val = (
+        PhiMLDataset(dm, splits['val'], cfg.dataset, stats=train.stats, shuffle=False, augment=False)
+        if splits['val']
+        else None
+    )
     training = cfg.training if progress else dataclasses.replace(cfg.training, progress=False)
     trainer = Trainer(train, val, cfg.model, training, output=out)
     t0 = time.perf_counter()
@@ -61,16 +68,29 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
     for field in truth:
         for i in range(min(cfg.evaluation.plot_sims, len(test_sims))):
             suffix = f'_{test_sims[i]}' if cfg.evaluation.plot_sims > 1 else ''
-            plots.plot_rollout({field: truth[field].batch[i]}, {field: pred[field].batch[i]}, field, path=out / f'rollout_{field}{suffix}.png')
+            plots.plot_rollout(
+                {field: truth[field].batch[i]},
+                {field: pred[field].batch[i]},
+                field,
+                path=out / f'rollout_{field}{suffix}.png',
+            )
     import matplotlib.pyplot as plt
+
     plt.close('all')
 
     summary = summarize(metrics)
-    result = {'cache': str(dm.directory), 'test_sims': test_sims, 'rollout_steps': metrics['steps'], 'summary': summary,
-              'per_step': metrics['fields'], 'seconds': {'simulation': t_sim, 'training': t_train, 'total': time.perf_counter() - t_start},
-              'train_steps': steps, 'train_steps_per_second': steps / t_train if t_train else None,
-              'final_train_loss': history[-1]['train_loss'] if history else None,
-              'final_val_loss': history[-1]['val_loss'] if history else None}
+    result = {
+        'cache': str(dm.directory),
+        'test_sims': test_sims,
+        'rollout_steps': metrics['steps'],
+        'summary': summary,
+        'per_step': metrics['fields'],
+        'seconds': {'simulation': t_sim, 'training': t_train, 'total': time.perf_counter() - t_start},
+        'train_steps': steps,
+        'train_steps_per_second': steps / t_train if t_train else None,
+        'final_train_loss': history[-1]['train_loss'] if history else None,
+        'final_val_loss': history[-1]['val_loss'] if history else None,
+    }
     (out / 'metrics.json').write_text(json.dumps(result, indent=1))
     _report(result, out)
     return result
@@ -79,8 +99,12 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
 def _report(result: dict, out: Path):
     s = result['seconds']
     print(f"wrote {out}: config.yaml, splits.json, history.json, checkpoints/, metrics.json, evaluation.csv, *.png")
-    print(f"time: simulation {s['simulation']:.1f} s, training {s['training']:.1f} s "
-          f"({result['train_steps_per_second'] or 0:.1f} steps/s), total {s['total']:.1f} s")
+    print(
+        f"time: simulation {s['simulation']:.1f} s, training {s['training']:.1f} s "
+        f"({result['train_steps_per_second'] or 0:.1f} steps/s), total {s['total']:.1f} s"
+    )
     for field, m in result['summary'].items():
-        print(f"{field}: mean relative L2 over {result['rollout_steps']} steps on test sims {result['test_sims']}: "
-              f"model {m['model']:.4f}, persistence {m['persistence']:.4f} (model/persistence = {m['model_over_persistence']:.2f})")
+        print(
+            f"{field}: mean relative L2 over {result['rollout_steps']} steps on test sims {result['test_sims']}: "
+            f"model {m['model']:.4f}, persistence {m['persistence']:.4f} (model/persistence = {m['model_over_persistence']:.2f})"
+        )

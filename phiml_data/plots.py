@@ -2,6 +2,7 @@
 
 Every function returns the `Figure`; pass `path` to also save it as PNG.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,6 +14,7 @@ from phiml.math import Tensor
 
 def _figure(*args, **kwargs):
     import matplotlib.pyplot as plt
+
     return plt.subplots(*args, **kwargs)
 
 
@@ -34,7 +36,11 @@ def _image(t: Tensor) -> np.ndarray:
 def plot_frames(values: Tensor, times=None, title: str = '', path=None):
     """A row of frames of one field `Tensor (timeᵇ, xˢ, [yˢ], [vectorᶜ])`, vector fields as magnitude."""
     n_time = values.shape.get_size('time')
-    times = list(times) if times is not None else sorted(set(np.linspace(0, n_time - 1, min(n_time, 4)).astype(int).tolist()))
+    times = (
+        list(times)
+        if times is not None
+        else sorted(set(np.linspace(0, n_time - 1, min(n_time, 4)).astype(int).tolist()))
+    )
     fig, axes = _figure(1, len(times), figsize=(3 * len(times), 3), squeeze=False)
     for ax, t in zip(axes[0], times):
         image = _image(values.time[t])
@@ -65,7 +71,7 @@ def plot_errors(metrics: dict, path=None):
     fig, ax = _figure(figsize=(5, 3.5))
     for field, m in metrics['fields'].items():
         steps = np.arange(1, len(m['model']) + 1)
-        line, = ax.plot(steps, m['model'], label=f'{field}: model')
+        (line,) = ax.plot(steps, m['model'], label=f'{field}: model')
         ax.plot(steps, m['persistence'], '--', color=line.get_color(), label=f'{field}: persistence')
     ax.set_xlabel('rollout step'), ax.set_ylabel('relative L2 error'), ax.legend()
     fig.tight_layout()
@@ -80,7 +86,11 @@ def plot_rollout(truth: dict, prediction: dict, field: str, times=None, path=Non
     """
     values_t, values_p = truth[field], prediction[field]
     n_time = values_t.shape.get_size('time')
-    times = list(times) if times is not None else sorted(set(np.linspace(0, n_time - 1, min(n_time, 4)).astype(int).tolist()))
+    times = (
+        list(times)
+        if times is not None
+        else sorted(set(np.linspace(0, n_time - 1, min(n_time, 4)).astype(int).tolist()))
+    )
     one_d = values_t.shape.spatial.rank == 1
     fig, axes = _figure(1 if one_d else 2, len(times), figsize=(3 * len(times), 3 if one_d else 6), squeeze=False)
     for j, t in enumerate(times):
@@ -88,7 +98,7 @@ def plot_rollout(truth: dict, prediction: dict, field: str, times=None, path=Non
             ax = axes[0, j]
             for values, style, name in ((values_t, '-', 'truth'), (values_p, '--', 'prediction')):
                 frame = values.time[t]
-                for c in (frame.shape.get_item_names('vector') if 'vector' in frame.shape else [None]):
+                for c in frame.shape.get_item_names('vector') if 'vector' in frame.shape else [None]:
                     ax.plot((frame.vector[c] if c else frame).numpy('x'), style, label=f"{name}{'.' + c if c else ''}")
             ax.set_title(f'step {t + 1}'), ax.set_xlabel('x')
             axes[0, 0].legend(fontsize='small')

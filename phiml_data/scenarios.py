@@ -14,6 +14,7 @@ source code (see `source_digest`).
 Cached tensors use one canonical layout: `(timeᵇ, xˢ[, yˢ][, vectorᶜ=x[,y]])`. Static fields (e.g. the smoke
 inflow) carry no `time` dim. Staggered grids are stored sampled at cell centres; `to_field` resamples them back.
 """
+
 from __future__ import annotations
 
 import ast
@@ -30,8 +31,8 @@ from typing import ClassVar
 
 import numpy as np
 from phi.field import CenteredGrid, Field, StaggeredGrid
-from phi.physics import advect, diffuse, fluid
 from phi.geom import Box, Sphere
+from phi.physics import advect, diffuse, fluid
 from phiml import math
 from phiml.backend import NUMPY
 from phiml.math import Shape, Solve, Tensor, batch, channel, extrapolation, spatial
@@ -53,6 +54,7 @@ class FieldSpec:
         vector: Whether the field has a `vector` channel dim.
         static: Static fields (masks, inflows) have no `time` dim and are inputs only.
     """
+
     grid: str = 'centered'
     boundary: str = 'periodic'
     vector: bool = False
@@ -70,6 +72,7 @@ class Scenario:
         resolution: Cells along each spatial dim (`x`, then `y`); an int means the same for all.
         length: Domain size along each spatial dim.
     """
+
     seed: int = 0
     steps: int = 40
     dt: float = 0.05
@@ -89,17 +92,21 @@ class Scenario:
         res = self.resolution
         res = (res,) * len(self.spatial_dims) if isinstance(res, int) else tuple(int(r) for r in res)
         if len(res) != len(self.spatial_dims) or min(res) < 2:
-            raise ValueError(f"{type(self).__name__}.resolution must be {len(self.spatial_dims)} ints >= 2 for dims {self.spatial_dims}, got {self.resolution!r}")
+            raise ValueError(
+                f"{type(self).__name__}.resolution must be {len(self.spatial_dims)} ints >= 2 for dims {self.spatial_dims}, got {self.resolution!r}"
+            )
         object.__setattr__(self, 'resolution', res)
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"{type(self).__name__}.steps must be an integer >= 1, got {self.steps!r}")
         if not self.dt > 0 or not self.length > 0:
-            raise ValueError(f"{type(self).__name__}: dt and length must be > 0, got dt={self.dt!r}, length={self.length!r}")
+            raise ValueError(
+                f"{type(self).__name__}: dt and length must be > 0, got dt={self.dt!r}, length={self.length!r}"
+            )
 
     @property
     def bounds(self) -> dict[str, tuple[float, float]]:
         """Lower and upper domain bound along each spatial dim."""
-        return {d: (0., self.length) for d in self.spatial_dims}
+        return {d: (0.0, self.length) for d in self.spatial_dims}
 
     @property
     def grid_size(self) -> dict[str, int]:
@@ -122,9 +129,12 @@ class Scenario:
     def identity(self) -> dict:
         """What determines this scenario's data besides its parameters: class, version, field specs, source digest."""
         cls = type(self)
-        return {'class': f'{cls.__module__}.{cls.__qualname__}', 'version': self.version,
-                'fields': {k: dataclasses.asdict(v) for k, v in self.fields.items()},
-                'source': source_digest(cls) if self.key_source else None}
+        return {
+            'class': f'{cls.__module__}.{cls.__qualname__}',
+            'version': self.version,
+            'fields': {k: dataclasses.asdict(v) for k, v in self.fields.items()},
+            'source': source_digest(cls) if self.key_source else None,
+        }
 
     def initial_state(self, sim_index: int) -> dict[str, Field]:
         """Initial fields of simulation `sim_index`, drawn from its own seed."""
@@ -136,7 +146,10 @@ class Scenario:
 
     def params(self) -> dict:
         """All constructor parameters, JSON-compatible."""
-        return {'scenario': self.name, **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}}
+        return {
+            'scenario': self.name,
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()},
+        }
 
     def metadata(self, sim_index: int) -> dict:
         """JSON-compatible description of sim `sim_index`: grid, boundaries, bounds, dt, resolution, parameters."""
@@ -165,15 +178,17 @@ def sim_rng(seed: int, sim_index: int) -> np.random.Generator:
     return np.random.default_rng(sim_seed(seed, sim_index))
 
 
-def smooth_noise(rng: np.random.Generator, resolution: tuple, length: float, scale: float, components: int) -> np.ndarray:
+def smooth_noise(
+    rng: np.random.Generator, resolution: tuple, length: float, scale: float, components: int
+) -> np.ndarray:
     """Random periodic field `[*resolution, components]` with features of size `scale` (domain units).
 
     White noise filtered by a Gaussian `exp(-(k scale)^2 / 2)` in Fourier space; each component has mean exactly 0
     and standard deviation 1. Drawn from `rng` alone.
     """
     k2 = sum(np.meshgrid(*[(2 * np.pi * np.fft.fftfreq(n, d=length / n)) ** 2 for n in resolution], indexing='ij'))
-    weight = np.exp(-0.5 * k2 * scale ** 2)
-    weight.flat[0] = 0.
+    weight = np.exp(-0.5 * k2 * scale**2)
+    weight.flat[0] = 0.0
     out = np.empty((*resolution, components), np.float32)
     for c in range(components):
         coefficients = rng.standard_normal(resolution) + 1j * rng.standard_normal(resolution)
@@ -218,16 +233,23 @@ def _parse(obj) -> ast.AST:
     try:
         return ast.parse(textwrap.dedent(inspect.getsource(obj)))
     except (OSError, TypeError) as err:
-        raise ValueError(f"Cannot read the source of {obj.__qualname__} to key its cache ({err}). Define it in a module, or "
-                         f"set `key_source = False` on the class and bump its `version` whenever its physics change.") from None
+        raise ValueError(
+            f"Cannot read the source of {obj.__qualname__} to key its cache ({err}). Define it in a module, or "
+            f"set `key_source = False` on the class and bump its `version` whenever its physics change."
+        ) from None
 
 
 def _dump(tree: ast.AST) -> str:
     """The syntax tree as text, without docstrings, positions, comments or formatting."""
     for node in ast.walk(tree):
         body = getattr(node, 'body', None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], 'value', None), ast.Constant) \
-                and isinstance(body[0].value.value, str):
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(getattr(body[0], 'value', None), ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             node.body = body[1:] or [ast.Pass()]
     return ast.dump(tree, annotate_fields=False, include_attributes=False)
 
@@ -241,14 +263,19 @@ class Burgers(Scenario):
         amplitude: Scale of the initial velocity (the noise has unit standard deviation).
         noise_scale: Feature size of the initial noise, in domain units.
     """
+
     viscosity: float = 0.01
     amplitude: float = 1.0
     noise_scale: float = 1.0
     fields: ClassVar[dict[str, FieldSpec]] = {'velocity': FieldSpec('centered', 'periodic', vector=True)}
 
     def initial_state(self, sim_index):
-        noise = smooth_noise(sim_rng(self.seed, sim_index), self.resolution, self.length, self.noise_scale, len(self.spatial_dims))
-        values = math.tensor(self.amplitude * noise, spatial(**self.grid_size), channel(vector=','.join(self.spatial_dims)))
+        noise = smooth_noise(
+            sim_rng(self.seed, sim_index), self.resolution, self.length, self.noise_scale, len(self.spatial_dims)
+        )
+        values = math.tensor(
+            self.amplitude * noise, spatial(**self.grid_size), channel(vector=','.join(self.spatial_dims))
+        )
         return {'velocity': self._grid(values, 'periodic')}
 
     def step(self, state):
@@ -265,6 +292,7 @@ class Burgers1D(Burgers):
         >>> sims[0]['velocity'].shape
         (timeᵇ=11, xˢ=64, vectorᶜ=x)
     """
+
     resolution: tuple = (128,)
     name: ClassVar[str] = 'burgers1d'
     spatial_dims: ClassVar[tuple[str, ...]] = ('x',)
@@ -274,6 +302,7 @@ class Burgers1D(Burgers):
 @dataclass(frozen=True)
 class Burgers2D(Burgers):
     """Burgers' equation on a periodic square. Field `velocity (timeᵇ, xˢ, yˢ, vectorᶜ=x,y)`."""
+
     name: ClassVar[str] = 'burgers2d'
     symmetries: ClassVar[tuple[str, ...]] = ('x', 'y', 'swap')
 
@@ -285,11 +314,12 @@ class SmokePlume(Scenario):
     Fields: `velocity (timeᵇ, xˢ, yˢ, vectorᶜ=x,y)` (staggered, stored at centres), `density (timeᵇ, xˢ, yˢ)`,
     static `inflow (xˢ, yˢ)`.
     """
+
     steps: int = 20
-    dt: float = 1.
-    length: float = 32.
+    dt: float = 1.0
+    length: float = 32.0
     buoyancy: float = 0.5
-    inflow_radius: float = 3.
+    inflow_radius: float = 3.0
     inflow_rate: float = 0.2
     name: ClassVar[str] = 'smoke'
     fields: ClassVar[dict[str, FieldSpec]] = {
@@ -319,7 +349,6 @@ class SmokePlume(Scenario):
 
 
 SCENARIOS: dict[str, type[Scenario]] = {cls.name: cls for cls in (Burgers1D, Burgers2D, SmokePlume)}
-
 
 
 def field_values(f: Field) -> Tensor:

@@ -12,6 +12,7 @@ forked RNG state, and the torch thread count (`TrainConfig.threads`) is set for 
 Adam's step counter and, under `jit_compile`, restarts every step from the initial weights; the jax path therefore
 runs the update eagerly and advances the counter itself (`_JaxStepFix`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -39,6 +40,7 @@ class ModelConfig:
         batch_norm: Use batch normalisation.
         activation: Activation function name.
     """
+
     architecture: str = 'u_net'
     levels: int = 3
     filters: int = 16
@@ -50,11 +52,15 @@ class ModelConfig:
         if self.architecture not in ('u_net', 'res_net', 'conv_net'):
             raise ValueError(f"architecture must be 'u_net', 'res_net' or 'conv_net', got '{self.architecture}'")
         if self.levels < 1 or self.filters < 1 or self.layers < 1:
-            raise ValueError(f"levels, filters and layers must be >= 1, got {self.levels}, {self.filters}, {self.layers}")
+            raise ValueError(
+                f"levels, filters and layers must be >= 1, got {self.levels}, {self.filters}, {self.layers}"
+            )
 
     def build(self, in_channels: int, out_channels: int, spatial_dims: int, periodic: bool):
         """Creates the `phiml.nn` network for the current backend."""
-        common = dict(batch_norm=self.batch_norm, activation=self.activation, in_spatial=spatial_dims, periodic=periodic)
+        common = dict(
+            batch_norm=self.batch_norm, activation=self.activation, in_spatial=spatial_dims, periodic=periodic
+        )
         if self.architecture == 'u_net':
             return nn.u_net(in_channels, out_channels, levels=self.levels, filters=self.filters, **common)
         build = nn.res_net if self.architecture == 'res_net' else nn.conv_net
@@ -77,6 +83,7 @@ class TrainConfig:
             the first step).
         progress: Show progress bars.
     """
+
     backend: str = 'torch'
     epochs: int = 10
     learning_rate: float = 1e-3
@@ -90,18 +97,24 @@ class TrainConfig:
         if self.backend not in ('torch', 'jax'):
             raise ValueError(f"backend must be 'torch' or 'jax', got '{self.backend}'")
         if self.epochs < 0 or self.learning_rate <= 0 or not 0 < self.lr_decay <= 1 or self.threads < 0:
-            raise ValueError(f"need epochs >= 0, learning_rate > 0, 0 < lr_decay <= 1, threads >= 0; "
-                             f"got {self.epochs}, {self.learning_rate}, {self.lr_decay}, {self.threads}")
+            raise ValueError(
+                f"need epochs >= 0, learning_rate > 0, 0 < lr_decay <= 1, threads >= 0; "
+                f"got {self.epochs}, {self.learning_rate}, {self.lr_decay}, {self.threads}"
+            )
         if self.backend == 'jax' and self.lr_decay != 1:
-            raise ValueError("lr_decay must be 1 with backend 'jax': phiml 1.16.1's jax optimizer cannot change its learning rate")
+            raise ValueError(
+                "lr_decay must be 1 with backend 'jax': phiml 1.16.1's jax optimizer cannot change its learning rate"
+            )
 
 
 def _in_backend(method):
     """Runs a `Trainer` method inside its backend's context."""
+
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         with self.backend:
             return method(self, *args, **kwargs)
+
     return wrapper
 
 
@@ -116,31 +129,49 @@ class Trainer:
         output: Folder for `history.json` and `checkpoints/` (best and last); `None` keeps nothing on disk.
 
     Example:
-        >>> trainer = Trainer(train_ds, val_ds, ModelConfig(filters=8), TrainConfig(epochs=2, progress=False))
-        >>> history = trainer.fit()
-        >>> history[-1]['train_loss'] < history[0]['train_loss']
-        True
+        >>> dm = DataManager(tmp, Burgers2D(resolution=8, steps=4))
+        >>> _ = dm.generate(3, progress=False)
+        >>> train = PhiMLDataset(dm, [0, 1], n_targets=2)
+        >>> val = PhiMLDataset(dm, [2], n_targets=2, stats=train.stats, shuffle=False)
+        >>> trainer = Trainer(train, val, ModelConfig('conv_net', filters=4, layers=1), TrainConfig(epochs=2, progress=False))
+        >>> [sorted(r)[:4] for r in trainer.fit()][-1]
+        ['data_seconds', 'epoch', 'learning_rate', 'seconds']
     """
 
-    def __init__(self, train: PhiMLDataset, val: PhiMLDataset = None, model: ModelConfig = ModelConfig(),
-                 config: TrainConfig = TrainConfig(), output=None):
+    def __init__(
+        self,
+        train: PhiMLDataset,
+        val: PhiMLDataset = None,
+        model: ModelConfig = ModelConfig(),
+        config: TrainConfig = TrainConfig(),
+        output=None,
+    ):
         self.train, self.val, self.model_config, self.config = train, val, model, config
         self.output = Path(output) if output else None
         if config.backend == 'jax' and model.architecture == 'conv_net' and model.layers > 1:
-            raise ValueError("conv_net with layers > 1 does not build on phiml 1.16.1's jax backend (KeyError 'conv2'); use res_net or u_net")
+            raise ValueError(
+                "conv_net with layers > 1 does not build on phiml 1.16.1's jax backend (KeyError 'conv2'); use res_net or u_net"
+            )
         if val is not None and val.config.normalize and val.stats != train.stats:
-            raise ValueError("The validation dataset normalises with other statistics than the training split "
-                             "(it computed its own?): build it with stats=train.stats")
+            raise ValueError(
+                "The validation dataset normalises with other statistics than the training split "
+                "(it computed its own?): build it with stats=train.stats"
+            )
         lay = train.layout
         dynamic_inputs = [f for f in lay.inputs if f not in lay.static]
         if list(lay.outputs) != dynamic_inputs:
-            raise ValueError(f"An autoregressive rollout feeds predictions back: target fields {list(lay.outputs)} must be "
-                             f"the dynamic input fields {dynamic_inputs}")
+            raise ValueError(
+                f"An autoregressive rollout feeds predictions back: target fields {list(lay.outputs)} must be "
+                f"the dynamic input fields {dynamic_inputs}"
+            )
         from phiml.backend._backend import get_backend
+
         self.backend = get_backend(config.backend)
         periodic = all(spec.boundary == 'periodic' for spec in train.manager.scenario.fields.values())
         with self.backend, seeded(self.backend, config.seed):
-            self.net = model.build(len(train.input_channels) * lay.n_input, len(train.target_channels), len(lay.spatial), periodic)
+            self.net = model.build(
+                len(train.input_channels) * lay.n_input, len(train.target_channels), len(lay.spatial), periodic
+            )
             self.optimizer = nn.adam(self.net, learning_rate=config.learning_rate)
         self.history: list[dict] = []
         self.epoch = 0
@@ -205,6 +236,7 @@ class Trainer:
         `train_loss`) improves.
         """
         from tqdm import tqdm
+
         epochs = self.config.epochs if epochs is None else epochs
         bar = tqdm(total=epochs, initial=self.epoch, desc='training', unit='epoch', disable=not self.config.progress)
         with self.backend, threads(self.backend, self.config.threads):
@@ -221,8 +253,8 @@ class Trainer:
     def _epoch(self) -> dict:
         """One epoch of updates and the validation; returns its history record."""
         update = _jax_update if self.config.backend == 'jax' else nn.update_weights
-        t0, losses, wait = time.perf_counter(), [], 0.
-        lr = self.config.learning_rate * self.config.lr_decay ** self.epoch
+        t0, losses, wait = time.perf_counter(), [], 0.0
+        lr = self.config.learning_rate * self.config.lr_decay**self.epoch
         if self.config.lr_decay != 1:
             nn.set_learning_rate(self.optimizer, lr)
         batches = iter(self.train.iterate_batches(epoch=self.epoch))
@@ -235,9 +267,17 @@ class Trainer:
             loss = update(self.net, self.optimizer, self.loss, b['initial_state'], b['targets'])
             losses.append(float(math.stop_gradient(loss)))
         t_train = time.perf_counter() - t0
-        return {'epoch': self.epoch, 'train_loss': sum(losses) / len(losses), 'val_loss': self.validate(),
-                'learning_rate': lr, 'seconds': time.perf_counter() - t0, 'train_seconds': t_train, 'data_seconds': wait,
-                'steps': len(losses)}
+        return {
+            'epoch': self.epoch,
+            'train_loss': sum(losses) / len(losses),
+            'val_loss': self.validate(),
+            'learning_rate': lr,
+            'seconds': time.perf_counter() - t0,
+            'train_seconds': t_train,
+            'data_seconds': wait,
+            'steps': len(losses),
+        }
+
     @_in_backend
     def validate(self) -> float | None:
         """Mean rollout loss over the validation set (normalised units), or `None` without one."""
@@ -245,11 +285,16 @@ class Trainer:
             return None
         self._eval_mode(True)
         try:
-            losses = [(float(math.stop_gradient(self.loss(b['initial_state'], b['targets']))), b['initial_state'].shape.get_size('batch'))
-                      for b in self.val.iterate_batches(epoch=0)]
+            losses = [
+                (
+                    float(math.stop_gradient(self.loss(b['initial_state'], b['targets']))),
+                    b['initial_state'].shape.get_size('batch'),
+                )
+                for b in self.val.iterate_batches(epoch=0)
+            ]
         finally:
             self._eval_mode(False)
-        return sum(l * n for l, n in losses) / sum(n for _, n in losses)
+        return sum(loss * n for loss, n in losses) / sum(n for _, n in losses)
 
     def _eval_mode(self, on: bool):
         if hasattr(self.net, 'eval'):  # torch modules: BatchNorm must use running statistics in rollouts
@@ -272,8 +317,17 @@ class Trainer:
         """Writes network, optimizer and training state to folder `path`."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        files = {k: Path(nn.save_state(obj, str(path / k))).name for k, obj in (('net', self.net), ('optimizer', self.optimizer))}
-        state = {'epoch': self.epoch, 'history': self.history, 'files': files, 'model': asdict(self.model_config), 'training': asdict(self.config)}
+        files = {
+            k: Path(nn.save_state(obj, str(path / k))).name
+            for k, obj in (('net', self.net), ('optimizer', self.optimizer))
+        }
+        state = {
+            'epoch': self.epoch,
+            'history': self.history,
+            'files': files,
+            'model': asdict(self.model_config),
+            'training': asdict(self.config),
+        }
         if self.config.backend == 'jax':
             state['adam_step'] = self.optimizer._step_i
         (path / 'state.json').write_text(json.dumps(state, indent=1))

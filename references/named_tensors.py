@@ -1,5 +1,5 @@
 """Named tensors in PhiML: the handful of operations this pipeline is built on. Run: python references/named_tensors.py"""
-import numpy as np
+
 from phiml import math, nn
 from phiml.math import batch, channel, spatial
 
@@ -11,10 +11,10 @@ assert [d.dim_type for d in v.shape] == ['batch', 'spatial', 'spatial', 'channel
 assert v.shape.get_item_names('vector') == ('x', 'y')
 
 # 2. Slicing by name, never by axis position.
-assert v.time[2].shape.names == ('x', 'y', 'vector')       # one frame
-assert v.time[1:3].shape.get_size('time') == 2              # a window
-assert v.vector['x'].shape.names == ('time', 'x', 'y')      # one component by item name
-assert v.x[0].shape.names == ('time', 'y', 'vector')        # a row
+assert v.time[2].shape.names == ('x', 'y', 'vector')  # one frame
+assert v.time[1:3].shape.get_size('time') == 2  # a window
+assert v.vector['x'].shape.names == ('time', 'x', 'y')  # one component by item name
+assert v.x[0].shape.names == ('time', 'y', 'vector')  # a row
 
 # 3. NumPy only at the edges, with an explicit dim order.
 array = v.numpy('time,x,y,vector')

@@ -3,6 +3,7 @@
 Two worker processes simulate 4 sims; results over the memory limit are moved to HDF5 files in `cache_dir` and come
 back as lazy tensors. The same sims come out as from `simulate` (each sim is seeded from its own index).
 """
+
 import tempfile
 from pathlib import Path
 

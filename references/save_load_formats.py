@@ -1,4 +1,5 @@
 """PhiML's save/load formats, measured. Run: python references/save_load_formats.py"""
+
 import os
 import tempfile
 import time
@@ -17,7 +18,9 @@ with tempfile.TemporaryDirectory() as d:
     assert loaded.shape == t.shape and math.close(loaded, t)
     # The pickle caveat: math.load uses np.load(..., allow_pickle=True), so a crafted file can run code on load.
     import inspect
+
     import phiml.math._tree as tree
+
     assert 'allow_pickle=True' in inspect.getsource(tree.load)
 
     # HDF5 via save_h5 / load_h5: lazy DiskTensors with load_into_memory=().
@@ -34,6 +37,8 @@ with tempfile.TemporaryDirectory() as d:
         direct = f['root[velocity]'][10:14]
         t_h5 = time.perf_counter() - t0
     assert np.array_equal(window, direct)
-    print(f'4-frame window of a {t.shape.volume * 4 / 2**20:.0f} MB trajectory: DiskTensor slice {t_disk * 1e3:.1f} ms, '
-          f'h5py slice {t_h5 * 1e3:.1f} ms ({t_disk / t_h5:.0f}x)')
+    print(
+        f'4-frame window of a {t.shape.volume * 4 / 2**20:.0f} MB trajectory: DiskTensor slice {t_disk * 1e3:.1f} ms, '
+        f'h5py slice {t_h5 * 1e3:.1f} ms ({t_disk / t_h5:.0f}x)'
+    )
 print('save_load_formats: all checks passed')

@@ -1,8 +1,8 @@
 """Shared fixtures: small caches built once per test session (CI-sized)."""
+
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from phiml_data import Burgers2D, DataManager
@@ -26,7 +26,15 @@ def arrays(t):
 def run_python(code: str, *args, env=None, timeout=300):
     """Runs `code` in a fresh interpreter (same venv); returns stdout, raising with stderr on failure."""
     import subprocess
-    result = subprocess.run([sys.executable, '-c', code, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+    result = subprocess.run(
+        [sys.executable, '-c', code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+    )
     if result.returncode != 0:
         raise AssertionError(f"child failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return result.stdout

@@ -1,16 +1,15 @@
 """PhiMLDataset: windows, coverage, determinism, resume, shards, splits, memory limit, augmentation, normalisation."""
+
 import hashlib
 
 import numpy as np
 import pytest
 from phiml import math
 
-from phiml_data import Burgers2D, DataManager, PhiMLDataset, SmokePlume, split_sims
-from phiml_data import augmentation
+from conftest import arrays, run_python
+from phiml_data import Burgers2D, DataManager, PhiMLDataset, SmokePlume, augmentation, split_sims
 from phiml_data.dataset import record_split
 from phiml_data.normalization import denormalize, normalize
-
-from conftest import arrays, run_python
 
 
 @pytest.fixture(scope='module', params=['h5', 'zarr'])
@@ -47,8 +46,13 @@ def test_window_contents_match_direct_slicing_of_the_cache(burgers_dm):
         assert b['targets'].shape.get_item_names('channels') == ('velocity.x', 'velocity.y')
         for j, (sim, start) in enumerate(zip(arrays(b['sim']), arrays(b['start']))):
             v = burgers_dm.load_phiml_cache(int(sim))['velocity']
-            np.testing.assert_array_equal(b['targets'].batch[j].numpy('time,x,y,channels'), v.time[start + 2:start + 5].numpy('time,x,y,vector'))
-            np.testing.assert_array_equal(b['initial_state'].batch[j].numpy('history,x,y,channels'), v.time[start:start + 2].numpy('time,x,y,vector'))
+            np.testing.assert_array_equal(
+                b['targets'].batch[j].numpy('time,x,y,channels'), v.time[start + 2 : start + 5].numpy('time,x,y,vector')
+            )
+            np.testing.assert_array_equal(
+                b['initial_state'].batch[j].numpy('history,x,y,channels'),
+                v.time[start : start + 2].numpy('time,x,y,vector'),
+            )
             assert ds.windows()[int(arrays(b['window_ids'])[j])] == (sim, start)
 
 
@@ -59,8 +63,10 @@ def test_static_fields_are_inputs_only(tmp_path):
     b = next(ds.iterate_batches(2))
     assert b['initial_state'].shape.get_item_names('channels') == ('velocity.x', 'velocity.y', 'density', 'inflow')
     assert b['targets'].shape.get_item_names('channels') == ('velocity.x', 'velocity.y', 'density')
-    sim, = {int(s) for s in arrays(b['sim'])[:1]}
-    np.testing.assert_array_equal(b['initial_state'].batch[0].channels['inflow'].numpy('x,y'), arrays(dm.load_phiml_cache(sim)['inflow']))
+    (sim,) = {int(s) for s in arrays(b['sim'])[:1]}
+    np.testing.assert_array_equal(
+        b['initial_state'].batch[0].channels['inflow'].numpy('x,y'), arrays(dm.load_phiml_cache(sim)['inflow'])
+    )
     fields = ds.to_fields(b['targets'])
     assert fields['velocity'].is_staggered and fields['density'].is_centered
     assert fields['density'].shape.get_size('time') == 2
@@ -75,6 +81,7 @@ def _stream_digest(ds, **kw):
     return h.hexdigest()
 
 
+@pytest.mark.slow
 def test_order_and_augmentation_are_identical_in_another_process(burgers_dm):
     ds = PhiMLDataset(burgers_dm, n_targets=2, augment=True, seed=3)
     code = f"""
@@ -106,7 +113,10 @@ def test_resume_mid_epoch_gives_the_identical_remaining_stream(burgers_dm):
 
 
 def test_shards_are_disjoint_and_cover_the_epoch(burgers_dm):
-    shards = [all_ids(PhiMLDataset(burgers_dm, n_targets=2, normalize=False, shard=(r, 3)), batch_size=4, epoch=5) for r in range(3)]
+    shards = [
+        all_ids(PhiMLDataset(burgers_dm, n_targets=2, normalize=False, shard=(r, 3)), batch_size=4, epoch=5)
+        for r in range(3)
+    ]
     joined = np.concatenate(shards)
     assert len(joined) == len(set(joined.tolist())) == len(PhiMLDataset(burgers_dm, n_targets=2, normalize=False))
     with pytest.raises(ValueError, match=r'rank must be in 0..2'):
@@ -116,14 +126,18 @@ def test_shards_are_disjoint_and_cover_the_epoch(burgers_dm):
 def test_split_is_by_simulation_deterministic_disjoint_and_recorded(burgers_dm):
     s = split_sims(range(8), (0.5, 0.25, 0.25), seed=1)
     assert s == split_sims(range(8), (0.5, 0.25, 0.25), seed=1) and s != split_sims(range(8), (0.5, 0.25, 0.25), seed=2)
-    assert sorted(s['train'] + s['val'] + s['test']) == list(range(8)) and [len(s[k]) for k in ('train', 'val', 'test')] == [4, 2, 2]
+    assert sorted(s['train'] + s['val'] + s['test']) == list(range(8)) and [
+        len(s[k]) for k in ('train', 'val', 'test')
+    ] == [4, 2, 2]
     assert record_split(burgers_dm, s, (0.5, 0.25, 0.25), 1).exists()
     train = PhiMLDataset(burgers_dm, s['train'], normalize=False)
     assert {sim for sim, _ in train.windows()} == set(s['train'])
 
 
 def test_invalid_settings_list_what_is_valid(burgers_dm):
-    with pytest.raises(ValueError, match=r'longer than the trajectories \(13 frames\); valid: n_input \+ n_targets <= 13'):
+    with pytest.raises(
+        ValueError, match=r'longer than the trajectories \(13 frames\); valid: n_input \+ n_targets <= 13'
+    ):
         PhiMLDataset(burgers_dm, n_input=4, n_targets=10)
     with pytest.raises(ValueError, match=r"Unknown field\(s\) \['density'\]; scenario 'burgers2d' has \['velocity'\]"):
         PhiMLDataset(burgers_dm, fields=('density',))
@@ -165,11 +179,23 @@ def test_scalar_fields_are_shifted_by_their_mean(tmp_path):
     dm.generate(1, progress=False)
     ds = PhiMLDataset(dm, n_targets=1)
     density = arrays(dm.load_phiml_cache(0)['density']).astype(np.float64)
-    assert ds.stats['density']['offset'] == pytest.approx(density.mean()) and ds.stats['density']['scale'] == pytest.approx(density.std())
+    assert ds.stats['density']['offset'] == pytest.approx(density.mean()) and ds.stats['density'][
+        'scale'
+    ] == pytest.approx(density.std())
 
 
-@pytest.mark.parametrize('swap,flips,shift', [(False, ('x',), 0), (False, ('y',), 0), (True, (), 0), (True, ('x',), 0),
-                                              (True, ('x', 'y'), 0), (False, (), 5), (True, ('y',), 3)])
+@pytest.mark.parametrize(
+    'swap,flips,shift',
+    [
+        (False, ('x',), 0),
+        (False, ('y',), 0),
+        (True, (), 0),
+        (True, ('x',), 0),
+        (True, ('x', 'y'), 0),
+        (False, (), 5),
+        (True, ('y',), 3),
+    ],
+)
 def test_augmented_initial_state_stepped_by_the_pde_equals_augmented_target(burgers_dm, swap, flips, shift):
     scenario = burgers_dm.scenario
     ds = PhiMLDataset(burgers_dm, n_targets=1, normalize=False)
@@ -192,8 +218,10 @@ def test_symmetries_follow_scenario_and_boundaries(burgers_dm):
 def test_generated_samples_are_mixed_by_count(burgers_dm):
     real = PhiMLDataset(burgers_dm, n_targets=2, normalize=False)
     b = next(real.iterate_batches(len(real)))
-    generated = (math.rename_dims(b['initial_state'], 'batch', math.batch('window')) * 0 + 7,
-                 math.rename_dims(b['targets'], 'batch', math.batch('window')) * 0 + 7)
+    generated = (
+        math.rename_dims(b['initial_state'], 'batch', math.batch('window')) * 0 + 7,
+        math.rename_dims(b['targets'], 'batch', math.batch('window')) * 0 + 7,
+    )
     ds = PhiMLDataset(burgers_dm, n_targets=2, normalize=False, generated=generated, alpha=0.25)
     assert ds.n_generated() == round(0.25 * len(real) / 0.75)
     batches = list(ds.iterate_batches(16))
@@ -229,14 +257,21 @@ print(ds.data_bytes() / 2**20, before, rss_mib('VmHWM:'), n, len(ds))
 """
 
 
+@pytest.mark.slow
 def test_lazy_epoch_stays_inside_the_memory_limit(tmp_path):
     dm = DataManager(tmp_path, Burgers2D(resolution=64, steps=100))
     rng = np.random.default_rng(0)
     template = math.zeros(math.batch(time=101), math.spatial(x=64, y=64), math.channel(vector='x,y'))
     for i in range(40):  # 40 sims x 101 frames x 64 x 64 x 2 float32 = 126 MiB
-        dm.save_phiml_cache(i, {'velocity': template + math.tensor(rng.standard_normal(template.shape.sizes, dtype=np.float32), template.shape)})
-    limit = 24 * 2 ** 20
+        dm.save_phiml_cache(
+            i,
+            {
+                'velocity': template
+                + math.tensor(rng.standard_normal(template.shape.sizes, dtype=np.float32), template.shape)
+            },
+        )
+    limit = 24 * 2**20
     data_mib, before, peak, n, total = map(float, run_python(_RSS_CHILD, dm.directory.parent, limit).split())
-    assert data_mib > 4 * limit / 2 ** 20
+    assert data_mib > 4 * limit / 2**20
     assert n == total
-    assert peak - before < limit / 2 ** 20 + 16, f"peak RSS {peak:.0f} MiB, before the epoch {before:.0f} MiB"
+    assert peak - before < limit / 2**20 + 16, f"peak RSS {peak:.0f} MiB, before the epoch {before:.0f} MiB"

@@ -1,4 +1,5 @@
 """Generation on executors: a real Dask LocalCluster, concurrent writers, workers that die."""
+
 import json
 import os
 import signal
@@ -6,12 +7,12 @@ import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
-import numpy as np
 import pytest
 
+from conftest import ROOT
 from phiml_data import Burgers2D, DataManager
 
-from conftest import ROOT, arrays
+pytestmark = pytest.mark.slow
 
 SCENARIO = Burgers2D(resolution=16, steps=6)
 
@@ -25,13 +26,33 @@ def test_dask_cluster_with_two_threads_per_worker_is_bit_identical_to_local(tmp_
     local = DataManager(tmp_path / 'local', SCENARIO)
     local.generate(6, progress=False)
     remote = DataManager(tmp_path / 'cluster', SCENARIO)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True, host='127.0.0.1', dashboard_address=':0') as cluster, \
-            distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=2, processes=True, host='127.0.0.1', dashboard_address=':0'
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         assert remote.generate(6, executor=client, batch_size=1, progress=False) == list(range(6))
         config = tmp_path / 'c.yaml'
-        config.write_text(f"scenario: {{name: burgers1d, resolution: [32], steps: 3}}\ndata: {{cache_dir: '{tmp_path / 'cli'}', n_sims: 3}}\n")
-        cli = subprocess.run([sys.executable, '-m', 'phiml_data', 'generate', '--config', str(config), '--scheduler', cluster.scheduler_address, '--quiet'],
-                             capture_output=True, text=True, cwd=ROOT)
+        config.write_text(
+            f"scenario: {{name: burgers1d, resolution: [32], steps: 3}}\ndata: {{cache_dir: '{tmp_path / 'cli'}', n_sims: 3}}\n"
+        )
+        cli = subprocess.run(
+            [
+                sys.executable,
+                '-m',
+                'phiml_data',
+                'generate',
+                '--config',
+                str(config),
+                '--scheduler',
+                cluster.scheduler_address,
+                '--quiet',
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         assert cli.returncode == 0 and 'sims: 3' in cli.stdout, cli.stderr
     assert cache_bytes(local) == cache_bytes(remote) and len(cache_bytes(local)) == 6  # bit-identical files
     assert local.manifest() == remote.manifest()
@@ -59,8 +80,23 @@ print(len(seen))
 
 
 def test_two_generators_and_a_reader_at_once(tmp_path):
-    procs = [subprocess.Popen([sys.executable, '-c', _WRITER, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    reader = subprocess.Popen([sys.executable, '-c', _READER, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, '-c', _WRITER, str(tmp_path)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    reader = subprocess.Popen(
+        [sys.executable, '-c', _READER, str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     written = []
     for p in procs:
         out, err = p.communicate(timeout=300)
@@ -85,13 +121,17 @@ def _die_in_worker():
 
     def step(self, state):
         os.kill(os.getpid(), signal.SIGKILL)
+
     scenarios.Burgers2D.step = step
 
 
 def test_killed_worker_leaves_nothing_partial_and_rerun_completes(tmp_path):
     dm = DataManager(tmp_path, SCENARIO)
     with ProcessPoolExecutor(1, initializer=_die_in_worker) as pool:
-        with pytest.raises(RuntimeError, match=r'sims failed; nothing partial was written\. Fix the cause below, then rerun generate\(\)') as err:
+        with pytest.raises(
+            RuntimeError,
+            match=r'sims failed; nothing partial was written\. Fix the cause below, then rerun generate\(\)',
+        ) as err:
             dm.generate(4, executor=pool, batch_size=2, progress=False)
     assert 'sims [0, 1]' in str(err.value)
     assert not list(dm.directory.glob('sim_*')) and not list(dm.directory.glob('*.tmp'))

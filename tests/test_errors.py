@@ -1,4 +1,5 @@
 """Issue #14: every bad input gets a clear error naming the value, file or parameter; the CLI answers in one line."""
+
 import json
 import resource
 import signal
@@ -8,12 +9,11 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import ROOT, arrays
 from phiml_data import Burgers2D, CacheError, ConfigError, DataManager, PhiMLDataset
 from phiml_data.config import parse_run_config
 from phiml_data.dataset import record_split
 from phiml_data.trainer import ModelConfig, TrainConfig, Trainer
-
-from conftest import ROOT, arrays
 
 SMALL = Burgers2D(resolution=16, steps=6)
 
@@ -37,8 +37,18 @@ def test_lazy_reads_work_for_every_format(tmp_path):
 def test_validation_set_with_its_own_statistics_is_refused(dm):
     train = PhiMLDataset(dm, [0, 1], n_targets=1)
     with pytest.raises(ValueError, match=r'validation dataset normalises with other statistics.*stats=train.stats'):
-        Trainer(train, PhiMLDataset(dm, [2], n_targets=1), ModelConfig('conv_net', filters=4, layers=1), TrainConfig(progress=False))
-    Trainer(train, PhiMLDataset(dm, [2], n_targets=1, stats=train.stats), ModelConfig('conv_net', filters=4, layers=1), TrainConfig(progress=False))
+        Trainer(
+            train,
+            PhiMLDataset(dm, [2], n_targets=1),
+            ModelConfig('conv_net', filters=4, layers=1),
+            TrainConfig(progress=False),
+        )
+    Trainer(
+        train,
+        PhiMLDataset(dm, [2], n_targets=1, stats=train.stats),
+        ModelConfig('conv_net', filters=4, layers=1),
+        TrainConfig(progress=False),
+    )
 
 
 def test_bad_counts_and_sizes_name_the_value(dm):
@@ -54,7 +64,9 @@ def test_bad_counts_and_sizes_name_the_value(dm):
         Burgers2D(steps=-1)
     with pytest.raises(ConfigError, match=r'scenario: Burgers2D.steps must be an integer >= 1'):
         parse_run_config({'scenario': {'steps': -1}})
-    with pytest.raises(ConfigError, match=r'training.epochs: a run trains, then evaluates its best checkpoint: need >= 1, got 0'):
+    with pytest.raises(
+        ConfigError, match=r'training.epochs: a run trains, then evaluates its best checkpoint: need >= 1, got 0'
+    ):
         parse_run_config({'training': {'epochs': 0}})
 
 
@@ -72,6 +84,7 @@ def test_corrupted_json_files_name_the_file(dm):
 
 def test_read_only_shared_cache_is_usable(dm, tmp_path, monkeypatch):
     import phiml_data.manager as manager
+
     before = sorted(p.name for p in dm.directory.iterdir())
     monkeypatch.setattr(manager.os, 'access', lambda path, mode: False)  # as root, chmod cannot make it read-only
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'user'))
@@ -85,7 +98,9 @@ def test_read_only_shared_cache_is_usable(dm, tmp_path, monkeypatch):
 
 
 def cli(*args, **kwargs):
-    return subprocess.run([sys.executable, '-m', 'phiml_data', *map(str, args)], capture_output=True, text=True, cwd=ROOT, **kwargs)
+    return subprocess.run(
+        [sys.executable, '-m', 'phiml_data', *map(str, args)], capture_output=True, text=True, cwd=ROOT, **kwargs
+    )
 
 
 def _config(tmp_path, cache_dir, **sections):
@@ -98,9 +113,12 @@ def _config(tmp_path, cache_dir, **sections):
 
 def assert_one_line_error(result, fragment):
     assert result.returncode == 2, result.stderr
-    assert 'Traceback' not in result.stderr and result.stderr.startswith('error: ') and fragment in result.stderr, result.stderr
+    assert 'Traceback' not in result.stderr and result.stderr.startswith('error: ') and fragment in result.stderr, (
+        result.stderr
+    )
 
 
+@pytest.mark.slow
 def test_cli_prints_one_line_for_expected_errors(dm, tmp_path):
     config = _config(tmp_path, dm.directory.parent)
     assert_one_line_error(cli('migrate', tmp_path / 'nowhere', '--config', config), 'nowhere does not exist')
@@ -109,12 +127,15 @@ def test_cli_prints_one_line_for_expected_errors(dm, tmp_path):
     assert_one_line_error(cli('inspect', dm.directory), 'manifest.json is not valid JSON')
     (tmp_path / 'a_file').write_text('')
     assert_one_line_error(cli('generate', '--config', _config(tmp_path, tmp_path / 'a_file'), '--quiet'), 'a_file')
-    assert_one_line_error(cli('run', '--config', _config(tmp_path, tmp_path / 'c2', dataset={'n_targets': 50}), '--quiet'),
-                          'longer than the trajectories')
+    assert_one_line_error(
+        cli('run', '--config', _config(tmp_path, tmp_path / 'c2', dataset={'n_targets': 50}), '--quiet'),
+        'longer than the trajectories',
+    )
     debug = cli('--debug', 'run', '--config', _config(tmp_path, tmp_path / 'c2', dataset={'n_targets': 50}), '--quiet')
     assert debug.returncode == 2 and 'Traceback' in debug.stderr
 
 
+@pytest.mark.slow
 def test_cli_inspect_of_a_truncated_sim(dm):
     dm.path(0).write_bytes(dm.path(0).read_bytes()[:1000])
     assert_one_line_error(cli('inspect', dm.directory), 'sim_000000.h5 is truncated')
@@ -125,6 +146,7 @@ def _limit_file_size():
     resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))
 
 
+@pytest.mark.slow
 def test_a_write_that_fails_with_efbig_is_an_error_not_a_crash(tmp_path):
     config = _config(tmp_path, tmp_path / 'cache')
     result = cli('generate', '--config', config, '--quiet', preexec_fn=_limit_file_size)

@@ -1,4 +1,5 @@
 """Issue #9: every read, write, import and worker either yields exactly the right simulation or fails loudly."""
+
 import os
 import pickle
 import subprocess
@@ -10,14 +11,12 @@ from typing import ClassVar
 import h5py
 import numpy as np
 import pytest
-from phiml import math
 from phiml.backend import default_backend
 
-from phiml_data import Burgers2D, CacheError, DataManager, PhiMLDataset, SmokePlume, scenario_from_scene, simulate
-from phiml_data.manager import cache_key
-from phiml_data.scenarios import FieldSpec
-
 from conftest import ROOT, arrays
+from phiml_data import Burgers2D, CacheError, DataManager, PhiMLDataset, SmokePlume, scenario_from_scene, simulate
+from phiml_data.keys import cache_key
+from phiml_data.scenarios import FieldSpec
 
 SCENARIO = Burgers2D(resolution=16, steps=6)
 
@@ -42,10 +41,13 @@ def lazy_epoch(dm):
 
 # --- 1. lazy reads are verified like memory reads ---
 
+
 def test_lazy_read_of_altered_values_fails_naming_file_sim_field_and_frame(cache):
     with h5py.File(cache.path(1), 'r+') as f:
         f['root[velocity]'][4, 3, 3, 0] += 1e-3  # h5py rewrites the chunk: only our own frame checksums notice
-    with pytest.raises(CacheError, match=r"sim_000001.h5 \(sim 1\): field 'velocity' frame 4 fails its xxh3-64 checksum check"):
+    with pytest.raises(
+        CacheError, match=r"sim_000001.h5 \(sim 1\): field 'velocity' frame 4 fails its xxh3-64 checksum check"
+    ):
         lazy_epoch(cache)
 
 
@@ -56,7 +58,9 @@ def test_lazy_read_of_a_file_from_another_sim_or_configuration_fails(cache, tmp_
     other = DataManager(tmp_path / 'other', Burgers2D(resolution=16, steps=6, viscosity=0.02))
     other.generate([1], progress=False)
     cache.path(1).write_bytes(other.path(1).read_bytes())
-    with pytest.raises(CacheError, match=r'another configuration: params.viscosity: 0.02 \(found\) vs 0.01 \(expected\)'):
+    with pytest.raises(
+        CacheError, match=r'another configuration: params.viscosity: 0.02 \(found\) vs 0.01 \(expected\)'
+    ):
         lazy_epoch(cache)
 
 
@@ -64,7 +68,9 @@ def test_lazy_read_of_a_file_of_another_resolution_fails(cache, tmp_path):
     big = DataManager(tmp_path / 'big', Burgers2D(resolution=24, steps=6))
     big.generate([1], progress=False)
     cache.path(1).write_bytes(big.path(1).read_bytes())
-    with pytest.raises(CacheError, match=r"field 'velocity' has shape \(time:b=7,x:s=24,y:s=24.*expected \(time:b=7,x:s=16,y:s=16"):
+    with pytest.raises(
+        CacheError, match=r"field 'velocity' has shape \(time:b=7,x:s=24,y:s=24.*expected \(time:b=7,x:s=16,y:s=16"
+    ):
         lazy_epoch(cache)
 
 
@@ -73,7 +79,9 @@ def test_lazy_read_of_a_file_missing_a_field_names_the_file(tmp_path):
     dm.generate(1, progress=False)
     with h5py.File(dm.path(0), 'r+') as f:
         del f['root[density]']
-    with pytest.raises(CacheError, match=r"sim_000000.h5 \(sim 0\) fails verification:\n  fields \['inflow', 'velocity'\]"):
+    with pytest.raises(
+        CacheError, match=r"sim_000000.h5 \(sim 0\) fails verification:\n  fields \['inflow', 'velocity'\]"
+    ):
         lazy_epoch(dm)
 
 
@@ -94,6 +102,8 @@ def test_every_served_window_equals_the_in_memory_window(cache):
 
 # --- 2. generation is a pure function of (scenario, sim index) ---
 
+
+@pytest.mark.slow
 def test_threads_and_processes_write_bit_identical_files(tmp_path):
     local = DataManager(tmp_path / 'local', SCENARIO)
     local.generate(12, progress=False)
@@ -119,9 +129,11 @@ def test_a_sim_is_the_same_alone_in_a_batch_and_in_another_thread():
 
 # --- 3. the key covers everything that determines the data ---
 
+
 @dataclass(frozen=True)
 class Heated(Burgers2D):
     """Another field set."""
+
     fields: ClassVar[dict] = {**Burgers2D.fields, 'temperature': FieldSpec()}
 
 
@@ -139,7 +151,15 @@ class Bumped(Burgers2D):
 
 
 def test_cache_key_covers_class_fields_code_and_version():
-    keys = {cache_key(s) for s in (SCENARIO, Heated(resolution=16, steps=6), Faster(resolution=16, steps=6), Bumped(resolution=16, steps=6))}
+    keys = {
+        cache_key(s)
+        for s in (
+            SCENARIO,
+            Heated(resolution=16, steps=6),
+            Faster(resolution=16, steps=6),
+            Bumped(resolution=16, steps=6),
+        )
+    }
     assert len(keys) == 4
     assert SCENARIO.identity()['class'] == 'phiml_data.scenarios.Burgers2D'
 
@@ -147,14 +167,19 @@ def test_cache_key_covers_class_fields_code_and_version():
 def test_config_json_of_another_configuration_names_each_difference(cache):
     text = (cache.directory / 'config.json').read_text().replace('"viscosity": 0.01', '"viscosity": 0.5')
     (cache.directory / 'config.json').write_text(text)
-    with pytest.raises(CacheError, match=r'config.json describes another configuration.*\n  params.viscosity: 0.5 \(found\) vs 0.01 \(expected\)'):
+    with pytest.raises(
+        CacheError,
+        match=r'config.json describes another configuration.*\n  params.viscosity: 0.5 \(found\) vs 0.01 \(expected\)',
+    ):
         cache.generate(4, progress=False)
 
 
 # --- 4. imports and migration trust the data, not the scenario ---
 
+
 def _scene(path, scenario, frames, velocity_grid=None, dt=None):
     from phi.field import Scene
+
     scene = Scene.create(str(path), copy_calling_script=False)
     if dt is not None:
         scene.put_property('dt', dt)
@@ -166,13 +191,17 @@ def _scene(path, scenario, frames, velocity_grid=None, dt=None):
 
 
 def test_scene_import_lists_every_difference_and_can_build_the_scenario(tmp_path):
-    target = DataManager(tmp_path / 'cache', Burgers2D(resolution=(16, 12), steps=4, length=4.))
+    target = DataManager(tmp_path / 'cache', Burgers2D(resolution=(16, 12), steps=4, length=4.0))
     path = _scene(tmp_path / 's1', Burgers2D(resolution=8, steps=9), frames=10, dt=0.1)
     with pytest.raises(ValueError) as err:
         target.import_scene(path, 0)
     text = str(err.value)
-    for fragment in ('10 frames; scenario has steps=4, i.e. 5 frames', 'dt=0.1; scenario has dt=0.05',
-                     "field 'velocity': bounds {'x': [0.0, 6.28318", "resolution {'x': 8, 'y': 8}; scenario has {'x': 16, 'y': 12}"):
+    for fragment in (
+        '10 frames; scenario has steps=4, i.e. 5 frames',
+        'dt=0.1; scenario has dt=0.05',
+        "field 'velocity': bounds {'x': [0.0, 6.28318",
+        "resolution {'x': 8, 'y': 8}; scenario has {'x': 16, 'y': 12}",
+    ):
         assert fragment in text, fragment
     assert target.cached_indices() == []
     scenario = scenario_from_scene(path, Burgers2D)
@@ -195,6 +224,7 @@ def test_migrate_refuses_a_legacy_file_of_another_size_naming_the_file(tmp_path)
     legacy.parent.mkdir()
     torch.save({'tensor_data': {'velocity': torch.zeros(2, 11, 16, 16)}, 'metadata': {'dt': 0.1}}, legacy)
     from phiml_data.legacy import migrate_legacy
+
     dm = DataManager(tmp_path / 'cache', Burgers2D(resolution=32, steps=40))
     with pytest.raises(ValueError) as err:
         migrate_legacy(legacy.parent, dm, progress=False)
@@ -202,17 +232,21 @@ def test_migrate_refuses_a_legacy_file_of_another_size_naming_the_file(tmp_path)
     assert f'Legacy file {legacy} refused' in text and 'dt=0.1; scenario has dt=0.05' in text
     dm2 = DataManager(tmp_path / 'cache2', Burgers2D(resolution=32, steps=40))
     torch.save({'tensor_data': {'velocity': torch.zeros(2, 11, 16, 16)}}, legacy)
-    with pytest.raises(ValueError, match=r"(?s)refused.*has shape \(time:b=11,x:s=16,y:s=16.*needs \(time:b=41,x:s=32,y:s=32"):
+    with pytest.raises(
+        ValueError, match=r"(?s)refused.*has shape \(time:b=11,x:s=16,y:s=16.*needs \(time:b=41,x:s=32,y:s=32"
+    ):
         migrate_legacy(legacy.parent, dm2, progress=False)
     assert dm.cached_indices() == dm2.cached_indices() == []
 
 
 # --- 5. relative cache_dir with workers elsewhere; 6. workers with other versions ---
 
+
 def _chdir_elsewhere(path):
     os.chdir(path)
 
 
+@pytest.mark.slow
 def test_relative_cache_dir_travels_as_an_absolute_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / 'elsewhere').mkdir()
@@ -224,11 +258,13 @@ def test_relative_cache_dir_travels_as_an_absolute_path(tmp_path, monkeypatch):
 
 
 def _other_versions():
-    import phiml_data.manager as manager
-    real = manager.library_versions
-    manager.library_versions = lambda: {**real(), 'phiml': '1.15.0'}
+    import phiml_data.keys as keys
+
+    real = keys.library_versions
+    keys.library_versions = lambda: {**real(), 'phiml': '1.15.0'}
 
 
+@pytest.mark.slow
 def test_worker_with_other_library_versions_refuses_and_a_rerun_completes(tmp_path):
     dm = DataManager(tmp_path, SCENARIO)
     with ProcessPoolExecutor(1, initializer=_other_versions) as pool:
@@ -239,6 +275,7 @@ def test_worker_with_other_library_versions_refuses_and_a_rerun_completes(tmp_pa
 
 
 # --- generate() repairs what it finds broken ---
+
 
 def test_generate_repairs_missing_truncated_corrupted_unopenable_files_and_temporaries(cache):
     before = cache_bytes(cache)
@@ -255,8 +292,11 @@ def test_generate_repairs_missing_truncated_corrupted_unopenable_files_and_tempo
     assert cache.generate(3, progress=False, verify=True) == [2]
     assert cache_bytes(cache) == before
     quarantined = sorted(p.name for p in (cache.directory / 'quarantine').iterdir())
-    assert len(quarantined) == 4 and any('frame 6 fails its xxh3-64 checksum' in (cache.directory / 'quarantine' / q).read_text()
-                                         for q in quarantined if q.endswith('.txt'))
+    assert len(quarantined) == 4 and any(
+        'frame 6 fails its xxh3-64 checksum' in (cache.directory / 'quarantine' / q).read_text()
+        for q in quarantined
+        if q.endswith('.txt')
+    )
 
 
 def test_imported_sims_that_break_are_quarantined_not_silently_resimulated(cache):
@@ -271,6 +311,7 @@ def test_imported_sims_that_break_are_quarantined_not_silently_resimulated(cache
 
 # --- Dask: retries with the same client (threads per worker: tests/test_distributed.py) ---
 
+
 @dataclass(frozen=True)
 class FailsWhileMarked(Burgers2D):
     marker: str = ''
@@ -281,13 +322,16 @@ class FailsWhileMarked(Burgers2D):
         return super().step(state)
 
 
+@pytest.mark.slow
 def test_a_failed_generate_retries_with_the_same_dask_client(tmp_path):
     distributed = pytest.importorskip('distributed')
     marker = tmp_path / 'marker'
     marker.write_text('fail')
     failing = DataManager(tmp_path / 'retry', FailsWhileMarked(resolution=16, steps=2, marker=str(marker)))
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=':0') as cluster, \
-            distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=':0') as cluster,
+        distributed.Client(cluster) as client,
+    ):
         with pytest.raises(RuntimeError, match='planned failure'):
             failing.generate(2, executor=client, progress=False)
         marker.unlink()
@@ -295,6 +339,7 @@ def test_a_failed_generate_retries_with_the_same_dask_client(tmp_path):
 
 
 # --- nothing is unpickled unless the caller says so for that call ---
+
 
 class _Exploit:
     def __init__(self, marker):
@@ -304,6 +349,7 @@ class _Exploit:
         return (os.system, (f'touch {self.marker}',))
 
 
+@pytest.mark.slow
 def test_npz_cache_is_not_unpickled_without_an_explicit_allow(tmp_path):
     dm = DataManager(tmp_path, SCENARIO, 'npz')
     dm.generate(1, progress=False)
@@ -311,7 +357,9 @@ def test_npz_cache_is_not_unpickled_without_an_explicit_allow(tmp_path):
         dm.load_phiml_cache(0)
     marker = tmp_path / 'pwned'
     np.savez(dm.path(0), tree=np.array([_Exploit(marker)], dtype=object))
-    result = subprocess.run([sys.executable, '-m', 'phiml_data', 'inspect', str(dm.directory)], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, '-m', 'phiml_data', 'inspect', str(dm.directory)], capture_output=True, text=True, cwd=ROOT
+    )
     assert result.returncode == 2 and '--allow-pickle' in result.stderr and not marker.exists()
     assert DataManager(tmp_path, SCENARIO, 'npz', allow_pickle=False).cached_indices() == [0]
     assert pickle  # the exploit class above is what a crafted file would carry

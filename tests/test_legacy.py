@@ -1,12 +1,12 @@
 """Legacy torch caches -> PhiML cache: named dims restored, values exact, unsafe files refused."""
+
 import numpy as np
 import pytest
 import torch
 
+from conftest import arrays
 from phiml_data import Burgers1D, DataManager, SmokePlume, simulate
 from phiml_data.legacy import migrate_legacy, phiml_to_legacy
-
-from conftest import arrays
 
 
 def write_legacy(path, scenario, index):
@@ -17,7 +17,9 @@ def write_legacy(path, scenario, index):
     return sim
 
 
-@pytest.mark.parametrize('scenario', [SmokePlume(resolution=16, steps=2), Burgers1D(resolution=32, steps=3)], ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    'scenario', [SmokePlume(resolution=16, steps=2), Burgers1D(resolution=32, steps=3)], ids=lambda s: s.name
+)
 def test_migration_restores_named_dims_exactly(tmp_path, scenario):
     legacy = tmp_path / 'legacy'
     legacy.mkdir()
@@ -38,7 +40,16 @@ def test_legacy_errors_name_file_and_field(tmp_path):
     torch.save({'tensor_data': {'velocity': torch.zeros(2, 2, 16, 16)}, 'metadata': {}}, bad)
     with pytest.raises(ValueError, match=r"(?s)sim_000001.pt refused: .*no field\(s\) \['density', 'inflow'\]"):
         migrate_legacy(bad, dm, progress=False)
-    torch.save({'tensor_data': {'velocity': torch.zeros(3, 2, 16, 16), 'density': torch.zeros(1, 2, 16, 16), 'inflow': torch.zeros(1, 1, 16, 16)}}, bad)
+    torch.save(
+        {
+            'tensor_data': {
+                'velocity': torch.zeros(3, 2, 16, 16),
+                'density': torch.zeros(1, 2, 16, 16),
+                'inflow': torch.zeros(1, 1, 16, 16),
+            }
+        },
+        bad,
+    )
     with pytest.raises(ValueError, match=r"(?s)sim_000001.pt refused: .*field 'velocity': Legacy vector field has C=3"):
         migrate_legacy(bad, dm, progress=False)
     (tmp_path / 'empty').mkdir()
@@ -60,17 +71,26 @@ def test_files_that_would_run_code_are_refused(tmp_path):
         migrate_legacy(path, DataManager(tmp_path / 'c', Burgers1D(resolution=32, steps=1)), progress=False)
 
 
+@pytest.mark.slow
 def test_cli_migrate(tmp_path):
     import subprocess
     import sys
+
     from conftest import ROOT
+
     scenario = Burgers1D(resolution=32, steps=3)
     legacy = tmp_path / 'legacy'
     legacy.mkdir()
     write_legacy(legacy / 'sim_000004.pt', scenario, 4)
     config = tmp_path / 'c.yaml'
-    config.write_text(f"scenario: {{name: burgers1d, resolution: [32], steps: 3}}\ndata: {{cache_dir: '{tmp_path / 'cache'}'}}\n")
-    out = subprocess.run([sys.executable, '-m', 'phiml_data', 'migrate', str(legacy), '--config', str(config), '--quiet'],
-                         capture_output=True, text=True, cwd=ROOT)
+    config.write_text(
+        f"scenario: {{name: burgers1d, resolution: [32], steps: 3}}\ndata: {{cache_dir: '{tmp_path / 'cache'}'}}\n"
+    )
+    out = subprocess.run(
+        [sys.executable, '-m', 'phiml_data', 'migrate', str(legacy), '--config', str(config), '--quiet'],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr
     assert 'migrated 1 sims' in out.stdout and DataManager(tmp_path / 'cache', scenario).cached_indices() == [4]

@@ -1,4 +1,5 @@
 """DataManager: exact round trips, cache keys, crash safety, bad-file errors, Scene import, CLI."""
+
 import json
 import os
 import signal
@@ -11,10 +12,9 @@ import numpy as np
 import pytest
 from phiml import math
 
-from phiml_data import Burgers1D, Burgers2D, CacheError, DataManager, SmokePlume, simulate
-from phiml_data.manager import cache_key
-
 from conftest import ROOT, arrays
+from phiml_data import Burgers1D, Burgers2D, CacheError, DataManager, SmokePlume, simulate
+from phiml_data.keys import cache_key
 
 SCENARIOS = [Burgers1D(resolution=32, steps=4), Burgers2D(resolution=16, steps=4), SmokePlume(resolution=16, steps=2)]
 
@@ -38,7 +38,11 @@ def test_round_trip_is_exact(tmp_path, scenario, fmt):
     dm.save_phiml_cache(3, data)
     loaded = dm.load_phiml_cache(3)
     assert_same_tensors(data, loaded)
-    assert loaded.metadata['sim_index'] == 3 and loaded.metadata['params'] == scenario.params() and loaded.metadata['origin'] == 'saved'
+    assert (
+        loaded.metadata['sim_index'] == 3
+        and loaded.metadata['params'] == scenario.params()
+        and loaded.metadata['origin'] == 'saved'
+    )
     assert loaded.metadata['fields'] == {k: v.__dict__ for k, v in scenario.fields.items()}
     entry = dm.manifest()[3]
     assert entry['file'] == f'sim_000003{dm.format.suffix}' and set(entry['fields']) == set(data)
@@ -55,14 +59,20 @@ def test_h5_is_self_describing_chunked_and_readable_by_phiml(burgers_dm):
         meta = json.loads(f.attrs['metadata'])
         assert meta['dt'] == 0.05 and meta['fields']['velocity']['boundary'] == 'periodic'
     from phiml.math._tree import load_h5
+
     lazy = load_h5(str(path), load_into_memory=())
     np.testing.assert_array_equal(arrays(lazy['velocity']), arrays(burgers_dm.load_phiml_cache(0)['velocity']))
 
 
 def test_cache_key_changes_with_everything_that_determines_the_data(tmp_path):
     base = Burgers2D(resolution=16, steps=4)
-    variants = [Burgers2D(resolution=16, steps=5), Burgers2D(resolution=32, steps=4), Burgers2D(resolution=16, steps=4, seed=1),
-                Burgers2D(resolution=16, steps=4, viscosity=0.02), Burgers2D(resolution=16, steps=4, dt=0.01)]
+    variants = [
+        Burgers2D(resolution=16, steps=5),
+        Burgers2D(resolution=32, steps=4),
+        Burgers2D(resolution=16, steps=4, seed=1),
+        Burgers2D(resolution=16, steps=4, viscosity=0.02),
+        Burgers2D(resolution=16, steps=4, dt=0.01),
+    ]
     keys = {cache_key(base)} | {cache_key(v) for v in variants} | {cache_key(base, 'npz')}
     assert len(cache_key(base)) == 16
     assert len(keys) == len(variants) + 2
@@ -100,6 +110,7 @@ DataManager(sys.argv[1], Burgers2D(resolution=16, steps=3)).generate(5, batch_si
 """
 
 
+@pytest.mark.slow
 def test_kill_9_mid_write_leaves_nothing_half_written_and_rerun_completes(tmp_path):
     marker = tmp_path / 'marker'
     child = subprocess.Popen([sys.executable, '-c', _KILLED_CHILD, str(tmp_path), str(marker)], cwd=ROOT)
@@ -155,7 +166,9 @@ def test_corrupted_values_fail_the_frame_check(one_sim):
     path = one_sim.path(1)
     with h5py.File(path, 'r+') as f:
         f['root[velocity]'][2, 0, 0, 0] += 1
-    with pytest.raises(CacheError, match=r"sim_000001.h5 \(sim 1\): field 'velocity' frame 2 fails its xxh3-64 checksum check"):
+    with pytest.raises(
+        CacheError, match=r"sim_000001.h5 \(sim 1\): field 'velocity' frame 2 fails its xxh3-64 checksum check"
+    ):
         one_sim.load_phiml_cache(1)
 
 
@@ -163,7 +176,9 @@ def test_file_from_another_configuration_is_refused_naming_each_difference(tmp_p
     other = DataManager(tmp_path / 'other', Burgers2D(resolution=16, steps=3, seed=5))
     other.generate(1, progress=False)
     one_sim.path(1).write_bytes(other.path(0).read_bytes())
-    with pytest.raises(CacheError, match=r'belongs to another configuration: params.seed: 5 \(found\) vs 0 \(expected\)') as err:
+    with pytest.raises(
+        CacheError, match=r'belongs to another configuration: params.seed: 5 \(found\) vs 0 \(expected\)'
+    ) as err:
         one_sim.load_phiml_cache(1)
     assert 'holds sim 0, not sim 1' in str(err.value)
 
@@ -176,60 +191,93 @@ def test_missing_and_unknown_fields_are_reported(tmp_path):
     assert 'generate' not in str(err.value)  # an intact file is not to be regenerated
     with h5py.File(dm.path(0), 'r+') as f:
         del f['root[inflow]']
-    with pytest.raises(CacheError, match=r"fields \['density', 'velocity'\]; scenario 'smoke' has \['density', 'inflow', 'velocity'\]"):
+    with pytest.raises(
+        CacheError, match=r"fields \['density', 'velocity'\]; scenario 'smoke' has \['density', 'inflow', 'velocity'\]"
+    ):
         dm.load_phiml_cache(0)
 
 
 def test_nan_is_refused_at_write_time_with_index_and_parameters(one_sim):
     data = dict(one_sim.load_phiml_cache(0))
     data['velocity'] = data['velocity'] * math.wrap(np.nan)
-    with pytest.raises(ValueError, match=r"(?s)Sim 7 does not fit scenario 'burgers2d' \(parameters .*'viscosity': 0.01.*field 'velocity' contains NaN or Inf"):
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)Sim 7 does not fit scenario 'burgers2d' \(parameters .*'viscosity': 0.01.*field 'velocity' contains NaN or Inf",
+    ):
         one_sim.save_phiml_cache(7, data)
     assert not one_sim.path(7).exists()
 
 
 def test_wrong_fields_or_dims_are_refused(one_sim):
     data = one_sim.load_phiml_cache(0)
-    with pytest.raises(ValueError, match=r"fields \['density'\] do not match scenario 'burgers2d' fields \['velocity'\]"):
+    with pytest.raises(
+        ValueError, match=r"fields \['density'\] do not match scenario 'burgers2d' fields \['velocity'\]"
+    ):
         one_sim.save_phiml_cache(9, {'density': data['velocity']})
     with pytest.raises(ValueError, match=r"must be a Tensor with dims \['time', 'x', 'y', 'vector'\]"):
         one_sim.save_phiml_cache(9, {'velocity': data['velocity'].time[0]})
     with pytest.raises(ValueError, match=r"has shape \(time:b=3,.*needs \(time:b=4,"):
         one_sim.save_phiml_cache(9, {'velocity': data['velocity'].time[:3]})
     with pytest.raises(ValueError, match=r"has dtype float64; scenario 'burgers2d' stores float32"):
-        one_sim.save_phiml_cache(9, {'velocity': math.tensor(arrays(data['velocity']).astype(np.float64), data['velocity'].shape)})
+        one_sim.save_phiml_cache(
+            9, {'velocity': math.tensor(arrays(data['velocity']).astype(np.float64), data['velocity'].shape)}
+        )
     with pytest.raises(ValueError, match=r'integers >= 0'):
         one_sim.save_phiml_cache(-1, data)
 
 
 def test_import_phiflow_scene(tmp_path):
     from phi.field import Scene
+
     scenario = SmokePlume(resolution=16, steps=2)
     state = scenario.initial_state(0)
     scene = Scene.create(str(tmp_path / 'scenes'), copy_calling_script=False)
     scene.put_property('dt', scenario.dt)
     for frame in range(3):
-        scene.write({'velocity': state['velocity'], 'density': state['density'], 'inflow': state['inflow']}, frame=frame)
+        scene.write(
+            {'velocity': state['velocity'], 'density': state['density'], 'inflow': state['inflow']}, frame=frame
+        )
         state = scenario.step(state)
     dm = DataManager(tmp_path / 'cache', scenario)
     dm.import_scene(scene.path, 0)
     sim = dm.load_phiml_cache(0)
     assert sim['velocity'].shape.get_size('time') == 3 and 'time' not in sim['inflow'].shape
-    np.testing.assert_allclose(arrays(sim['density'].time[2]), arrays(simulate(scenario, [0])[0]['density'].time[2]), atol=1e-6)
+    np.testing.assert_allclose(
+        arrays(sim['density'].time[2]), arrays(simulate(scenario, [0])[0]['density'].time[2]), atol=1e-6
+    )
     partial = Scene.create(str(tmp_path / 'partial'), copy_calling_script=False)
     partial.write({'velocity': state['velocity']}, frame=0)
     with pytest.raises(ValueError, match=r"lacks field\(s\) \['density', 'inflow'\]"):
         dm.import_scene(partial.path, 1)
 
 
+@pytest.mark.slow
 def test_cli_generate_and_inspect(tmp_path):
     config = tmp_path / 'c.yaml'
-    config.write_text(f"scenario: {{name: burgers1d, resolution: [32], steps: 3}}\ndata: {{cache_dir: '{tmp_path / 'cache'}', n_sims: 2}}\n")
-    out = subprocess.run([sys.executable, '-m', 'phiml_data', 'generate', '--config', str(config), '--quiet'],
-                         capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    config.write_text(
+        f"scenario: {{name: burgers1d, resolution: [32], steps: 3}}\ndata: {{cache_dir: '{tmp_path / 'cache'}', n_sims: 2}}\n"
+    )
+    out = subprocess.run(
+        [sys.executable, '-m', 'phiml_data', 'generate', '--config', str(config), '--quiet'],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    ).stdout
     assert 'sims: 2' in out and 'field velocity: (time:b=4,x:s=32,vector:c=(x))' in out
     directory = next((tmp_path / 'cache').iterdir())
-    out = subprocess.run([sys.executable, '-m', 'phiml_data', 'inspect', str(directory)], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, '-m', 'phiml_data', 'inspect', str(directory)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    ).stdout
     assert 'metadata of the first sim' in out and '"boundary": "periodic"' in out
-    bad = subprocess.run([sys.executable, '-m', 'phiml_data', 'generate', '--config', str(tmp_path / 'missing.yaml')], capture_output=True, text=True, cwd=ROOT)
+    bad = subprocess.run(
+        [sys.executable, '-m', 'phiml_data', 'generate', '--config', str(tmp_path / 'missing.yaml')],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert bad.returncode == 2 and 'missing.yaml does not exist' in bad.stderr

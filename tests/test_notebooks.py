@@ -1,8 +1,8 @@
 """Notebook hygiene: stored outputs come from one clean run, so strict nbval has a reference to compare with."""
+
 import json
 
 import pytest
-
 from conftest import ROOT
 
 NOTEBOOKS = sorted((ROOT / 'notebooks').glob('*.ipynb'))
@@ -19,7 +19,9 @@ def test_notebook_hygiene(path):
     nb = json.loads(path.read_text())
     assert nb['metadata']['kernelspec']['name'] == 'python3'
     code = [c for c in nb['cells'] if c['cell_type'] == 'code']
-    assert [c['execution_count'] for c in code] == list(range(1, len(code) + 1)), 'execution counts must be 1..N from one clean run'
+    assert [c['execution_count'] for c in code] == list(range(1, len(code) + 1)), (
+        'execution counts must be 1..N from one clean run'
+    )
     for c in code:
         for out in c['outputs']:
             assert out['output_type'] != 'error', f'error output stored in {path.name}'

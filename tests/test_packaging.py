@@ -1,9 +1,9 @@
 """Repository hygiene: installs agree, data layer is torch-free, no pickle, no tensor conversions."""
+
 import re
+
 import tomllib
-
 import yaml
-
 from conftest import ROOT, run_python
 
 
@@ -39,23 +39,25 @@ print(b['targets'].shape.names, 'torch' in sys.modules and sys.modules['torch'] 
     assert run_python(code).strip() == "('batch', 'time', 'x', 'y', 'channels') False"
 
 
-def test_no_pickle_and_no_tensor_conversions_in_package():
-    lazy_torch = {'legacy.py', '_backend_state.py'}  # import torch inside functions only
-    for path in (ROOT / 'phiml_data').rglob('*.py'):
-        text = path.read_text()
-        assert not re.search(r'np\.load\([^)]*allow_pickle=True|pickle\.loads?\(', text), path
-        if 'math.load(' in text:  # PhiML's loader unpickles: only behind the per-call opt-in
-            assert path.name == 'npz.py' and 'self.check_pickle(path, allow_pickle)' in text, path
-        assert 'torch_to_phiml' not in text and 'phiml_to_torch' not in text, path
-        assert not re.search(r'^(import torch|from torch)', text, re.M), path  # never at module level
-        if path.name not in lazy_torch:
-            assert not re.search(r'^\s*(import torch|from torch)', text, re.M), path
+def test_ruff_is_clean_including_the_banned_apis():
+    """pyflakes, pycodestyle, import order, formatting, and the banned APIs of pyproject.toml: module-level torch
+    imports, process-wide state (`math.use`, `math.seed`, `np.random.seed`, `os.chdir`), unpickling loaders."""
+    import subprocess
+    import sys
+
+    paths = ['phiml_data', 'tests', 'benchmarks', 'references']
+    for cmd in (['check', *paths], ['format', '--check', *paths]):
+        result = subprocess.run([sys.executable, '-m', 'ruff', *cmd], capture_output=True, text=True, cwd=ROOT)
+        assert result.returncode == 0, result.stdout + result.stderr
     assert 'weights_only=True' in (ROOT / 'phiml_data' / 'legacy.py').read_text()
 
 
 def test_a_storage_format_is_one_module():
     """zarr was added as `phiml_data/formats/zarr.py` alone: no other module of the package names it."""
     from phiml_data.formats import FORMATS
+
     assert {'h5', 'npz', 'zarr'} <= set(FORMATS)
-    naming = sorted(str(p.relative_to(ROOT)) for p in (ROOT / 'phiml_data').rglob('*.py') if 'zarr' in p.read_text().lower())
+    naming = sorted(
+        str(p.relative_to(ROOT)) for p in (ROOT / 'phiml_data').rglob('*.py') if 'zarr' in p.read_text().lower()
+    )
     assert naming == ['phiml_data/formats/zarr.py']

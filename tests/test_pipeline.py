@@ -1,9 +1,14 @@
 """The main job end to end on a tiny config: every output is written, a rerun reuses the cache."""
+
 import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
+
+pytestmark = pytest.mark.slow
 
 
 def test_run_writes_all_outputs_and_reuses_the_cache(tmp_path):
@@ -20,16 +25,31 @@ output: '{tmp_path / 'out'}'
     first = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert first.returncode == 0, first.stderr
     out = tmp_path / 'out'
-    for name in ('config.yaml', 'splits.json', 'history.json', 'metrics.json', 'evaluation.csv', 'loss.png', 'errors.png', 'rollout_velocity.png'):
+    for name in (
+        'config.yaml',
+        'splits.json',
+        'history.json',
+        'metrics.json',
+        'evaluation.csv',
+        'loss.png',
+        'errors.png',
+        'rollout_velocity.png',
+    ):
         assert (out / name).exists(), name
-    assert (out / 'checkpoints' / 'best' / 'state.json').exists() and (out / 'checkpoints' / 'last' / 'state.json').exists()
+    assert (out / 'checkpoints' / 'best' / 'state.json').exists() and (
+        out / 'checkpoints' / 'last' / 'state.json'
+    ).exists()
     metrics = json.loads((out / 'metrics.json').read_text())
     assert metrics['rollout_steps'] == 8 and set(metrics['summary']) == {'velocity'}
     assert 'model/persistence' in first.stdout
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / 'cache').rglob('sim_*.h5')}
     second = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    assert second.returncode == 0 and mtimes == {p: p.stat().st_mtime_ns for p in (tmp_path / 'cache').rglob('sim_*.h5')}
+    assert second.returncode == 0 and mtimes == {
+        p: p.stat().st_mtime_ns for p in (tmp_path / 'cache').rglob('sim_*.h5')
+    }
     bad = tmp_path / 'bad.yaml'
     bad.write_text('training: {epochs: -1}\n')
-    result = subprocess.run([sys.executable, '-m', 'phiml_data', 'run', '--config', str(bad)], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, '-m', 'phiml_data', 'run', '--config', str(bad)], capture_output=True, text=True, cwd=ROOT
+    )
     assert result.returncode == 2 and 'bad.yaml: training: need epochs >= 0' in result.stderr, result.stderr

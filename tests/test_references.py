@@ -1,10 +1,13 @@
 """Every reference script runs and its checks hold."""
+
 import subprocess
 import sys
 
 import pytest
 
 from conftest import ROOT
+
+pytestmark = pytest.mark.slow
 
 SCRIPTS = sorted((ROOT / 'references').glob('*.py'))
 

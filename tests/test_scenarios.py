@@ -1,13 +1,13 @@
 """Scenarios: shapes, metadata, per-sim seeding independent of batching and process, Field rebuilding."""
+
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
+from conftest import arrays
 
 from phiml_data import Burgers1D, Burgers2D, SmokePlume, simulate, to_field
 from phiml_data.scenarios import sim_seed
-
-from conftest import arrays
 
 
 def _sim_in_child(args):
@@ -21,7 +21,9 @@ def test_sim_i_is_identical_alone_batched_and_in_another_process(scenario):
     alone = simulate(scenario, [2])[0]
     np.testing.assert_array_equal(arrays(batched[2]['velocity']), arrays(alone['velocity']))
     with ProcessPoolExecutor(1) as pool:
-        np.testing.assert_array_equal(arrays(batched[2]['velocity']), pool.submit(_sim_in_child, (scenario, 2)).result())
+        np.testing.assert_array_equal(
+            arrays(batched[2]['velocity']), pool.submit(_sim_in_child, (scenario, 2)).result()
+        )
     assert not np.array_equal(arrays(batched[0]['velocity']), arrays(batched[1]['velocity']))
 
 
@@ -46,7 +48,7 @@ def test_smoke_fields_metadata_and_field_rebuild():
     assert arrays(sim['density'])[-1].max() > 0  # smoke flowed in
     meta = scenario.metadata(1)
     assert meta['fields']['velocity'] == {'grid': 'staggered', 'boundary': 'zero', 'vector': True, 'static': False}
-    assert meta['bounds'] == {'x': [0., 32.], 'y': [0., 32.]} and meta['resolution'] == {'x': 16, 'y': 16}
+    assert meta['bounds'] == {'x': [0.0, 32.0], 'y': [0.0, 32.0]} and meta['resolution'] == {'x': 16, 'y': 16}
     assert to_field(sim["velocity"], meta, "velocity").is_staggered
     density = to_field(sim['density'], meta, 'density')
     assert density.is_centered and density.resolution.sizes == (16, 16)

@@ -1,4 +1,5 @@
 """Trainer, evaluation, configs and the legacy comparison."""
+
 import copy
 import re
 import sys
@@ -9,12 +10,11 @@ import torch
 from phiml import math, nn
 from phiml.math import Tensor
 
+from conftest import ROOT, arrays
 from phiml_data import ConfigError, PhiMLDataset, load_run_config
 from phiml_data.config import parse_run_config
 from phiml_data.evaluation import evaluate, relative_l2, summarize
 from phiml_data.trainer import ModelConfig, TrainConfig, Trainer
-
-from conftest import ROOT, arrays
 
 sys.path.insert(0, str(ROOT / 'benchmarks'))
 from legacy_pipeline import legacy_loader, legacy_rollout_loss, write_legacy_caches  # noqa: E402
@@ -31,7 +31,9 @@ def datasets(burgers_dm):
 
 def test_torch_loss_decreases_and_batches_go_in_as_phiml_tensors(datasets, tmp_path, monkeypatch):
     train, val = datasets
-    trainer = Trainer(train, val, ModelConfig(filters=8), TrainConfig(epochs=4, learning_rate=3e-3, progress=False), output=tmp_path)
+    trainer = Trainer(
+        train, val, ModelConfig(filters=8), TrainConfig(epochs=4, learning_rate=3e-3, progress=False), output=tmp_path
+    )
     seen = []
     loss = trainer.loss
     monkeypatch.setattr(trainer, 'loss', lambda x, y: seen.append((type(x), type(y))) or loss(x, y))
@@ -43,10 +45,16 @@ def test_torch_loss_decreases_and_batches_go_in_as_phiml_tensors(datasets, tmp_p
     assert (tmp_path / 'history.json').exists() and (tmp_path / 'checkpoints' / 'best' / 'state.json').exists()
 
 
+@pytest.mark.slow
 def test_jax_loss_keeps_falling_despite_the_phiml_adam_bug(datasets):
     train, _ = datasets
     small = PhiMLDataset(train.manager, [0, 1], n_targets=1, batch_size=11, stats=train.stats)
-    trainer = Trainer(small, None, ModelConfig('res_net', filters=8, layers=1), TrainConfig(backend='jax', epochs=3, learning_rate=3e-3, progress=False))
+    trainer = Trainer(
+        small,
+        None,
+        ModelConfig('res_net', filters=8, layers=1),
+        TrainConfig(backend='jax', epochs=3, learning_rate=3e-3, progress=False),
+    )
     history = trainer.fit()
     losses = [r['train_loss'] for r in history]
     assert losses[2] < losses[1] < losses[0], losses
@@ -63,20 +71,24 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(datasets, tmp_path)
     resumed = Trainer(train, val, SMALL, cfg).load_checkpoint(tmp_path / 'checkpoints' / 'last')
     history = resumed.fit()
     for a, b in zip(full, history):
-        assert a['train_loss'] == pytest.approx(b['train_loss'], rel=1e-6) and a['val_loss'] == pytest.approx(b['val_loss'], rel=1e-6)
+        assert a['train_loss'] == pytest.approx(b['train_loss'], rel=1e-6) and a['val_loss'] == pytest.approx(
+            b['val_loss'], rel=1e-6
+        )
         assert a['learning_rate'] == b['learning_rate']
 
 
 def test_same_seed_same_losses(datasets):
     train, _ = datasets
-    run = lambda: [r['train_loss'] for r in Trainer(train, None, SMALL, TrainConfig(epochs=2, progress=False, seed=4)).fit()]
+    run = lambda: [
+        r['train_loss'] for r in Trainer(train, None, SMALL, TrainConfig(epochs=2, progress=False, seed=4)).fit()
+    ]
     assert run() == run()
 
 
 def test_relative_l2_by_hand():
-    truth = math.tensor([[3., 4.], [1., 0.]], math.batch('b'), math.spatial('x'))
-    pred = math.tensor([[3., 0.], [0., 0.]], math.batch('b'), math.spatial('x'))
-    np.testing.assert_allclose(relative_l2(pred, truth).numpy('b'), [4 / 5, 1.])
+    truth = math.tensor([[3.0, 4.0], [1.0, 0.0]], math.batch('b'), math.spatial('x'))
+    pred = math.tensor([[3.0, 0.0], [0.0, 0.0]], math.batch('b'), math.spatial('x'))
+    np.testing.assert_allclose(relative_l2(pred, truth).numpy('b'), [4 / 5, 1.0])
 
 
 def test_evaluation_against_hand_computed_persistence(datasets, monkeypatch):
@@ -87,8 +99,12 @@ def test_evaluation_against_hand_computed_persistence(datasets, monkeypatch):
     by_hand = [np.mean([np.linalg.norm(x[0] - x[k]) / np.linalg.norm(x[k]) for x in v]) for k in range(1, 5)]
     np.testing.assert_allclose(metrics['fields']['velocity']['persistence'], by_hand, rtol=1e-4)
     # a model that returns the ground truth scores zero
-    truth = math.tensor(np.stack([x[1:5] for x in v]).astype(np.float32), metrics['truth'].shape)  # (batch, time, x, y, channels)
-    monkeypatch.setattr(trainer, 'rollout', lambda init, steps: train.normalize({'initial_state': init, 'targets': truth})['targets'])
+    truth = math.tensor(
+        np.stack([x[1:5] for x in v]).astype(np.float32), metrics['truth'].shape
+    )  # (batch, time, x, y, channels)
+    monkeypatch.setattr(
+        trainer, 'rollout', lambda init, steps: train.normalize({'initial_state': init, 'targets': truth})['targets']
+    )
     perfect = evaluate(trainer, [6, 7], steps=4)
     np.testing.assert_allclose(perfect['fields']['velocity']['model'], 0, atol=1e-5)
     assert summarize(perfect)['velocity']['model_over_persistence'] < 1e-3
@@ -99,14 +115,19 @@ def test_config_validation_names_the_key_path(tmp_path):
     assert cfg.data.n_sims == 4 and cfg.scenario.resolution == (32, 32)
     for name in ('default', 'burgers1d', 'smoke', 'burgers2d_research', 'smoke_research'):
         load_run_config(ROOT / 'configs' / f'{name}.yaml')
-    cases = [({'training': {'epoch': 3}}, r"config: training.epoch: unknown key; valid keys: \[.*'epochs'"),
-             ({'training': {'epochs': 'ten'}}, r"training.epochs: expected an integer, got 'ten'"),
-             ({'dataset': {'mode': 'disk'}}, r"dataset: mode must be 'auto', 'memory' or 'lazy', got 'disk'"),
-             ({'scenario': {'name': 'navier'}}, r"scenario.name: unknown scenario 'navier'; valid: \['burgers1d', 'burgers2d', 'smoke'\]"),
-             ({'scenario': {'name': 'burgers2d', 'resolution': [16]}}, r"scenario: Burgers2D.resolution must be 2 ints"),
-             ({'model': {'architecture': 'transformer'}}, r"model: architecture must be"),
-             ({'data': {'split': [0.5, 0.6, 0.1]}}, r"data: split must be three non-negative fractions summing to 1"),
-             ({'extra': 1}, r"extra: unknown section")]
+    cases = [
+        ({'training': {'epoch': 3}}, r"config: training.epoch: unknown key; valid keys: \[.*'epochs'"),
+        ({'training': {'epochs': 'ten'}}, r"training.epochs: expected an integer, got 'ten'"),
+        ({'dataset': {'mode': 'disk'}}, r"dataset: mode must be 'auto', 'memory' or 'lazy', got 'disk'"),
+        (
+            {'scenario': {'name': 'navier'}},
+            r"scenario.name: unknown scenario 'navier'; valid: \['burgers1d', 'burgers2d', 'smoke'\]",
+        ),
+        ({'scenario': {'name': 'burgers2d', 'resolution': [16]}}, r"scenario: Burgers2D.resolution must be 2 ints"),
+        ({'model': {'architecture': 'transformer'}}, r"model: architecture must be"),
+        ({'data': {'split': [0.5, 0.6, 0.1]}}, r"data: split must be three non-negative fractions summing to 1"),
+        ({'extra': 1}, r"extra: unknown section"),
+    ]
     for data, pattern in cases:
         with pytest.raises(ConfigError, match=pattern):
             parse_run_config(data)
@@ -138,7 +159,13 @@ def test_legacy_pipeline_gives_the_same_windows_and_first_losses(datasets, tmp_p
     legacy_opt = torch.optim.Adam(legacy_net.parameters(), lr=1e-3, eps=1e-7)
     ours_losses, legacy_losses = [], []
     for b, (init, targ) in list(zip(batches, loader))[:3]:
-        ours_losses.append(float(math.stop_gradient(nn.update_weights(trainer.net, trainer.optimizer, trainer.loss, b['initial_state'], b['targets']))))
+        ours_losses.append(
+            float(
+                math.stop_gradient(
+                    nn.update_weights(trainer.net, trainer.optimizer, trainer.loss, b['initial_state'], b['targets'])
+                )
+            )
+        )
         legacy_opt.zero_grad()
         loss = legacy_rollout_loss(legacy_net, init, targ, ['velocity.x', 'velocity.y'])
         loss.backward()
@@ -150,6 +177,7 @@ def test_legacy_pipeline_gives_the_same_windows_and_first_losses(datasets, tmp_p
 @pytest.mark.parametrize('reattach', [True, False])
 def test_static_fields_are_reattached_at_every_rollout_step(tmp_path, reattach):
     from phiml_data import DataManager, SmokePlume
+
     dm = DataManager(tmp_path, SmokePlume(resolution=16, steps=3))
     dm.generate(2, progress=False)
     ds = PhiMLDataset(dm, n_targets=2, batch_size=4)
@@ -164,5 +192,7 @@ def test_static_fields_are_reattached_at_every_rollout_step(tmp_path, reattach):
     inflow = arrays(b['initial_state'].channels['inflow'])
     np.testing.assert_array_equal(arrays(state.channels['inflow']), inflow if reattach else 0 * inflow)
     partial_targets = PhiMLDataset(dm, n_targets=1, target_fields=('density',), stats=ds.stats)
-    with pytest.raises(ValueError, match=r"target fields \['density'\] must be the dynamic input fields \['velocity', 'density'\]"):
+    with pytest.raises(
+        ValueError, match=r"target fields \['density'\] must be the dynamic input fields \['velocity', 'density'\]"
+    ):
         Trainer(partial_targets, None, SMALL, TrainConfig(epochs=1, progress=False))

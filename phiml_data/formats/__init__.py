@@ -12,15 +12,36 @@ Every format stores, per field, the values in canonical dim order `(timeᵇ, xˢ
 frame (static fields: one checksum). The manifest holds a SHA-256 over those checksums, so a reader can verify every frame it
 reads against the manifest without hashing the whole file.
 """
+
 import importlib
 import pkgutil
 
-from .base import (FORMAT_VERSION, CacheError, FieldInfo, Format, Reader, checksum_digest, frame_checksums, register,
-                   FORMATS, get_format)
+from .base import (
+    FORMAT_VERSION,
+    FORMATS,
+    CacheError,
+    FieldInfo,
+    Format,
+    Reader,
+    checksum_digest,
+    frame_checksums,
+    get_format,
+    register,
+)
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != 'base':
         importlib.import_module(f'{__name__}.{_module.name}')
 
-__all__ = ['FORMAT_VERSION', 'CacheError', 'FieldInfo', 'Format', 'Reader', 'checksum_digest', 'frame_checksums', 'register',
-           'FORMATS', 'get_format']
+__all__ = [
+    'FORMAT_VERSION',
+    'CacheError',
+    'FieldInfo',
+    'Format',
+    'Reader',
+    'checksum_digest',
+    'frame_checksums',
+    'register',
+    'FORMATS',
+    'get_format',
+]

@@ -1,4 +1,5 @@
 """The storage-format interface, its registry, per-frame checksums and the atomic write shared by every format."""
+
 from __future__ import annotations
 
 import hashlib
@@ -59,12 +60,14 @@ def array_of(t: Tensor) -> np.ndarray:
 def shape_spec(shape: Shape) -> str:
     """Text form of a shape with names, types, sizes and item names, e.g. `(time:b=5,x:s=16,vector:c=(x))`."""
     from phiml.math._shape import to_spec_str  # PhiML's own spec format, also what its HDF5 reader parses
+
     return to_spec_str(shape)
 
 
 def parse_shape_spec(spec: str) -> Shape:
     """Inverse of `shape_spec`."""
     from phiml.math._shape import from_spec_str
+
     return from_spec_str(spec)
 
 
@@ -77,6 +80,7 @@ class FieldInfo:
         dtype: NumPy dtype name, e.g. `'float32'`.
         checksums: xxh3-64 checksum per frame (static: one), as stored, or computed when the format stores none.
     """
+
     shape: Shape
     dtype: str
     checksums: np.ndarray
@@ -90,6 +94,7 @@ class Reader(ABC):
         header: `{'format': str, 'format_version': int, 'metadata': dict}`.
         fields: `{field: FieldInfo}`.
     """
+
     path: Path
     header: dict
     fields: dict[str, FieldInfo]
@@ -121,13 +126,16 @@ class Format(ABC):
         needs_pickle: Whether reading can run code stored in the file (then reads must be allowed per call).
         handle_bytes: Memory an open reader holds besides the data it returns (partial-read formats).
     """
+
     name: ClassVar[str]
     suffix: ClassVar[str]
     partial_reads: ClassVar[bool] = True
     needs_pickle: ClassVar[bool] = False
     handle_bytes: ClassVar[int] = 0
 
-    def write(self, path: Path, fields: dict[str, Tensor], metadata: dict, static: set = frozenset()) -> dict[str, dict]:
+    def write(
+        self, path: Path, fields: dict[str, Tensor], metadata: dict, static: set = frozenset()
+    ) -> dict[str, dict]:
         """Writes one simulation atomically (temporary file renamed into place).
 
         Returns:
@@ -148,7 +156,14 @@ class Format(ABC):
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return {k: {'shape': shape_spec(fields[k].shape), 'dtype': str(arrays[k].dtype), 'digest': checksum_digest(checksums[k])} for k in fields}
+        return {
+            k: {
+                'shape': shape_spec(fields[k].shape),
+                'dtype': str(arrays[k].dtype),
+                'digest': checksum_digest(checksums[k]),
+            }
+            for k in fields
+        }
 
     @abstractmethod
     def _write(self, tmp: Path, fields: dict[str, tuple[Shape, np.ndarray, np.ndarray]], header: dict):
@@ -161,7 +176,7 @@ class Format(ABC):
     def check_pickle(self, path: Path, allow_pickle: bool):
         """Refuses to read a format that unpickles unless the caller allowed it for this call."""
         if self.needs_pickle and not allow_pickle:
-            raise CacheError(f"Cache file {path} is in format '{self.name}', whose loader unpickles (it can run code stored in "
-                             f"the file). Pass allow_pickle=True (CLI: --allow-pickle) only for files you wrote yourself.")
-
-
+            raise CacheError(
+                f"Cache file {path} is in format '{self.name}', whose loader unpickles (it can run code stored in "
+                f"the file). Pass allow_pickle=True (CLI: --allow-pickle) only for files you wrote yourself."
+            )

@@ -14,6 +14,7 @@ frame's byte offset and then reads frames with `os.preadv` into the caller's buf
 open sim costs one file descriptor and a few KiB (an open HDF5 file costs ~0.5 MiB). Files with filters or missing
 chunks are read through h5py instead.
 """
+
 from __future__ import annotations
 
 import io
@@ -35,12 +36,13 @@ def dataset_name(field: str) -> str:
 class H5(Format):
     name = 'h5'
     suffix = '.h5'
-    handle_bytes = 16 * 2 ** 10  # an open reader: one descriptor, frame offsets and checksums (HDF5 handle closed)
+    handle_bytes = 16 * 2**10  # an open reader: one descriptor, frame offsets and checksums (HDF5 handle closed)
 
     def _write(self, tmp, fields, header):
         """Builds the file in memory, then writes its bytes: a failing write (disk full, file too large) raises a
         plain `OSError` here instead of failing inside HDF5's own cleanup."""
         import h5py
+
         image = io.BytesIO()
         with h5py.File(image, 'w') as f:
             f.attrs['format'] = header['format']
@@ -49,10 +51,18 @@ class H5(Format):
             f.attrs['content_hierarchy'] = '{' + ','.join(f'{k}=D' for k in fields) + '}'
             for name, (shape, array, checksums) in fields.items():
                 chunks = (1, *array.shape[1:]) if shape.names[0] == 'time' and array.ndim > 1 else None
-                ds = f.create_dataset(dataset_name(name), data=array, chunks=chunks, track_times=False)  # same data, same bytes
+                ds = f.create_dataset(
+                    dataset_name(name), data=array, chunks=chunks, track_times=False
+                )  # same data, same bytes
                 items = {d.name: list(d.item_names[0]) for d in shape if d.item_names[0]}
-                ds.attrs.update({'dims': ','.join(shape.names), 'dim_types': ','.join(shape.dim_types),
-                                 'item_names': json.dumps(items), 'frame_xxh3': checksums})
+                ds.attrs.update(
+                    {
+                        'dims': ','.join(shape.names),
+                        'dim_types': ','.join(shape.dim_types),
+                        'item_names': json.dumps(items),
+                        'frame_xxh3': checksums,
+                    }
+                )
                 f.attrs[dataset_name(name) + '_shape'] = shape_spec(shape)  # the three attrs PhiML's load_h5 reads
                 f.attrs[dataset_name(name) + '_names'] = ','.join(shape.names)
                 f.attrs[dataset_name(name) + '_dtype'] = str(array.dtype)
@@ -68,6 +78,7 @@ class H5Reader(Reader):
 
     def __init__(self, path: Path):
         import h5py
+
         self.path = path
         try:
             self._file = h5py.File(path, 'r', rdcc_nbytes=0)  # chunks are whole frames: no chunk cache
@@ -78,8 +89,14 @@ class H5Reader(Reader):
         try:
             self.header, self.fields, self._datasets = self._describe()
             self._offsets = {k: _frame_offsets(ds) for k, ds in self._datasets.items()}
-            self._frames = {k: (ds.shape[0] if 'time' in self.fields[k].shape else None, ds.shape[1:] if 'time' in self.fields[k].shape else ds.shape, ds.dtype)
-                            for k, ds in self._datasets.items()}  # (frames or None for static, frame shape, dtype)
+            self._frames = {
+                k: (
+                    ds.shape[0] if 'time' in self.fields[k].shape else None,
+                    ds.shape[1:] if 'time' in self.fields[k].shape else ds.shape,
+                    ds.dtype,
+                )
+                for k, ds in self._datasets.items()
+            }  # (frames or None for static, frame shape, dtype)
             self._fd = None
             if all(o is not None for o in self._offsets.values()):
                 self._fd = os.open(path, os.O_RDONLY)
@@ -92,9 +109,15 @@ class H5Reader(Reader):
         attrs = self._file.attrs
         missing = [a for a in ('format', 'format_version', 'metadata') if a not in attrs]
         if missing:
-            raise CacheError(f"Cache file {self.path} is not a complete phiml_data cache file (attribute(s) {missing} missing).")
+            raise CacheError(
+                f"Cache file {self.path} is not a complete phiml_data cache file (attribute(s) {missing} missing)."
+            )
         try:
-            header = {'format': str(attrs['format']), 'format_version': int(attrs['format_version']), 'metadata': json.loads(attrs['metadata'])}
+            header = {
+                'format': str(attrs['format']),
+                'format_version': int(attrs['format_version']),
+                'metadata': json.loads(attrs['metadata']),
+            }
         except (ValueError, TypeError) as err:
             raise CacheError(f"Cache file {self.path}: attribute 'metadata' is not valid JSON ({err}).") from None
         fields, datasets = {}, {}
@@ -103,9 +126,15 @@ class H5Reader(Reader):
                 continue
             name, ds = key[5:-1], self._file[key]
             if key + '_shape' not in attrs or 'frame_xxh3' not in ds.attrs:
-                raise CacheError(f"Cache file {self.path}: field '{name}' lacks its shape or 'frame_xxh3' attribute "
-                                 f"(written by an older phiml_data, format version {header['format_version']}?).")
-            fields[name] = FieldInfo(parse_shape_spec(str(attrs[key + '_shape'])), str(ds.dtype), np.asarray(ds.attrs['frame_xxh3'], np.uint64))
+                raise CacheError(
+                    f"Cache file {self.path}: field '{name}' lacks its shape or 'frame_xxh3' attribute "
+                    f"(written by an older phiml_data, format version {header['format_version']}?)."
+                )
+            fields[name] = FieldInfo(
+                parse_shape_spec(str(attrs[key + '_shape'])),
+                str(ds.dtype),
+                np.asarray(ds.attrs['frame_xxh3'], np.uint64),
+            )
             datasets[name] = ds
         return header, fields, datasets
 
@@ -123,9 +152,11 @@ class H5Reader(Reader):
             end = t + 1
             while end < stop and offsets[end] == offsets[end - 1] + frame:
                 end += 1
-            part = view[(t - start) * frame:(end - start) * frame]
+            part = view[(t - start) * frame : (end - start) * frame]
             if os.preadv(self._fd, [part], int(offsets[t])) != len(part):
-                raise CacheError(f"Cache file {self.path}: field '{field}' frames {t}:{end} cannot be read, the file is truncated.")
+                raise CacheError(
+                    f"Cache file {self.path}: field '{field}' frames {t}:{end} cannot be read, the file is truncated."
+                )
             t = end
         return out
 
@@ -133,7 +164,9 @@ class H5Reader(Reader):
         try:
             self._datasets[field].read_direct(out, np.s_[start:stop] if dynamic else None)
         except OSError as err:
-            raise CacheError(f"Cache file {self.path}: field '{field}' cannot be read, the file is truncated or corrupted ({err}).") from None
+            raise CacheError(
+                f"Cache file {self.path}: field '{field}' cannot be read, the file is truncated or corrupted ({err})."
+            ) from None
         return out
 
     def close(self):
@@ -159,5 +192,6 @@ def _frame_offsets(ds) -> np.ndarray | None:
         if chunk.filter_mask or chunk.size != frame_bytes:
             bad.append(chunk)
         offsets[chunk.chunk_offset[0]] = chunk.byte_offset
+
     ds.id.chunk_iter(visit)
     return None if bad else offsets

@@ -5,6 +5,7 @@
 No partial reads: a reader holds the whole file in memory. checksums are not stored; they are computed on load and
 checked against the manifest's digest.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,15 @@ class Npz(Format):
 
     def _write(self, tmp, fields, header):
         tensors = {k: math.tensor(a, shape) for k, (shape, a, _) in fields.items()}
-        math.save(str(tmp), {'fields': tensors, 'format': header['format'], 'format_version': header['format_version'],
-                             'metadata': json.dumps(header['metadata'])})
+        math.save(
+            str(tmp),
+            {
+                'fields': tensors,
+                'format': header['format'],
+                'format_version': header['format_version'],
+                'metadata': json.dumps(header['metadata']),
+            },
+        )
         Path(str(tmp) + '.npz').replace(tmp)  # NumPy appends `.npz` to the name it is given
 
     def open(self, path, allow_pickle=False):
@@ -43,12 +51,20 @@ class NpzReader(Reader):
             raise CacheError(f"Cache file {path} does not exist.")
         try:
             data = math.load(str(path))
-            self.header = {'format': data['format'], 'format_version': int(data['format_version']), 'metadata': json.loads(data['metadata'])}
+            self.header = {
+                'format': data['format'],
+                'format_version': int(data['format_version']),
+                'metadata': json.loads(data['metadata']),
+            }
         except Exception as err:
-            raise CacheError(f"Cache file {path} is truncated, corrupted or not a phiml_data cache file ({type(err).__name__}: {err}).") from None
+            raise CacheError(
+                f"Cache file {path} is truncated, corrupted or not a phiml_data cache file ({type(err).__name__}: {err})."
+            ) from None
         self._arrays = {k: array_of(t) for k, t in data['fields'].items()}
-        self.fields = {k: FieldInfo(t.shape, str(self._arrays[k].dtype), frame_checksums(self._arrays[k], 'time' in t.shape))
-                       for k, t in data['fields'].items()}
+        self.fields = {
+            k: FieldInfo(t.shape, str(self._arrays[k].dtype), frame_checksums(self._arrays[k], 'time' in t.shape))
+            for k, t in data['fields'].items()
+        }
 
     def read(self, field, start=None, stop=None, out=None):
         a = self._arrays[field]

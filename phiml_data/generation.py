@@ -1,0 +1,333 @@
+"""Generating a cache: simulate the missing sims (here or on workers), write them, and repair what is broken.
+
+Part of step 2 of the pipeline (scenarios -> manager (cache) -> dataset -> trainer); `DataManager.generate` is the
+entry point. Workers run `generate_chunk`: they check that they compute the client's cache key, claim each sim with
+an `flock`, simulate, validate and write files renamed into place, and return only manifest entries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+from phiml import math
+from phiml.math import Tensor
+
+from .formats import CacheError, get_format
+from .formats.base import shape_spec
+from .keys import cache_key, differences, key_payload
+from .manifest import sim_file_name
+from .scenarios import Scenario, simulate
+
+_TMP_SIM = re.compile(r'^\.sim_(\d+)\..*\.tmp$')
+
+
+def generate(
+    manager, n_sims, executor=None, batch_size: int = 8, progress: bool = True, verify: bool = False
+) -> list[int]:
+    """See `DataManager.generate`."""
+    from tqdm import tqdm
+
+    indices = (
+        list(range(sim_index(n_sims))) if isinstance(n_sims, (int, np.integer)) else [sim_index(i) for i in n_sims]
+    )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    manager.manifest_file.check_config()
+    sweep_temporaries(manager.directory)
+    kept = repair(manager, indices, verify)
+    missing = [i for i in _missing(manager, indices) if i not in kept]
+    bar = tqdm(
+        total=len(missing), desc=f'simulating {manager.scenario.name}', unit='sim', disable=not progress or not missing
+    )
+    generated, todo, rounds = [], missing, 0
+    try:
+        while todo:
+            rounds += 1
+            if rounds > 3:
+                raise RuntimeError(
+                    f"Sims {todo[:10]} are still missing after {rounds - 1} rounds in {manager.directory}"
+                )
+            chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+            for entries in _run_chunks(manager, chunks, executor, bar):
+                manager.manifest_file.update(entries)
+                generated.extend(entries)
+            todo = _wait_for_other_writers(manager, _missing(manager, todo))
+    finally:
+        bar.close()
+    if kept:
+        raise CacheError(
+            f"Sims {kept} were imported, not simulated, and failed verification; they were moved to "
+            f"{manager.directory / 'quarantine'}. Import them again."
+        )
+    return sorted(generated)
+
+
+def _run_chunks(manager, chunks, executor, bar):
+    """Yields the manifest entries of each chunk as it finishes; raises after all ran if any failed."""
+    args = (str(manager.directory), manager.scenario, manager.fmt, manager.payload)
+    if executor is None:
+        for chunk in chunks:
+            yield generate_chunk(*args, chunk)
+            bar.update(len(chunk))
+        return
+    dask = hasattr(executor, 'gather')  # a dask.distributed.Client caches results by key: a retry must be a new task
+    futures = {
+        executor.submit(generate_chunk, *args, chunk, **({'pure': False} if dask else {})): chunk for chunk in chunks
+    }
+    failed = []
+    for future in _as_completed(executor, futures):
+        try:
+            yield future.result()
+        except Exception as err:  # a worker died or a sim failed: report, keep the others
+            failed.append((futures[future], err))
+        bar.update(len(futures[future]))
+    if failed:
+        lines = '\n'.join(f"  sims {c}: {type(e).__name__}: {e}" for c, e in failed)
+        raise RuntimeError(
+            f"{sum(len(c) for c, _ in failed)} sims failed; nothing partial was written. "
+            f"Fix the cause below, then rerun generate() to complete them:\n{lines}"
+        )
+
+
+def _wait_for_other_writers(manager, indices) -> list[int]:
+    """Waits until no other process holds the claim on `indices`, adopts what they wrote; returns the rest."""
+    for i in indices:
+        with claim(manager.directory, i, block=True):
+            pass
+    repair(manager, indices, verify=False)
+    return _missing(manager, indices)
+
+
+def _missing(manager, indices) -> list[int]:
+    """Indices without a manifest entry or whose file is gone."""
+    cached = set(manager.cached_indices())
+    return [i for i in indices if i not in cached]
+
+
+def sweep_temporaries(directory: Path):
+    """Deletes temporary files of writers that died (their sim's claim is free)."""
+    if not directory.exists():
+        return
+    for path in directory.iterdir():
+        match = _TMP_SIM.match(path.name)
+        if match:
+            with claim(directory, int(match.group(1))) as mine:
+                if mine:
+                    path.unlink(missing_ok=True)
+
+
+def repair(manager, indices, verify: bool) -> list[int]:
+    """Forgets gone files, quarantines broken ones, adopts valid unrecorded ones; returns broken non-simulated sims.
+
+    Recorded files get a cheap check (size, header, identity); with `verify` every frame's checksum too.
+    """
+    if not manager.directory.exists():
+        return []
+    recorded, present = manager.manifest(), set(os.listdir(manager.directory))
+    forget, adopt, kept = [], {}, []
+    for i in indices:
+        entry = recorded.get(i)
+        if sim_file_name(i, manager.format.suffix) not in present:
+            if entry:
+                forget.append(i)
+            continue
+        try:
+            if entry:
+                _check_file(manager, i, entry, full=verify)
+            else:
+                adopt[i] = _adopt_entry(manager, i)
+        except CacheError as err:
+            _quarantine(manager, i, err)
+            forget.append(i)
+            if entry and entry.get('origin') != 'simulated':
+                kept.append(i)
+    manager.manifest_file.update(adopt, forget)
+    return kept
+
+
+def _check_file(manager, i: int, entry: dict, full: bool):
+    path = manager.path(i)
+    if path.stat().st_size != entry.get('bytes'):
+        raise CacheError(
+            f"Cache file {path} has {path.stat().st_size} bytes; the manifest recorded {entry.get('bytes')}."
+        )
+    manager.forget_verification(i)
+    with manager.open_sim(i) as sim:
+        if full:
+            sim.read_all()
+
+
+def _adopt_entry(manager, i: int) -> dict:
+    """Manifest entry of a file that was renamed into place but never recorded, after checking all its frames."""
+    from .formats import checksum_digest
+
+    path = manager.path(i)
+    with manager.format.open(path, manager.allow_pickle) as reader:
+        origin = reader.header['metadata'].get('origin', 'simulated')
+        entry = {
+            'file': path.name,
+            'bytes': path.stat().st_size,
+            'origin': origin,
+            'fields': {
+                k: {'shape': shape_spec(v.shape), 'dtype': v.dtype, 'digest': checksum_digest(v.checksums)}
+                for k, v in reader.fields.items()
+            },
+        }
+    with manager.open_sim(
+        i, entry
+    ) as sim:  # identity against the scenario, then every frame against the file's checksums
+        sim.read_all()
+    return entry
+
+
+def _quarantine(manager, i: int, reason: Exception):
+    """Moves a broken file aside (never deletes data) and notes why."""
+    target = manager.directory / 'quarantine'
+    target.mkdir(exist_ok=True)
+    dest = target / f'{manager.path(i).name}.{time.strftime("%Y%m%d-%H%M%S")}'
+    os.replace(manager.path(i), dest)
+    dest.with_name(dest.name + '.reason.txt').write_text(str(reason))
+    manager.forget_verification(i)
+
+
+def generate_chunk(directory: str, scenario: Scenario, fmt: str, payload: dict, indices: list[int]) -> dict[int, dict]:
+    """Simulates and writes the sims of `indices` that no other writer has claimed or written (runs on workers).
+
+    Args:
+        payload: The client's `key_payload`; a worker that computes another one (other library versions or scenario
+            code) refuses, naming every difference.
+
+    Returns:
+        Manifest entries of the sims this call wrote; sims claimed by another process are left to it.
+    """
+    mine = key_payload(scenario, fmt)
+    if mine != payload:
+        import socket
+
+        raise RuntimeError(
+            f"Worker {socket.gethostname()} (pid {os.getpid()}) would write different data than the client expects: "
+            + '; '.join(differences(mine, payload)).replace('(found)', '(worker)').replace('(expected)', '(client)')
+            + ". Install the same versions and phiml_data code on every worker."
+        )
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    suffix = get_format(fmt).suffix
+    with contextlib.ExitStack() as claims:
+        todo = [
+            i
+            for i in indices
+            if claims.enter_context(claim(directory, i)) and not (directory / sim_file_name(i, suffix)).exists()
+        ]
+        return {
+            i: write_sim(directory, scenario, fmt, i, data, origin='simulated')
+            for i, data in zip(todo, simulate(scenario, todo))
+        }
+
+
+@contextlib.contextmanager
+def claim(directory: Path, sim_index: int, block: bool = False):
+    """Exclusive claim on writing one sim, across processes; yields whether it was obtained.
+
+    An `flock` on `.sim_<i>.lock`: released when the holder finishes or dies, so a killed writer never blocks a rerun.
+    """
+    with open(Path(directory) / f'.sim_{sim_index:06d}.lock', 'w') as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_sim(directory: Path, scenario: Scenario, fmt: str, sim_index: int, field_data: dict, origin: str) -> dict:
+    """Validates one simulation against `scenario` and writes it atomically; returns its manifest entry."""
+    fields = validate_fields(scenario, sim_index, field_data)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    storage = get_format(fmt)
+    metadata = {
+        **scenario.metadata(sim_index),
+        'cache_key': cache_key(scenario, fmt),
+        'key_payload': key_payload(scenario, fmt),
+        'origin': origin,
+    }
+    path = directory / sim_file_name(sim_index, storage.suffix)
+    entries = storage.write(path, fields, metadata, static={k for k, s in scenario.fields.items() if s.static})
+    return {'file': path.name, 'bytes': path.stat().st_size, 'origin': origin, 'fields': entries}
+
+
+def validate_fields(scenario: Scenario, sim_index: int, field_data: dict) -> dict[str, Tensor]:
+    """Checks fields against the scenario (set, dims, sizes, item names, dtype, finite values), listing every problem.
+
+    Returns:
+        The fields in canonical dim order `scenario.field_shape(name)`.
+    """
+    expected, got = set(scenario.fields), set(field_data)
+    if expected != got:
+        raise ValueError(
+            f"Sim {sim_index}: fields {sorted(got)} do not match scenario '{scenario.name}' fields {sorted(expected)}."
+        )
+    problems, out = [], {}
+    for name, t in field_data.items():
+        want = scenario.field_shape(name)
+        if not isinstance(t, Tensor) or set(t.shape.names) != set(want.names):
+            problems.append(
+                f"field '{name}' must be a Tensor with dims {list(want.names)}, got {getattr(t, 'shape', type(t))}"
+            )
+            continue
+        shape = t.shape.only(want.names, reorder=True)
+        if shape != want:
+            problems.append(
+                f"field '{name}' has shape {shape_spec(shape)}; scenario '{scenario.name}' needs {shape_spec(want)}"
+            )
+            continue
+        dtype = _dtype_name(t)
+        array = np.ascontiguousarray(
+            t.numpy(want.names)
+        )  # PhiML casts to its current precision here: check the tensor's own dtype
+        if dtype != scenario.dtype or str(array.dtype) != scenario.dtype:
+            problems.append(f"field '{name}' has dtype {dtype}; scenario '{scenario.name}' stores {scenario.dtype}")
+        elif not np.isfinite(array).all():
+            problems.append(
+                f"field '{name}' contains NaN or Inf; refusing to cache it. Reduce dt or check the scenario"
+            )
+        out[name] = math.tensor(array, want)
+    if problems:
+        raise ValueError(
+            f"Sim {sim_index} does not fit scenario '{scenario.name}' (parameters {scenario.params()}):\n  "
+            + '\n  '.join(problems)
+        )
+    return out
+
+
+def _dtype_name(t: Tensor) -> str:
+    """NumPy-style name of a tensor's own dtype, e.g. `'float32'`."""
+    kind = {float: 'float', int: 'int', complex: 'complex', bool: 'bool'}[t.dtype.kind]
+    return kind if kind == 'bool' else f'{kind}{t.dtype.bits}'
+
+
+def sim_index(i) -> int:
+    """`i` as a sim index (or count): an integer >= 0, else `ValueError` naming it."""
+    if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < 0:
+        raise ValueError(f"Sim indices and counts must be integers >= 0, got {i!r}")
+    return int(i)
+
+
+def _as_completed(executor, futures):
+    """`as_completed` for both `concurrent.futures` and `dask.distributed` futures."""
+    if hasattr(executor, 'gather'):  # dask.distributed.Client
+        from distributed import as_completed
+
+        return as_completed(list(futures))
+    from concurrent.futures import as_completed
+
+    return as_completed(futures)
