@@ -10,6 +10,13 @@ from __future__ import annotations
 import contextlib
 
 
+def backend_named(name: str):
+    """The PhiML backend `name` (`'torch'`, `'jax'`, `'numpy'`), initialised if needed, without making it the default."""
+    from phiml.backend._backend import get_backend  # PhiML has no public lookup by name that leaves the default alone
+
+    return get_backend(name)
+
+
 @contextlib.contextmanager
 def seeded(backend, seed: int):
     """Seeds only `backend`'s generator for the block and restores its previous state afterwards."""

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+NAMES = ('flip', 'swap', 'shift')  # what `DatasetConfig.augment` may list; `True` means all of them
+
 
 @dataclass(frozen=True)
 class Symmetries:
@@ -32,14 +34,22 @@ class Symmetries:
     shifts: tuple = ()
 
     @staticmethod
-    def of(scenario) -> 'Symmetries':
-        """Symmetries of a scenario: its declared flips / swap, shifts along axes periodic for every field."""
-        periodic = all(spec.boundary == 'periodic' for spec in scenario.fields.values())
+    def of(scenario, names=NAMES) -> 'Symmetries':
+        """The transforms `names` (a subset of `NAMES`) that the scenario allows: its declared flips / swap, shifts
+        along axes periodic for every field.
+
+        Example:
+            >>> Symmetries.of(Burgers2D(), ('flip', 'shift'))
+            Symmetries(flips=('x', 'y'), swap=False, shifts=('x', 'y'))
+        """
+        unknown = [n for n in names if n not in NAMES]
+        if unknown:
+            raise ValueError(f"Unknown augmentation(s) {unknown}; valid: {list(NAMES)}")
         square = len(set(scenario.resolution)) == 1
         return Symmetries(
-            flips=tuple(a for a in scenario.symmetries if a in scenario.spatial_dims),
-            swap='swap' in scenario.symmetries and square,
-            shifts=tuple(scenario.spatial_dims) if periodic else (),
+            flips=tuple(a for a in scenario.symmetries if a in scenario.spatial_dims) if 'flip' in names else (),
+            swap='swap' in scenario.symmetries and square and 'swap' in names,
+            shifts=tuple(scenario.spatial_dims) if scenario.all_periodic and 'shift' in names else (),
         )
 
 

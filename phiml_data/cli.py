@@ -68,10 +68,9 @@ def _load(args):
 
 
 def _generate(args):
-    from .manager import DataManager
 
     cfg = _load(args)
-    dm = DataManager(cfg.data.cache_dir, cfg.scenario, cfg.data.format)
+    dm = cfg.data_manager()
     options = dict(batch_size=args.batch_size, progress=not args.quiet, verify=args.verify)
     if args.scheduler:
         from distributed import Client
@@ -137,10 +136,9 @@ def _inspect(args):
 
 def _migrate(args):
     from .legacy import migrate_legacy
-    from .manager import DataManager
 
     cfg = _load(args)
-    dm = DataManager(cfg.data.cache_dir, cfg.scenario, cfg.data.format)
+    dm = cfg.data_manager()
     files = args.legacy[0] if len(args.legacy) == 1 else args.legacy
     written = migrate_legacy(files, dm, progress=not args.quiet)
     print(f"migrated {len(written)} sims into {dm.directory}")

@@ -106,7 +106,14 @@ def _convert(hint, value, path):
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(hint) if a is not type(None)]
-        return None if value is None else _convert(options[0], value, path)
+        if value is None:
+            return None
+        for option in options[:-1]:  # the first that accepts the value, e.g. `bool | tuple`
+            try:
+                return _convert(option, value, path)
+            except ConfigError:
+                pass
+        return _convert(options[-1], value, path)
     if dataclasses.is_dataclass(hint):
         return parse(hint, value, path)
     if hint is bool or hint is str:
@@ -170,6 +177,12 @@ class RunConfig:
     training: 'TrainConfig'
     evaluation: EvalConfig
     output: str = 'outputs/run'
+
+    def data_manager(self):
+        """The `DataManager` of this run's cache (`data.cache_dir`, `scenario`, `data.format`)."""
+        from .manager import DataManager
+
+        return DataManager(self.data.cache_dir, self.scenario, self.data.format)
 
     def to_dict(self) -> dict:
         """The resolved configuration as plain data (what `run` writes to `config.yaml`)."""

@@ -61,7 +61,8 @@ class DatasetConfig:
         prefetch: Batches assembled ahead in a background thread (0: off). Default `None`: 2 (so training never waits
             for data), or fewer where a lazy dataset's memory limit cannot hold them.
         normalize: Normalise with statistics of the training split.
-        augment: Apply random symmetry transforms (training split only).
+        augment: Random symmetry transforms (training split only): `True` for every one the scenario allows, or the
+            names to use, a subset of `augmentation.NAMES` (`'flip'`, `'swap'`, `'shift'`).
     """
 
     n_input: int = 1
@@ -77,7 +78,7 @@ class DatasetConfig:
     memory_limit: int = DEFAULT_MEMORY_LIMIT
     prefetch: Optional[int] = None
     normalize: bool = True
-    augment: bool = False
+    augment: bool | tuple = False
 
     def __post_init__(self):
         for name in ('n_input', 'n_targets', 'hop', 'batch_size'):
@@ -176,7 +177,7 @@ class PhiMLDataset:
                 f"Sims {missing[:10]} are not cached in {manager.directory} (cached: {cached[:10]}...). Run DataManager.generate({max(missing) + 1})."
             )
         self.layout = self._layout(config, scenario)
-        n_frames = scenario.steps + 1
+        n_frames = scenario.frames
         if config.n_input + config.n_targets > n_frames:
             raise ValueError(
                 f"Window of n_input={config.n_input} + n_targets={config.n_targets} frames is longer than the "
@@ -200,7 +201,8 @@ class PhiMLDataset:
             if stats is not None or not config.normalize
             else normalization.field_stats(manager, self.sims, self.layout.inputs)
         )
-        self.symmetries = augmentation.Symmetries.of(scenario) if config.augment else None
+        names = augmentation.NAMES if config.augment is True else tuple(config.augment or ())
+        self.symmetries = augmentation.Symmetries.of(scenario, names) if names else None
         self.prefetch = self._choose_prefetch()
         self._check_memory()
 

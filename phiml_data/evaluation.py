@@ -31,7 +31,7 @@ def relative_l2(pred: Tensor, truth: Tensor) -> Tensor:
 def rollout_dataset(train: PhiMLDataset, sims, steps: int = None) -> PhiMLDataset:
     """One window per sim in `sims`: the first `n_input` frames and the next `steps` frames (default: all)."""
     cfg = train.config
-    n_frames = train.manager.scenario.steps + 1
+    n_frames = train.manager.scenario.frames
     steps = steps or n_frames - cfg.n_input
     return PhiMLDataset(
         train.manager,
@@ -62,11 +62,8 @@ def evaluate(trainer, sims, steps: int = None) -> dict:
     """
     ds = rollout_dataset(trainer.train, sims, steps)
     b = next(ds.iterate_batches(len(ds)))
-    trainer._eval_mode(True)
-    try:
+    with trainer.surrogate.eval_mode():
         pred = math.stop_gradient(trainer.rollout(b['initial_state'], ds.layout.n_targets))
-    finally:
-        trainer._eval_mode(False)
     truth, pred = ds.denormalize(b['targets']), ds.denormalize(pred)
     last = last_frame(ds.denormalize(b['initial_state']))
     persistence = math.expand(last.channels[ds.target_channels], truth.shape['time'])

@@ -24,7 +24,7 @@ def _out_shapes(scenario: Scenario) -> dict:
     space = spatial(**scenario.grid_size)
     shapes = {}
     for name, spec in scenario.fields.items():
-        shape = (math.EMPTY_SHAPE if spec.static else batch(time=scenario.steps + 1)) & space
+        shape = (math.EMPTY_SHAPE if spec.static else batch(time=scenario.frames)) & space
         shapes[name] = shape & channel(vector=','.join(scenario.spatial_dims)) if spec.vector else shape
     return shapes
 
@@ -38,7 +38,7 @@ def trajectories(self) -> dict:
 
 def ensemble_type(scenario: Scenario) -> type:
     """A dataclass `(scenario, sim: Tensor (simᵇ))` with the `@parallel_property` `trajectories`: `{field: Tensor (simᵇ, ...)}`."""
-    name = f"Ensemble_{scenario.name}_{'x'.join(map(str, scenario.resolution))}_t{scenario.steps + 1}"
+    name = f"Ensemble_{scenario.name}_{'x'.join(map(str, scenario.resolution))}_t{scenario.frames}"
     if name in globals():
         return globals()[name]
 

@@ -30,7 +30,6 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
     from . import plots
     from .dataset import PhiMLDataset, record_split, split_sims
     from .evaluation import evaluate, summarize, write_table
-    from .manager import DataManager
     from .trainer import Trainer
 
     out = Path(output or cfg.output)
@@ -38,7 +37,7 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
     (out / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     t_start = time.perf_counter()
 
-    dm = DataManager(cfg.data.cache_dir, cfg.scenario, cfg.data.format)
+    dm = cfg.data_manager()
     dm.generate(cfg.data.n_sims, progress=progress)
     t_sim = time.perf_counter() - t_start
     splits = split_sims(range(cfg.data.n_sims), cfg.data.split, cfg.data.split_seed)

@@ -118,6 +118,11 @@ class Scenario:
         """Frames of a trajectory: `steps + 1` (the initial state and one per step)."""
         return self.steps + 1
 
+    @property
+    def all_periodic(self) -> bool:
+        """Whether every field is periodic (then periodic shifts are symmetries and networks pad periodically)."""
+        return all(spec.boundary == 'periodic' for spec in self.fields.values())
+
     def field_shape(self, name: str) -> Shape:
         """Cached shape of field `name`: `(timeᵇ=frames, xˢ, [yˢ], [vectorᶜ=x,y])`, static fields without `time`."""
         spec = self.fields[name]

@@ -22,10 +22,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from phiml import math, nn
-from phiml.math import Tensor, channel
+from phiml.math import Tensor
 
-from ._backend_state import seeded, threads
-from .dataset import PhiMLDataset, last_frame
+from ._backend_state import backend_named, seeded, threads
+from .dataset import PhiMLDataset
+from .surrogate import Surrogate
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,9 @@ class Trainer:
     Args:
         train: Training dataset (normalised batches are used as they come).
         val: Optional validation dataset (same layout, training statistics).
-        model: Network config.
+        model: A `ModelConfig` to build the network from (seeded by `config.seed`), or a ready `phiml.nn` network of
+            `config.backend` with `in_channels = len(train.input_channels) * n_input` and
+            `out_channels = len(train.target_channels)` (e.g. `nn.res_net(...)` or your own torch module).
         config: Optimisation config.
         output: Folder for `history.json` and `checkpoints/` (best and last); `None` keeps nothing on disk.
 
@@ -142,13 +145,14 @@ class Trainer:
         self,
         train: PhiMLDataset,
         val: PhiMLDataset = None,
-        model: ModelConfig = ModelConfig(),
+        model=ModelConfig(),
         config: TrainConfig = TrainConfig(),
         output=None,
     ):
-        self.train, self.val, self.model_config, self.config = train, val, model, config
+        self.train, self.val, self.config = train, val, config
+        self.model_config = model if isinstance(model, ModelConfig) else None
         self.output = Path(output) if output else None
-        if config.backend == 'jax' and model.architecture == 'conv_net' and model.layers > 1:
+        if config.backend == 'jax' and self.model_config and model.architecture == 'conv_net' and model.layers > 1:
             raise ValueError(
                 "conv_net with layers > 1 does not build on phiml 1.16.1's jax backend (KeyError 'conv2'); use res_net or u_net"
             )
@@ -164,57 +168,35 @@ class Trainer:
                 f"An autoregressive rollout feeds predictions back: target fields {list(lay.outputs)} must be "
                 f"the dynamic input fields {dynamic_inputs}"
             )
-        from phiml.backend._backend import get_backend
-
-        self.backend = get_backend(config.backend)
-        periodic = all(spec.boundary == 'periodic' for spec in train.manager.scenario.fields.values())
+        self.backend = backend_named(config.backend)
         with self.backend, seeded(self.backend, config.seed):
-            self.net = model.build(
-                len(train.input_channels) * lay.n_input, len(train.target_channels), len(lay.spatial), periodic
-            )
-            self.optimizer = nn.adam(self.net, learning_rate=config.learning_rate)
+            net = model
+            if self.model_config:
+                periodic = train.manager.scenario.all_periodic
+                net = model.build(
+                    len(train.input_channels) * lay.n_input, len(train.target_channels), len(lay.spatial), periodic
+                )
+            self.optimizer = nn.adam(net, learning_rate=config.learning_rate)
+        self.surrogate = Surrogate(
+            net, train.input_channels, train.target_channels, self.backend, config.reattach_static
+        )
         self.history: list[dict] = []
         self.epoch = 0
-        self._static = [c for c in train.input_channels if c not in train.target_channels]
 
-    # --- model application ---
+    # --- model application (the surrogate) ---
 
-    @_in_backend
+    @property
+    def net(self):
+        """The network being trained."""
+        return self.surrogate.net
+
     def step(self, state: Tensor) -> Tensor:
-        """One model step: `Tensor (batchᵇ, [historyᶜ], xˢ, [yˢ], channelsᶜ=inputs)` -> next frame
-        `Tensor (batchᵇ, xˢ, [yˢ], channelsᶜ=targets)` (normalised units)."""
-        delta = math.native_call(self.net, state)
-        delta = math.rename_dims(delta, delta.shape.channel, channel(channels=','.join(self.train.target_channels)))
-        return last_frame(state).channels[self.train.target_channels] + delta
+        """`Surrogate.step` of the network being trained."""
+        return self.surrogate.step(state)
 
-    @_in_backend
     def rollout(self, initial_state: Tensor, steps: int) -> Tensor:
-        """Applies the model `steps` times, feeding predictions back.
-
-        Args:
-            initial_state: `Tensor (batchᵇ, [historyᶜ], xˢ, [yˢ], channelsᶜ=inputs)` as in a batch.
-            steps: Rollout length.
-
-        Returns:
-            `Tensor (batchᵇ, timeᵇ=steps, xˢ, [yˢ], channelsᶜ=targets)`.
-        """
-        state, frames = initial_state, []
-        for _ in range(steps):
-            pred = self.step(state)
-            frames.append(pred)
-            state = self._next_state(state, pred, initial_state)
-        return math.stack(frames, math.batch('time'))
-
-    def _next_state(self, state: Tensor, pred: Tensor, initial_state: Tensor) -> Tensor:
-        static = last_frame(initial_state).channels[self._static] if self._static else None
-        if static is not None and not self.config.reattach_static:
-            static = static * 0
-        parts = [pred] + ([static] if static is not None else [])
-        new = math.concat(parts, 'channels') if len(parts) > 1 else pred
-        new = new.channels[self.train.input_channels]
-        if 'history' in state.shape:
-            new = math.concat([state.history[1:], math.expand(new, channel(history=1))], 'history')
-        return new
+        """`Surrogate.rollout` of the network being trained: `Tensor (batchᵇ, timeᵇ=steps, xˢ, [yˢ], channelsᶜ=targets)`."""
+        return self.surrogate.rollout(initial_state, steps)
 
     def loss(self, initial_state: Tensor, targets: Tensor) -> Tensor:
         """Mean squared error of the rollout over all steps, cells and channels; a scalar `Tensor`.
@@ -283,8 +265,7 @@ class Trainer:
         """Mean rollout loss over the validation set (normalised units), or `None` without one."""
         if self.val is None:
             return None
-        self._eval_mode(True)
-        try:
+        with self.surrogate.eval_mode():
             losses = [
                 (
                     float(math.stop_gradient(self.loss(b['initial_state'], b['targets']))),
@@ -292,13 +273,7 @@ class Trainer:
                 )
                 for b in self.val.iterate_batches(epoch=0)
             ]
-        finally:
-            self._eval_mode(False)
         return sum(loss * n for loss, n in losses) / sum(n for _, n in losses)
-
-    def _eval_mode(self, on: bool):
-        if hasattr(self.net, 'eval'):  # torch modules: BatchNorm must use running statistics in rollouts
-            self.net.eval() if on else self.net.train()
 
     # --- checkpoints ---
 
@@ -325,7 +300,7 @@ class Trainer:
             'epoch': self.epoch,
             'history': self.history,
             'files': files,
-            'model': asdict(self.model_config),
+            'model': asdict(self.model_config) if self.model_config else None,
             'training': asdict(self.config),
         }
         if self.config.backend == 'jax':

@@ -275,3 +275,15 @@ def test_lazy_epoch_stays_inside_the_memory_limit(tmp_path):
     assert data_mib > 4 * limit / 2**20
     assert n == total
     assert peak - before < limit / 2**20 + 16, f"peak RSS {peak:.0f} MiB, before the epoch {before:.0f} MiB"
+
+
+def test_augmentations_are_chosen_by_name(burgers_dm):
+    from phiml_data.config import parse_run_config
+
+    only_flips = PhiMLDataset(burgers_dm, n_targets=2, augment=('flip',), normalize=False)
+    assert only_flips.symmetries == augmentation.Symmetries(flips=('x', 'y'), swap=False, shifts=())
+    assert PhiMLDataset(burgers_dm, n_targets=2, augment=True, normalize=False).symmetries.shifts == ('x', 'y')
+    with pytest.raises(ValueError, match=r"Unknown augmentation\(s\) \['rotate'\]; valid: \['flip', 'swap', 'shift'\]"):
+        PhiMLDataset(burgers_dm, n_targets=2, augment=('rotate',))
+    assert parse_run_config({'dataset': {'augment': ['flip', 'shift']}}).dataset.augment == ('flip', 'shift')
+    assert parse_run_config({'dataset': {'augment': True}}).dataset.augment is True

@@ -187,7 +187,7 @@ def test_static_fields_are_reattached_at_every_rollout_step(tmp_path, reattach):
     b = next(ds.iterate_batches())
     pred = trainer.step(b['initial_state'])
     assert pred.shape.get_item_names('channels') == ('velocity.x', 'velocity.y', 'density')
-    state = trainer._next_state(b['initial_state'], pred, b['initial_state'])
+    state = trainer.surrogate.next_state(b['initial_state'], pred, b['initial_state'])
     assert state.shape.get_item_names('channels') == b['initial_state'].shape.get_item_names('channels')
     inflow = arrays(b['initial_state'].channels['inflow'])
     np.testing.assert_array_equal(arrays(state.channels['inflow']), inflow if reattach else 0 * inflow)
@@ -196,3 +196,15 @@ def test_static_fields_are_reattached_at_every_rollout_step(tmp_path, reattach):
         ValueError, match=r"target fields \['density'\] must be the dynamic input fields \['velocity', 'density'\]"
     ):
         Trainer(partial_targets, None, SMALL, TrainConfig(epochs=1, progress=False))
+
+
+def test_trainer_accepts_a_ready_network(datasets, tmp_path):
+    train, val = datasets
+    from phiml_data._backend_state import backend_named
+
+    with backend_named('torch'):
+        net = nn.conv_net(2, 2, layers=[8], in_spatial=2, periodic=True)
+    trainer = Trainer(train, val, net, TrainConfig(epochs=1, progress=False), output=tmp_path)
+    assert trainer.net is net and trainer.model_config is None
+    history = trainer.fit()
+    assert np.isfinite(history[0]['train_loss']) and (tmp_path / 'checkpoints' / 'last' / 'state.json').exists()
