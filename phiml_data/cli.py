@@ -29,6 +29,15 @@ def main(argv=None):
         '--workers', type=int, default=0, help='simulate in this many local processes (default: in this process)'
     )
     gen.add_argument('--batch-size', type=int, default=8, help='sims per chunk / vectorised run (default: %(default)s)')
+    part = gen.add_mutually_exclusive_group()
+    part.add_argument(
+        '--shard',
+        help="I/N: only block I of N equal blocks of the sims (SLURM arrays: $SLURM_ARRAY_TASK_ID/N); no locks",
+    )
+    part.add_argument(
+        '--indices',
+        help="only these sims, e.g. '0-99' or '3,7,10-12'; no locks: the sets of concurrent jobs must be disjoint",
+    )
     gen.add_argument(
         '--verify', action='store_true', help='check every frame of every cached file (default: size and header only)'
     )
@@ -71,21 +80,51 @@ def _generate(args):
 
     cfg = _load(args)
     dm = cfg.data_manager()
-    options = dict(batch_size=args.batch_size, progress=not args.quiet, verify=args.verify)
+    sims = select_sims(cfg.data.n_sims, args.shard, args.indices)
+    options = dict(
+        batch_size=args.batch_size, progress=not args.quiet, verify=args.verify, claims=sims == cfg.data.n_sims
+    )
     if args.scheduler:
         from distributed import Client
 
         with Client(args.scheduler) as client:
-            dm.generate(cfg.data.n_sims, executor=client, **options)
+            dm.generate(sims, executor=client, **options)
     elif args.workers:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(args.workers) as pool:
-            dm.generate(cfg.data.n_sims, executor=pool, **options)
+            dm.generate(sims, executor=pool, **options)
     else:
-        dm.generate(cfg.data.n_sims, **options)
+        dm.generate(sims, **options)
     _print_summary(dm.summary())
     return 0
+
+
+def select_sims(n_sims: int, shard: str = None, indices: str = None):
+    """`n_sims`, or the sims of `--shard I/N` (block I of N contiguous blocks) or `--indices '0-99,120'`.
+
+    Example:
+        >>> select_sims(10, shard='1/3'), select_sims(10, indices='0-2,7')
+        ([3, 4, 5], [0, 1, 2, 7])
+    """
+    if shard:
+        try:
+            i, n = (int(v) for v in shard.split('/'))
+        except ValueError:
+            raise ValueError(f"--shard {shard!r}: expected I/N with integers, e.g. 3/16") from None
+        if not 0 <= i < n:
+            raise ValueError(f"--shard {shard!r}: I must be in 0..N-1")
+        return list(range(i * n_sims // n, (i + 1) * n_sims // n))
+    if indices:
+        out = []
+        for part in indices.split(','):
+            a, _, b = part.partition('-')
+            try:
+                out += list(range(int(a), int(b or a) + 1))
+            except ValueError:
+                raise ValueError(f"--indices {indices!r}: expected ranges like '0-99,120'") from None
+        return out
+    return n_sims
 
 
 def _inspect(args):

@@ -27,9 +27,7 @@ from .scenarios import Scenario, simulate
 _TMP_SIM = re.compile(r'^\.sim_(\d+)\..*\.tmp$')
 
 
-def generate(
-    manager, n_sims, executor=None, batch_size: int = 8, progress: bool = True, verify: bool = False
-) -> list[int]:
+def generate(manager, n_sims, executor=None, batch_size=8, progress=True, verify=False, claims=True) -> list[int]:
     """See `DataManager.generate`."""
     from tqdm import tqdm
 
@@ -39,7 +37,9 @@ def generate(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     manager.manifest_file.check_config()
-    sweep_temporaries(manager.directory)
+    if claims:
+        check_flock(manager.directory)
+    sweep_temporaries(manager.directory, indices, claims)
     kept = repair(manager, indices, verify)
     missing = [i for i in _missing(manager, indices) if i not in kept]
     bar = tqdm(
@@ -54,12 +54,13 @@ def generate(
                     f"Sims {todo[:10]} are still missing after {rounds - 1} rounds in {manager.directory}"
                 )
             chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-            for entries in _run_chunks(manager, chunks, executor, bar):
+            for entries in _run_chunks(manager, chunks, executor, bar, claims):
                 manager.manifest_file.update(entries)
                 generated.extend(entries)
-            todo = _wait_for_other_writers(manager, _missing(manager, todo))
+            todo = _wait_for_other_writers(manager, _missing(manager, todo)) if claims else _missing(manager, todo)
     finally:
         bar.close()
+    manager.manifest_file.compact()
     if kept:
         raise CacheError(
             f"Sims {kept} were imported, not simulated, and failed verification; they were moved to "
@@ -68,17 +69,18 @@ def generate(
     return sorted(generated)
 
 
-def _run_chunks(manager, chunks, executor, bar):
+def _run_chunks(manager, chunks, executor, bar, claims):
     """Yields the manifest entries of each chunk as it finishes; raises after all ran if any failed."""
     args = (str(manager.directory), manager.scenario, manager.fmt, manager.payload)
     if executor is None:
         for chunk in chunks:
-            yield generate_chunk(*args, chunk)
+            yield generate_chunk(*args, chunk, claims)
             bar.update(len(chunk))
         return
     dask = hasattr(executor, 'gather')  # a dask.distributed.Client caches results by key: a retry must be a new task
     futures = {
-        executor.submit(generate_chunk, *args, chunk, **({'pure': False} if dask else {})): chunk for chunk in chunks
+        executor.submit(generate_chunk, *args, chunk, claims, **({'pure': False} if dask else {})): chunk
+        for chunk in chunks
     }
     failed = []
     for future in _as_completed(executor, futures):
@@ -110,14 +112,15 @@ def _missing(manager, indices) -> list[int]:
     return [i for i in indices if i not in cached]
 
 
-def sweep_temporaries(directory: Path):
-    """Deletes temporary files of writers that died (their sim's claim is free)."""
+def sweep_temporaries(directory: Path, indices, claims: bool = True):
+    """Deletes temporary files of writers of `indices` that died (their sim's claim is free, or there are no claims)."""
     if not directory.exists():
         return
+    indices = set(indices)
     for path in directory.iterdir():
         match = _TMP_SIM.match(path.name)
-        if match:
-            with claim(directory, int(match.group(1))) as mine:
+        if match and int(match.group(1)) in indices:
+            with claim(directory, int(match.group(1))) if claims else contextlib.nullcontext(True) as mine:
                 if mine:
                     path.unlink(missing_ok=True)
 
@@ -196,12 +199,15 @@ def _quarantine(manager, i: int, reason: Exception):
     manager.forget_verification(i)
 
 
-def generate_chunk(directory: str, scenario: Scenario, fmt: str, payload: dict, indices: list[int]) -> dict[int, dict]:
+def generate_chunk(
+    directory: str, scenario: Scenario, fmt: str, payload: dict, indices: list[int], claims: bool = True
+):
     """Simulates and writes the sims of `indices` that no other writer has claimed or written (runs on workers).
 
     Args:
         payload: The client's `key_payload`; a worker that computes another one (other library versions or scenario
             code) refuses, naming every difference.
+        claims: Claim each sim with an `flock` first; `False` where no other job writes these indices.
 
     Returns:
         Manifest entries of the sims this call wrote; sims claimed by another process are left to it.
@@ -218,11 +224,12 @@ def generate_chunk(directory: str, scenario: Scenario, fmt: str, payload: dict, 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     suffix = get_format(fmt).suffix
-    with contextlib.ExitStack() as claims:
+    with contextlib.ExitStack() as stack:
         todo = [
             i
             for i in indices
-            if claims.enter_context(claim(directory, i)) and not (directory / sim_file_name(i, suffix)).exists()
+            if (not claims or stack.enter_context(claim(directory, i)))
+            and not (directory / sim_file_name(i, suffix)).exists()
         ]
         return {
             i: write_sim(directory, scenario, fmt, i, data, origin='simulated')
@@ -234,18 +241,52 @@ def generate_chunk(directory: str, scenario: Scenario, fmt: str, payload: dict, 
 def claim(directory: Path, sim_index: int, block: bool = False):
     """Exclusive claim on writing one sim, across processes; yields whether it was obtained.
 
-    An `flock` on `.sim_<i>.lock`: released when the holder finishes or dies, so a killed writer never blocks a rerun.
+    An `flock` on `.sim_<i>.lock`, released when the holder finishes or dies (a killed writer never blocks a rerun).
+    The holder deletes the lock file before releasing it, so no file stays behind; a waiter that then holds the lock
+    of a deleted file sees that the path no longer names its file and tries again.
     """
-    with open(Path(directory) / f'.sim_{sim_index:06d}.lock', 'w') as lock:
+    path = Path(directory) / f'.sim_{sim_index:06d}.lock'
+    while True:
+        lock = open(path, 'a')
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
         except BlockingIOError:
+            lock.close()
             yield False
             return
         try:
-            yield True
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(lock.fileno()).st_ino:
+            break
+        lock.close()  # we locked a file its holder deleted: take the new one
+    try:
+        yield True
+    finally:
+        path.unlink(missing_ok=True)
+        lock.close()
+
+
+def check_flock(directory: Path):
+    """Refuses to coordinate writers on a filesystem without `flock`, pointing to disjoint index sets instead."""
+    from .manifest import flock_unsupported
+
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(directory / 'manifest.lock', 'a') as f:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(f, fcntl.LOCK_UN)
+    except BlockingIOError:
+        pass  # another process holds it: flock works
+    except OSError as err:
+        if flock_unsupported(err):
+            raise RuntimeError(
+                f"The filesystem of {directory} does not support flock ({err.strerror}): concurrent generators cannot "
+                f"coordinate there. Give each job a disjoint set of sims instead: python -m phiml_data generate --shard I/N "
+                f"(SLURM arrays: see scripts/slurm_generate.sbatch)."
+            ) from None
+        raise
 
 
 def write_sim(directory: Path, scenario: Scenario, fmt: str, sim_index: int, field_data: dict, origin: str) -> dict:

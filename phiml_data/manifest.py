@@ -1,14 +1,23 @@
-"""The manifest of a cache directory and the small files beside it, written atomically and under a lock.
+"""The manifest of a cache directory and the small files beside it, written atomically.
 
-Part of step 2 of the pipeline (scenarios -> manager (cache) -> dataset -> trainer). `manifest.json` is plain JSON,
-readable without this package: `{"key": ..., "sims": {"<index>": {"file", "bytes", "origin", "fields": {name:
-{"shape", "dtype", "digest"}}}}}`. Writers update it under an `flock` on `manifest.lock` and replace it atomically;
-readers re-read it only when its inode, size or modification time changed.
+Part of step 2 of the pipeline (scenarios -> manager (cache) -> dataset -> trainer). The manifest is plain JSON,
+readable without this package, in two parts whose union is the manifest:
+
+| file                          | content                                                                      |
+|-------------------------------|------------------------------------------------------------------------------|
+| `manifest.json`               | the compacted index: `{"key", "sims": {"<index>": entry}}`                   |
+| `manifest.d/sim_000123.json`  | one entry written since the last compaction, or `{"removed": true}`         |
+
+An entry is `{"file", "bytes", "origin", "fields": {name: {"shape", "dtype", "digest"}}}`. Recording a sim writes
+one small file (atomic rename, no lock), so its cost does not grow with the cache; `compact()` folds the entry files
+into the index under an `flock` on `manifest.lock` (`generate` does it once at its end). Readers list the entry files
+first and read the index last, so an entry being compacted is always found in one of the two.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -52,6 +61,11 @@ def read_json(path: Path, what: str) -> dict:
         ) from None
 
 
+def flock_unsupported(err: OSError) -> bool:
+    """Whether `err` says the filesystem does not support `flock` (e.g. Lustre mounted with `noflock`)."""
+    return err.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+
+
 class Manifest:
     """`manifest.json` and `config.json` of one cache directory.
 
@@ -63,25 +77,54 @@ class Manifest:
 
     def __init__(self, directory: Path, key: str, payload: dict):
         self.directory, self.key, self.payload = Path(directory), key, payload
-        self._cache = (None, {})
+        self.entries = self.directory / 'manifest.d'
+        self._index = (None, {})
+        self._pending = (None, {})
 
     def read(self) -> dict[int, dict]:
-        """`{sim_index: entry}` of all recorded sims (a copy)."""
+        """`{sim_index: entry}` of all recorded sims (a copy): the index merged with the entry files."""
+        pending = self._read_pending()  # entry files first, the index last (see the module docstring)
+        sims = dict(self._read_index())
+        for i, entry in pending.items():
+            if entry.get('removed'):
+                sims.pop(i, None)
+            else:
+                sims[i] = entry
+        return sims
+
+    def _read_index(self) -> dict[int, dict]:
         path = self.directory / 'manifest.json'
         try:
             stat = path.stat()
         except FileNotFoundError:
             return {}
         version = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        if self._cache[0] != version:  # re-read only when another writer replaced it
+        if self._index[0] != version:  # re-read only when a compaction replaced it
             try:
                 sims = {int(k): v for k, v in json.loads(path.read_text())['sims'].items()}
             except (ValueError, KeyError, TypeError) as err:
                 raise CacheError(
                     f"Manifest {path} is corrupted ({err}); delete it and run generate() to rebuild it from the sim files."
                 ) from None
-            self._cache = (version, sims)
-        return dict(self._cache[1])
+            self._index = (version, sims)
+        return self._index[1]
+
+    def _read_pending(self) -> dict[int, dict]:
+        try:
+            stat = self.entries.stat()
+        except FileNotFoundError:
+            return {}
+        if self._pending[0] == (stat.st_mtime_ns, stat.st_ino):
+            return self._pending[1]
+        pending = {}
+        for name in os.listdir(self.entries):
+            if name.startswith('sim_') and name.endswith('.json'):
+                try:
+                    pending[int(name[4:-5])] = read_json(self.entries / name, 'one manifest entry')
+                except FileNotFoundError:  # compacted meanwhile: the index read next holds it
+                    continue
+        self._pending = ((stat.st_mtime_ns, stat.st_ino), pending)
+        return pending
 
     def present(self) -> list[int]:
         """Sorted indices of the recorded sims whose file is present (one directory listing)."""
@@ -111,16 +154,36 @@ class Manifest:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def update(self, add: dict[int, dict] = None, remove=()):
-        """Adds and removes entries under the lock, writing `config.json` (first time) and the manifest atomically."""
+        """Records entries (and removals) as one small file each; the first call also writes `config.json`."""
         if not add and not remove:
             return
-        with self.locked():
-            self.check_config()
-            if not (self.directory / 'config.json').exists():
-                write_json(self.directory / 'config.json', {'key': self.key, **self.payload})
-            sims = {**self.read(), **{int(k): v for k, v in (add or {}).items()}}
-            for i in remove:
-                sims.pop(int(i), None)
-            write_json(
-                self.directory / 'manifest.json', {'key': self.key, 'sims': {str(k): sims[k] for k in sorted(sims)}}
-            )
+        self.check_config()
+        if not (self.directory / 'config.json').exists():  # every writer writes the same content: no lock needed
+            write_json(self.directory / 'config.json', {'key': self.key, **self.payload})
+        self.entries.mkdir(parents=True, exist_ok=True)
+        changes = {**{int(i): {'removed': True} for i in remove}, **{int(k): v for k, v in (add or {}).items()}}
+        for i, entry in changes.items():
+            write_json(self.entries / f'sim_{i:06d}.json', entry)
+
+    def compact(self) -> bool:
+        """Folds the entry files into `manifest.json` under the lock, then deletes them; returns whether it did.
+
+        On a filesystem without `flock` nothing is compacted: readers merge the entry files, which stay correct.
+        """
+        if not self.entries.exists() or not os.listdir(self.entries):
+            return False
+        try:
+            with self.locked():
+                files = {n: os.stat(self.entries / n).st_ino for n in os.listdir(self.entries) if n.endswith('.json')}
+                sims = self.read()
+                index = {'key': self.key, 'sims': {str(k): sims[k] for k in sorted(sims)}}
+                write_json(self.directory / 'manifest.json', index)
+                for name, inode in files.items():  # only after the index holds them, and only the versions read
+                    with contextlib.suppress(FileNotFoundError):
+                        if os.stat(self.entries / name).st_ino == inode:
+                            os.unlink(self.entries / name)
+        except OSError as err:
+            if not flock_unsupported(err):
+                raise
+            return False
+        return True

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from conftest import ROOT
 
 NOTEBOOKS = sorted((ROOT / 'notebooks').glob('*.ipynb'))

@@ -4,6 +4,7 @@ import re
 
 import tomllib
 import yaml
+
 from conftest import ROOT, run_python
 
 
@@ -46,7 +47,7 @@ def test_ruff_is_clean_including_the_banned_apis():
     import sys
 
     paths = ['phiml_data', 'tests', 'benchmarks', 'references']
-    for cmd in (['check', *paths], ['format', '--check', *paths]):
+    for cmd in (['check', '--no-cache', *paths], ['format', '--check', '--no-cache', *paths]):
         result = subprocess.run([sys.executable, '-m', 'ruff', *cmd], capture_output=True, text=True, cwd=ROOT)
         assert result.returncode == 0, result.stdout + result.stderr
     assert 'weights_only=True' in (ROOT / 'phiml_data' / 'legacy.py').read_text()

@@ -4,8 +4,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import arrays
 
+from conftest import arrays
 from phiml_data import Burgers1D, Burgers2D, SmokePlume, simulate, to_field
 from phiml_data.scenarios import sim_seed
 
