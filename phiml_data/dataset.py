@@ -137,7 +137,7 @@ class PhiMLDataset:
             of the same layout, whose windows are mixed in.
         alpha: Fraction of the windows of an epoch taken from `generated`: `round(alpha * n_real / (1 - alpha))`
             of them, drawn afresh each epoch.
-        shard: `(rank, world_size)`: this process sees only its share of each epoch.
+        shard: `(rank, world_size)`: this process sees only its share of each epoch (equal shares; see `epoch_order`).
         **overrides: Fields of `DatasetConfig`.
 
     Example:
@@ -336,7 +336,9 @@ class PhiMLDataset:
     def epoch_order(self, epoch: int) -> np.ndarray:
         """Window ids of this shard in epoch `epoch`, in visiting order; ids `>= len(self)` are generated windows.
 
-        A pure function of `(config.seed, epoch, shard)`.
+        A pure function of `(config.seed, epoch, shard)`. With `world_size > 1` shards, the last `len % world_size`
+        windows of the shuffled order are left out of that epoch, so that every rank gets the same number of windows
+        and takes the same number of steps (data-parallel training would otherwise wait forever on the longer ranks).
         """
         n_real, n_gen = len(self), self.n_generated()
         ids = np.arange(n_real + n_gen)
@@ -348,7 +350,7 @@ class PhiMLDataset:
         if self.config.shuffle:
             ids = ids[np.random.default_rng([self.config.seed, epoch]).permutation(len(ids))]
         rank, world = self.shard
-        return ids[rank::world]
+        return ids[: len(ids) // world * world][rank::world]  # equal shares: every rank takes the same steps
 
     def n_batches(self, batch_size: int = None, epoch: int = 0) -> int:
         """Batches this shard yields per epoch."""

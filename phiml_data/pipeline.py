@@ -24,27 +24,37 @@ from .config import RunConfig
 
 
 def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
-    """Runs the whole pipeline for `cfg`; reuses whatever is cached. Returns the metrics dict."""
+    """Runs the whole pipeline for `cfg`; reuses whatever is cached. Returns the metrics dict.
+
+    Under `torchrun --nproc-per-node N` (torch backend), every rank trains its shard of the training set with averaged
+    gradients; rank 0 generates, evaluates and writes everything, the other ranks return `{}`."""
     import yaml
 
-    from . import plots
+    from . import distributed, plots
     from .dataset import PhiMLDataset, record_split, split_sims
     from .evaluation import evaluate, summarize, write_table
     from .trainer import Trainer
 
+    rank, world = distributed.init_from_environment() if cfg.training.backend == 'torch' else (0, 1)
     out = Path(output or cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    t_start = time.perf_counter()
-
-    dm = cfg.data_manager()
-    dm.generate(cfg.data.n_sims, progress=progress)
-    t_sim = time.perf_counter() - t_start
     splits = split_sims(range(cfg.data.n_sims), cfg.data.split, cfg.data.split_seed)
-    record_split(dm, splits, cfg.data.split, cfg.data.split_seed)
-    (out / 'splits.json').write_text(json.dumps(splits, indent=1))
+    if not splits['test']:
+        raise ValueError(
+            f"The test split is empty (data.n_sims={cfg.data.n_sims}, data.split={list(cfg.data.split)}): evaluation needs "
+            f"held-out sims. Raise data.n_sims or the test fraction data.split[2]."
+        )
+    t_start = time.perf_counter()
+    dm = cfg.data_manager()
+    if rank == 0:  # under torchrun, rank 0 prepares and writes; every rank trains its shard
+        out.mkdir(parents=True, exist_ok=True)
+        (out / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        dm.generate(cfg.data.n_sims, progress=progress)
+        record_split(dm, splits, cfg.data.split, cfg.data.split_seed)
+        (out / 'splits.json').write_text(json.dumps(splits, indent=1))
+    distributed.barrier()
+    t_sim = time.perf_counter() - t_start
 
-    train = PhiMLDataset(dm, splits['train'], cfg.dataset)
+    train = PhiMLDataset(dm, splits['train'], cfg.dataset, shard=(rank, world))
     val = (
         PhiMLDataset(dm, splits['val'], cfg.dataset, stats=train.stats, shuffle=False, augment=False)
         if splits['val']
@@ -56,9 +66,12 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
     history = trainer.fit()
     t_train = time.perf_counter() - t0
     steps = sum(r['steps'] for r in history)
+    distributed.barrier()
+    if rank != 0:
+        return {}
     trainer.load_checkpoint(out / 'checkpoints' / 'best')
 
-    test_sims = splits['test'] or splits['val'] or splits['train']
+    test_sims = splits['test']
     metrics = evaluate(trainer, test_sims, cfg.evaluation.rollout_steps)
     write_table(metrics, out / 'evaluation.csv')
     plots.plot_history(history, out / 'loss.png')

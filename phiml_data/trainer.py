@@ -24,6 +24,7 @@ from pathlib import Path
 from phiml import math, nn
 from phiml.math import Tensor
 
+from . import distributed
 from ._backend_state import backend_named, seeded, threads
 from .dataset import PhiMLDataset
 from .surrogate import Surrogate
@@ -131,6 +132,10 @@ class Trainer:
         config: Optimisation config.
         output: Folder for `history.json` and `checkpoints/` (best and last); `None` keeps nothing on disk.
 
+    Data-parallel: inside an initialised `torch.distributed` process group (e.g. under `torchrun`), each rank passes
+    its shard of the training set (`shard=(rank, world_size)`); gradients are averaged over the ranks every step,
+    the logged training loss is the mean over the ranks, and only rank 0 writes files.
+
     Example:
         >>> dm = DataManager(tmp, Burgers2D(resolution=8, steps=4))
         >>> _ = dm.generate(3, progress=False)
@@ -180,6 +185,12 @@ class Trainer:
         self.surrogate = Surrogate(
             net, train.input_channels, train.target_channels, self.backend, config.reattach_static
         )
+        self.rank, self.world_size = distributed.rank_and_world() if config.backend == 'torch' else (0, 1)
+        if self.world_size > 1 and tuple(train.shard) != (self.rank, self.world_size):
+            raise ValueError(
+                f"Data-parallel training on {self.world_size} ranks: build the training dataset with "
+                f"shard=({self.rank}, {self.world_size}), got shard={tuple(train.shard)}"
+            )
         self.history: list[dict] = []
         self.epoch = 0
 
@@ -235,6 +246,8 @@ class Trainer:
     def _epoch(self) -> dict:
         """One epoch of updates and the validation; returns its history record."""
         update = _jax_update if self.config.backend == 'jax' else nn.update_weights
+        if self.world_size > 1:
+            update = distributed.averaged_update
         t0, losses, wait = time.perf_counter(), [], 0.0
         lr = self.config.learning_rate * self.config.lr_decay**self.epoch
         if self.config.lr_decay != 1:
@@ -251,7 +264,7 @@ class Trainer:
         t_train = time.perf_counter() - t0
         return {
             'epoch': self.epoch,
-            'train_loss': sum(losses) / len(losses),
+            'train_loss': distributed.mean_over_ranks(sum(losses) / len(losses)),
             'val_loss': self.validate(),
             'learning_rate': lr,
             'seconds': time.perf_counter() - t0,
@@ -278,7 +291,7 @@ class Trainer:
     # --- checkpoints ---
 
     def _save(self, record: dict):
-        if self.output is None:
+        if self.output is None or self.rank != 0:  # data-parallel: rank 0 writes for all (identical weights)
             return
         ckpt = self.output / 'checkpoints'
         ckpt.mkdir(parents=True, exist_ok=True)

@@ -112,13 +112,18 @@ def test_resume_mid_epoch_gives_the_identical_remaining_stream(burgers_dm):
         np.testing.assert_array_equal(arrays(a['window_ids']), arrays(b['window_ids']))
 
 
-def test_shards_are_disjoint_and_cover_the_epoch(burgers_dm):
-    shards = [
-        all_ids(PhiMLDataset(burgers_dm, n_targets=2, normalize=False, shard=(r, 3)), batch_size=4, epoch=5)
-        for r in range(3)
-    ]
-    joined = np.concatenate(shards)
-    assert len(joined) == len(set(joined.tolist())) == len(PhiMLDataset(burgers_dm, n_targets=2, normalize=False))
+def test_shards_are_disjoint_equal_and_cover_the_epoch_but_the_remainder(burgers_dm):
+    n = len(PhiMLDataset(burgers_dm, n_targets=2, normalize=False))
+    for world in (3, 5):
+        shards = [
+            all_ids(PhiMLDataset(burgers_dm, n_targets=2, normalize=False, shard=(r, world)), batch_size=4, epoch=5)
+            for r in range(world)
+        ]
+        joined = np.concatenate(shards)
+        assert len(joined) == len(set(joined.tolist())) == n // world * world  # the remainder waits for another epoch
+        assert {len(s) for s in shards} == {n // world}  # equal steps on every rank
+    whole = all_ids(PhiMLDataset(burgers_dm, n_targets=2, normalize=False), batch_size=4, epoch=5)
+    assert sorted(whole.tolist()) == list(range(n))
     with pytest.raises(ValueError, match=r'rank must be in 0..2'):
         PhiMLDataset(burgers_dm, shard=(3, 3))
 

@@ -103,8 +103,8 @@ def cli(*args, **kwargs):
     )
 
 
-def _config(tmp_path, cache_dir, **sections):
-    text = f"scenario: {{name: burgers2d, resolution: [16, 16], steps: 6}}\ndata: {{cache_dir: '{cache_dir}', n_sims: 2}}\n"
+def _config(tmp_path, cache_dir, n_sims=4, **sections):
+    text = f"scenario: {{name: burgers2d, resolution: [16, 16], steps: 6}}\ndata: {{cache_dir: '{cache_dir}', n_sims: {n_sims}}}\n"
     text += ''.join(f"{k}: {json.dumps(v)}\n" for k, v in sections.items())
     path = tmp_path / 'c.yaml'
     path.write_text(text)
@@ -130,6 +130,9 @@ def test_cli_prints_one_line_for_expected_errors(dm, tmp_path):
     assert_one_line_error(
         cli('run', '--config', _config(tmp_path, tmp_path / 'c2', dataset={'n_targets': 50}), '--quiet'),
         'longer than the trajectories',
+    )
+    assert_one_line_error(
+        cli('run', '--config', _config(tmp_path, tmp_path / 'c3', n_sims=2), '--quiet'), 'The test split is empty'
     )
     debug = cli('--debug', 'run', '--config', _config(tmp_path, tmp_path / 'c2', dataset={'n_targets': 50}), '--quiet')
     assert debug.returncode == 2 and 'Traceback' in debug.stderr
