@@ -50,7 +50,7 @@ def main(argv=None):
     )
     mig = sub.add_parser('migrate', help='convert legacy torch.save caches into the cache of --config')
     mig.add_argument('legacy', nargs='+', help='legacy .pt files or a folder of them')
-    _config_args(mig)
+    _config_args(mig, positional_overrides=False)
     run = sub.add_parser('run', help='the whole pipeline: generate, split, train, evaluate, plot')
     _config_args(run)
     run.add_argument('--output', help='output folder (default: the config\'s `output`)')
@@ -65,14 +65,49 @@ def main(argv=None):
         return 2
 
 
-def _config_args(p):
+def _config_args(p, positional_overrides=True):
     p.add_argument('--config', default='configs/default.yaml', help='YAML run configuration (default: %(default)s)')
     p.add_argument('--n-sims', type=int, help='override data.n_sims')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
+    if positional_overrides:
+        p.add_argument(
+            'overrides',
+            nargs='*',
+            metavar='KEY=VALUE',
+            help='override config keys, e.g. training.epochs=3 dataset.batch_size=64',
+        )
+
+
+def parse_overrides(items) -> dict:
+    """`['dataset.batch_size=64', 'output=out/x']` -> `{'dataset': {'batch_size': 64}, 'output': 'out/x'}` (values as YAML).
+
+    Example:
+        >>> parse_overrides(['training.epochs=3', 'scenario.resolution=[64, 64]'])
+        {'training': {'epochs': 3}, 'scenario': {'resolution': [64, 64]}}
+    """
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. training.epochs=3")
+        section, _, name = key.partition('.')
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({err})") from None
+        if name:
+            out.setdefault(section, {})[name] = parsed
+        else:
+            out[section] = parsed
+    return out
 
 
 def _load(args):
-    overrides = {'data': {'n_sims': args.n_sims}} if args.n_sims else {}
+    overrides = parse_overrides(getattr(args, 'overrides', None) or [])
+    if args.n_sims:
+        overrides.setdefault('data', {})['n_sims'] = args.n_sims
     return load_run_config(args.config, overrides)
 
 
@@ -186,9 +221,13 @@ def _migrate(args):
 
 
 def _run(args):
+    import yaml
+
     from .pipeline import run_pipeline
 
     cfg = _load(args)
+    print('resolved config (also saved as config.yaml in the output folder):')
+    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
     run_pipeline(cfg, output=args.output, progress=not args.quiet)
     return 0
 

@@ -1,4 +1,13 @@
-"""Shared fixtures: small caches built once per test session (CI-sized)."""
+"""Shared fixtures: small caches built once per test session (CI-sized); one compute thread per test process.
+
+`pytest -n 2` runs two worker processes on CI's two cores: each gets one BLAS / OpenMP / torch thread, so the suite
+never oversubscribes the machine (an oversubscribed torch ran 10x slower here). Child processes inherit the variables.
+"""
+
+import os
+
+for _var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'):
+    os.environ.setdefault(_var, '1')
 
 import sys
 from pathlib import Path

@@ -18,12 +18,24 @@ scenario: {{name: burgers2d, resolution: [16, 16], steps: 8}}
 data: {{cache_dir: '{tmp_path / 'cache'}', n_sims: 6, split: [0.5, 0.25, 0.25]}}
 dataset: {{n_targets: 2, batch_size: 8}}
 model: {{architecture: conv_net, filters: 8, layers: 2}}
-training: {{epochs: 2}}
+training: {{epochs: 5}}
 output: '{tmp_path / 'out'}'
 """)
-    cmd = [sys.executable, '-m', 'phiml_data', 'run', '--config', str(config), '--quiet']
+    cmd = [
+        sys.executable,
+        '-m',
+        'phiml_data',
+        'run',
+        '--config',
+        str(config),
+        '--quiet',
+        'training.epochs=2',
+        'dataset.augment=[flip]',
+    ]
     first = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert first.returncode == 0, first.stderr
+    assert 'resolved config' in first.stdout and 'epochs: 2' in first.stdout
+    assert len(json.loads((tmp_path / 'out' / 'history.json').read_text())) == 2  # the override, not the file's 5
     out = tmp_path / 'out'
     for name in (
         'config.yaml',
@@ -53,3 +65,17 @@ output: '{tmp_path / 'out'}'
         [sys.executable, '-m', 'phiml_data', 'run', '--config', str(bad)], capture_output=True, text=True, cwd=ROOT
     )
     assert result.returncode == 2 and 'bad.yaml: training: need epochs >= 0' in result.stderr, result.stderr
+
+
+def test_overrides_are_validated_like_the_config_file(tmp_path):
+    bad = subprocess.run(
+        [sys.executable, '-m', 'phiml_data', 'run', '--config', 'configs/default.yaml', 'dataset.batchsize=3'],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert bad.returncode == 2 and "dataset.batchsize: unknown key; valid keys: [" in bad.stderr
+    bad = subprocess.run(
+        [sys.executable, '-m', 'phiml_data', 'generate', 'training.epochs'], capture_output=True, text=True, cwd=ROOT
+    )
+    assert bad.returncode == 2 and "override 'training.epochs': expected KEY=VALUE" in bad.stderr

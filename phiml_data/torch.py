@@ -1,0 +1,66 @@
+"""Torch interop: batches of a `PhiMLDataset` as torch tensors, for existing torch training code (extra `torch`).
+
+Part of step 3 of the pipeline (scenarios -> manager -> dataset -> trainer), for users whose model is a plain
+`torch.nn.Module`. Importing `phiml_data` never imports this module; importing this module imports torch.
+
+Example:
+    >>> from torch.utils.data import DataLoader
+    >>> dm = DataManager(tmp, Burgers2D(resolution=16, steps=6))
+    >>> _ = dm.generate(2, progress=False)
+    >>> loader = DataLoader(TorchBatches(PhiMLDataset(dm, n_targets=2, batch_size=4)), batch_size=None)
+    >>> b = next(iter(loader))
+    >>> tuple(b['initial_state'].shape), tuple(b['targets'].shape)
+    ((4, 2, 16, 16), (4, 2, 2, 16, 16))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from .dataset import PhiMLDataset, to_arrays
+from .distributed import rank_and_world
+
+
+class TorchBatches(IterableDataset):
+    """The batches of one epoch of a `PhiMLDataset`, as torch tensors in the layout torch layers expect.
+
+    Yields `{'initial_state': [B, C_in, X, (Y)], 'targets': [B, T, C_out, X, (Y)], 'window_ids', 'sim', 'start': [B]}`,
+    channels first (with `n_input > 1`, `C_in` holds the frames oldest first, each with `dataset.input_channels`);
+    the arrays are wrapped without a further copy. Use `DataLoader(TorchBatches(ds), batch_size=None, num_workers=N)`:
+    each DataLoader worker and each `torch.distributed` rank reads a disjoint, equal shard of the epoch (see
+    `PhiMLDataset.epoch_order`), so together they read the epoch once.
+
+    Args:
+        dataset: The dataset (its sims, config and normalisation statistics are reused; its own shard is replaced).
+        epoch: The epoch to read; call `set_epoch` before each epoch.
+        start: Position within each shard to resume from (`batch['position']` of the last batch a shard yielded).
+    """
+
+    def __init__(self, dataset: PhiMLDataset, epoch: int = 0, start: int = 0):
+        super().__init__()
+        self.manager, self.sims, self.stats = dataset.manager, dataset.sims, dataset.stats
+        self.config = dataclasses.replace(dataset.config, prefetch=0)  # DataLoader workers are the parallelism
+        self.epoch, self.start = epoch, start
+
+    def set_epoch(self, epoch: int, start: int = 0):
+        """Selects the epoch (and resume position) that the next iteration yields."""
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self):
+        worker = get_worker_info()
+        index, workers = (worker.id, worker.num_workers) if worker else (0, 1)
+        rank, world = rank_and_world()
+        shard = (rank * workers + index, world * workers)
+        ds = PhiMLDataset(self.manager, self.sims, self.config, stats=self.stats, shard=shard)
+        try:
+            for batch in ds.iterate_batches(epoch=self.epoch, start=self.start):
+                arrays = to_arrays(batch, channels_first=True)
+                yield {k: torch.from_numpy(v) for k, v in arrays.items()} | {
+                    'epoch': batch['epoch'],
+                    'position': batch['position'],
+                }
+        finally:
+            ds.close()
