@@ -51,6 +51,19 @@ def main(argv=None):
     mig = sub.add_parser('migrate', help='convert legacy torch.save caches into the cache of --config')
     mig.add_argument('legacy', nargs='+', help='legacy .pt files or a folder of them')
     _config_args(mig, positional_overrides=False)
+    imp = sub.add_parser('import', help='import a PDEBench or The Well HDF5 file into the cache of --config')
+    imp.add_argument('path', help='the HDF5 file')
+    imp.add_argument('--from', dest='layout', required=True, choices=['pdebench', 'the_well'], help='the file layout')
+    imp.add_argument(
+        '--field', action='append', default=[], metavar='OURS=THEIRS[,THEIRS2]', help='map a field to dataset(s)'
+    )
+    imp.add_argument('--first-index', type=int, default=0, help='sim index of the first trajectory (default: 0)')
+    _config_args(imp, positional_overrides=False)
+    exp = sub.add_parser('export', help='export the cache of --config to netCDF or zarr (xarray, with coordinates)')
+    exp.add_argument('path', help='output file (netcdf) or folder (zarr)')
+    exp.add_argument('--format', choices=['netcdf', 'zarr'], default='netcdf')
+    exp.add_argument('--indices', help="only these sims, e.g. '0-9'")
+    _config_args(exp, positional_overrides=False)
     run = sub.add_parser('run', help='the whole pipeline: generate, split, train, evaluate, plot')
     _config_args(run)
     run.add_argument('--output', help='output folder (default: the config\'s `output`)')
@@ -241,4 +254,34 @@ def _print_summary(s: dict):
         print(f"  field {name}: {info['shape']} {info['dtype']}")
 
 
-_COMMANDS = {'generate': _generate, 'inspect': _inspect, 'migrate': _migrate, 'run': _run}
+def _import(args):
+    from .importers import import_benchmark
+
+    cfg = _load(args)
+    dm = cfg.data_manager()
+    fields = {k: v.split(',') for k, _, v in (f.partition('=') for f in args.field)} or None
+    written = import_benchmark(dm, args.path, args.layout, fields, first_index=args.first_index)
+    print(
+        f"imported {len(written)} trajectories of {args.path} as sims {written[0]}..{written[-1]} into {dm.directory}"
+    )
+    return 0
+
+
+def _export(args):
+    from .export import export
+
+    cfg = _load(args)
+    dm = cfg.data_manager()
+    sims = select_sims(cfg.data.n_sims, indices=args.indices) if args.indices else None
+    print(f"wrote {export(dm, args.path, args.format, sims)}")
+    return 0
+
+
+_COMMANDS = {
+    'import': _import,
+    'export': _export,
+    'generate': _generate,
+    'inspect': _inspect,
+    'migrate': _migrate,
+    'run': _run,
+}

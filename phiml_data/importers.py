@@ -45,14 +45,16 @@ def scene_description(scene_path) -> dict:
 
 
 def _same(found, expected) -> bool:
-    """Equality, with float32 tolerance for bounds (scenes store them in single precision)."""
+    """Equality, with float32 tolerance for bounds (scenes and benchmark files store them in single precision)."""
     if (
         isinstance(expected, dict)
         and isinstance(found, dict)
         and expected
         and isinstance(next(iter(expected.values())), list)
     ):
-        return found.keys() == expected.keys() and all(np.allclose(found[k], expected[k], rtol=1e-6) for k in expected)
+        return found.keys() == expected.keys() and all(
+            np.allclose(found[k], expected[k], rtol=1e-6, atol=1e-6 * max(map(abs, expected[k]))) for k in expected
+        )
     return found == expected
 
 
@@ -156,4 +158,177 @@ def scenario_from_scene(scene_path, scenario: Scenario | type[Scenario], dt: flo
         length=lengths.pop(),
         steps=d['frames'] - 1,
         dt=float(step),
+    )
+
+
+# --- public PDE benchmark files (PDEBench, The Well) ---
+
+_WELL_BOUNDARIES = {'periodic': 'periodic', 'wall': 'zero', 'open': 'zero-gradient'}
+
+
+def benchmark_description(path, layout: str, fields: dict = None) -> dict:
+    """What a PDEBench or The Well HDF5 file holds, in the terms `benchmark_problems` compares with a scenario.
+
+    Args:
+        path: The HDF5 file.
+        layout: `'pdebench'` (datasets `tensor` or `Vx`, `Vy`, `density`, ... of shape `[N, T, X, (Y)]`, with
+            `x-coordinate`, `y-coordinate`, `t-coordinate`) or `'the_well'` (groups `t0_fields`, `t1_fields` of shape
+            `[N, T, X, (Y), (D)]`, `dimensions/{time, x, y}`, `boundary_conditions`).
+        fields: `{our field: their dataset, or a list of datasets for the vector components}`; defaults see
+            `_default_fields`.
+
+    Returns:
+        `{'trajectories', 'frames', 'dt', 'resolution', 'bounds', 'boundaries' (or None), 'fields': {ours: [datasets]}}`.
+    """
+    import h5py
+
+    if layout not in ('pdebench', 'the_well'):
+        raise ValueError(f"layout must be 'pdebench' or 'the_well', got {layout!r}")
+    with h5py.File(path, 'r') as f:
+        fields = {k: [v] if isinstance(v, str) else list(v) for k, v in (fields or _default_fields(f, layout)).items()}
+        missing = [d for names in fields.values() for d in names if d not in f]
+        if missing:
+            raise ValueError(f"{path} has no dataset(s) {missing} ({layout} layout); pass fields={{ours: theirs}}")
+        first = f[next(iter(fields.values()))[0]]
+        if layout == 'pdebench':
+            dims = [d for d in ('x', 'y', 'z') if f'{d}-coordinate' in f]
+            coords = {d: np.asarray(f[f'{d}-coordinate']) for d in dims}
+            t = np.asarray(f['t-coordinate']) if 't-coordinate' in f else None
+            boundaries = None
+        else:
+            dims = [str(d.decode() if isinstance(d, bytes) else d) for d in f['dimensions'].attrs['spatial_dims']]
+            coords = {d: np.asarray(f['dimensions'][d]) for d in dims}
+            t = np.asarray(f['dimensions']['time'])
+            boundaries = {}
+            for group in f['boundary_conditions'].values():
+                kind = group.attrs['bc_type']
+                kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+                for d in group.attrs['associated_dims']:
+                    boundaries[d.decode() if isinstance(d, bytes) else str(d)] = _WELL_BOUNDARIES.get(
+                        kind.lower(), kind
+                    )
+        frames = first.shape[1]
+        dt = float(np.mean(np.diff(t[:frames]))) if t is not None and len(t) > 1 else None
+        spacing = {d: float(c[1] - c[0]) for d, c in coords.items()}
+        return {
+            'trajectories': first.shape[0],
+            'frames': frames,
+            'dt': dt,
+            'resolution': {d: len(c) for d, c in coords.items()},
+            'bounds': {d: [float(c[0] - spacing[d] / 2), float(c[-1] + spacing[d] / 2)] for d, c in coords.items()},
+            'boundaries': boundaries,
+            'fields': fields,
+        }
+
+
+def _default_fields(f, layout: str) -> dict:
+    if layout == 'pdebench':
+        if 'tensor' in f:
+            return {'velocity': 'tensor'}
+        return {
+            'velocity': [v for v in ('Vx', 'Vy', 'Vz') if v in f],
+            **{k: k for k in ('density', 'pressure') if k in f},
+        }
+    return {**{k: f't0_fields/{k}' for k in f['t0_fields']}, **{k: f't1_fields/{k}' for k in f['t1_fields']}}
+
+
+def benchmark_problems(scenario: Scenario, description: dict) -> list[str]:
+    """Every difference between a benchmark file's description and what `scenario` caches."""
+    problems = []
+    if description['frames'] != scenario.frames:
+        problems.append(
+            f"{description['frames']} frames; scenario has steps={scenario.steps}, i.e. {scenario.frames} frames"
+        )
+    if description['dt'] is None or abs(description['dt'] - scenario.dt) > 1e-6 * max(1.0, scenario.dt):
+        problems.append(f"dt={description['dt']}; scenario has dt={scenario.dt}")
+    if description['resolution'] != scenario.grid_size:
+        problems.append(f"resolution {description['resolution']}; scenario has {scenario.grid_size}")
+    elif not _same(description['bounds'], {k: list(v) for k, v in scenario.bounds.items()}):
+        problems.append(f"bounds {description['bounds']}; scenario has {dict(scenario.bounds)}")
+    for name, spec in scenario.fields.items():
+        if name not in description['fields']:
+            problems.append(
+                f"no field for '{name}' (mapped: {sorted(description['fields'])}); pass fields={{'{name}': ...}}"
+            )
+        elif description['boundaries'] and any(b != spec.boundary for b in description['boundaries'].values()):
+            problems.append(f"field '{name}': boundaries {description['boundaries']}; scenario has {spec.boundary}")
+    return problems
+
+
+def import_benchmark(
+    manager, path, layout: str, fields: dict = None, trajectories=None, first_index: int = 0
+) -> list[int]:
+    """Imports the trajectories of a PDEBench or The Well HDF5 file as sims, validated against `manager.scenario`.
+
+    Trajectory `j` becomes sim `first_index + j`. Vector fields are assembled from their component datasets
+    (PDEBench `Vx`, `Vy`) or their trailing axis (The Well `t1_fields`). PDEBench files record no boundary conditions,
+    so those are taken from the scenario unchecked.
+
+    Args:
+        manager: The target `DataManager`.
+        path: The HDF5 file.
+        layout: `'pdebench'` or `'the_well'`.
+        fields: `{our field: their dataset(s)}` (see `benchmark_description`).
+        trajectories: Indices of the trajectories to import (default: all).
+        first_index: Sim index of trajectory 0.
+
+    Returns:
+        The sim indices written.
+
+    Raises:
+        ValueError: The file differs from the scenario; the message lists every difference.
+    """
+    import h5py
+
+    scenario = manager.scenario
+    d = benchmark_description(path, layout, fields)
+    problems = benchmark_problems(scenario, d)
+    if problems:
+        raise ValueError(
+            f"{path} ({layout}) does not match scenario '{scenario.name}' ({scenario.params()}):\n  "
+            + '\n  '.join(problems)
+        )
+    written = {}
+    with h5py.File(path, 'r') as f:
+        for j in range(d['trajectories']) if trajectories is None else trajectories:
+            data = {name: _benchmark_field(f, d['fields'][name], j, scenario, name) for name in scenario.fields}
+            written[first_index + j] = write_sim(
+                manager.directory, scenario, manager.fmt, first_index + j, data, origin='imported'
+            )
+    manager.record(written)
+    return sorted(written)
+
+
+def _benchmark_field(f, datasets: list[str], j: int, scenario: Scenario, name: str):
+    """Trajectory `j` of one field as `Tensor (timeᵇ, xˢ, [yˢ], [vectorᶜ])` (float32)."""
+    spec = scenario.fields[name]
+    arrays = [np.asarray(f[d][j], np.float32) for d in datasets]
+    values = np.stack(arrays, -1) if len(arrays) > 1 else arrays[0]
+    if (
+        spec.vector and len(arrays) == 1 and values.ndim == 1 + len(scenario.spatial_dims)
+    ):  # a 1D vector field as one dataset
+        values = values[..., None]
+    shape = math.batch(time=values.shape[0]) & math.spatial(**dict(zip(scenario.spatial_dims, values.shape[1:])))
+    if spec.vector:
+        shape = shape & math.channel(vector=','.join(scenario.spatial_dims))
+    t = math.tensor(values, shape)
+    return t.time[0] if spec.static else t
+
+
+def scenario_from_benchmark(path, layout: str, scenario: Scenario | type[Scenario], fields: dict = None) -> Scenario:
+    """`scenario` (class or instance) with resolution, domain size, steps and dt taken from a benchmark file."""
+    d = benchmark_description(path, layout, fields)
+    base = scenario() if isinstance(scenario, type) else scenario
+    lower = {k: v[0] for k, v in d['bounds'].items()}
+    lengths = {round(v[1] - v[0], 6) for v in d['bounds'].values()}
+    if any(abs(v) > 1e-6 for v in lower.values()) or len(lengths) != 1 or d['dt'] is None:
+        raise ValueError(
+            f"{path} has bounds {d['bounds']} and dt {d['dt']}; scenario '{base.name}' needs [0, L] on every axis and a dt"
+        )
+    return dataclasses.replace(
+        base,
+        resolution=tuple(d['resolution'][k] for k in base.spatial_dims),
+        length=lengths.pop(),
+        steps=d['frames'] - 1,
+        dt=d['dt'],
     )
