@@ -160,10 +160,12 @@ class EvalConfig:
     Attributes:
         rollout_steps: Length of the test rollouts (default: the whole trajectory after the initial frames).
         plot_sims: Test sims shown in the field plots.
+        animate: Also write `rollout_<field>.gif` (truth and prediction over the rollout) for 2D fields.
     """
 
     rollout_steps: Optional[int] = None
     plot_sims: int = 1
+    animate: bool = False
 
 
 @dataclass(frozen=True)

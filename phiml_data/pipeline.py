@@ -10,7 +10,7 @@ Writes to the output folder:
 | `checkpoints/{best,last}` | network, optimizer and training state                                |
 | `metrics.json`            | per-step and mean relative L2 of model and persistence, timings      |
 | `evaluation.csv`          | per-step relative L2 table                                           |
-| `loss.png`, `errors.png`, `rollout_<field>.png` | plots                                          |
+| `loss.png`, `errors.png`, `rollout_<field>.png`, `.gif` | plots (animation with `evaluation.animate`) |
 """
 
 from __future__ import annotations
@@ -80,12 +80,15 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
     for field in truth:
         for i in range(min(cfg.evaluation.plot_sims, len(test_sims))):
             suffix = f'_{test_sims[i]}' if cfg.evaluation.plot_sims > 1 else ''
-            plots.plot_rollout(
+            pair = (
                 {field: truth[field].batch[i]},
                 {field: pred[field].batch[i]},
                 field,
-                path=out / f'rollout_{field}{suffix}.png',
+                dm.scenario.metadata(test_sims[i]),
             )
+            plots.plot_rollout(*pair, path=out / f'rollout_{field}{suffix}.png')
+            if cfg.evaluation.animate and truth[field].shape.spatial.rank == 2:
+                plots.animate_rollout(*pair, path=out / f'rollout_{field}{suffix}.gif')
     import matplotlib.pyplot as plt
 
     plt.close('all')

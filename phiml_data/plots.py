@@ -1,6 +1,10 @@
-"""Matplotlib figures for the pipeline: fields, loss curves, rollout errors, truth vs prediction.
+"""Matplotlib figures for the pipeline: fields, loss curves, rollout errors, truth vs prediction, animations.
 
-Every function returns the `Figure`; pass `path` to also save it as PNG.
+Every figure function returns the `Figure`; pass `path` to also save it as PNG. Pass a sim's `metadata` (from
+`DataManager.load_phiml_cache(i).metadata` or `scenario.metadata(i)`) to get physical axes (cell-centre coordinates
+from the bounds) and times (`frame * dt`); without it, axes count cells and frames. Images put `x` horizontal and
+`y` up; every row of images shares one colour scale with a colorbar. `describe(fig)` returns a few numbers computed
+from each image a figure shows, for notebooks and tests to check what is plotted, not only that a plot exists.
 """
 
 from __future__ import annotations
@@ -24,102 +28,233 @@ def _save(fig, path):
     return fig
 
 
+def _scalar(t: Tensor) -> Tensor:
+    """Vector fields as their magnitude, scalars unchanged."""
+    return math.norm(t, "vector") if "vector" in t.shape else t
+
+
 def _image(t: Tensor) -> np.ndarray:
-    """2D array to show for a field frame: magnitude of vector fields, the value of scalars; 1D as a row."""
-    if 'vector' in t.shape:
-        t = math.vec_length(t)
-    names = t.shape.spatial.names
-    array = t.numpy(names)
-    return array.T if array.ndim == 2 else array[None, :]  # x horizontal, y up (with origin='lower'); 1D: one row
+    """`[y, x]` array of a 2D frame, for `imshow(origin='lower')`: x horizontal, y up."""
+    return _scalar(t).numpy('y,x')
 
 
-def plot_frames(values: Tensor, times=None, title: str = '', path=None):
-    """A row of frames of one field `Tensor (timeᵇ, xˢ, [yˢ], [vectorᶜ])`, vector fields as magnitude."""
-    n_time = values.shape.get_size('time')
-    times = (
+def _extent(metadata: dict | None, frame: Tensor) -> list[float]:
+    """`[x0, x1, y0, y1]` of the domain (physical units with metadata, else cell counts)."""
+    if metadata:
+        return [*metadata['bounds']['x'], *metadata['bounds']['y']]
+    return [0, frame.shape.get_size('x'), 0, frame.shape.get_size('y')]
+
+
+def _time(metadata: dict | None, frame: int) -> str:
+    return f't={frame * metadata["dt"]:.3g}' if metadata else f'frame {frame}'
+
+
+def _frames(n_time: int, times) -> list[int]:
+    return (
         list(times)
         if times is not None
         else sorted(set(np.linspace(0, n_time - 1, min(n_time, 4)).astype(int).tolist()))
     )
-    fig, axes = _figure(1, len(times), figsize=(3 * len(times), 3), squeeze=False)
-    for ax, t in zip(axes[0], times):
-        image = _image(values.time[t])
-        if values.shape.spatial.rank == 1:
-            ax.plot(image[0])
-        else:
-            ax.imshow(image, origin='lower', cmap='viridis', aspect='auto')
-            ax.set_xticks([]), ax.set_yticks([])
-        ax.set_title(f'{title} t={t}')
-    fig.tight_layout()
+
+
+def _image_row(fig, axes, images, extent, titles, cmap='viridis', symmetric=False, label=''):
+    """One row of images on a shared colour scale, with one colorbar."""
+    hi = max(float(np.abs(i).max()) for i in images) if symmetric else max(float(i.max()) for i in images)
+    lo = -hi if symmetric else min(float(i.min()) for i in images)
+    for ax, img, title in zip(axes, images, titles):
+        mappable = ax.imshow(img, origin='lower', extent=extent, cmap=cmap, vmin=lo, vmax=hi, aspect='equal')
+        ax.set_title(title, fontsize='small'), ax.set_xlabel('x'), ax.set_ylabel('y')
+    fig.colorbar(mappable, ax=list(axes), shrink=0.8, label=label)
+
+
+def plot_frames(values: Tensor, metadata: dict = None, times=None, title: str = '', path=None):
+    """Frames of one field `Tensor (timeᵇ, xˢ, [yˢ], [vectorᶜ])`: 2D as images (vectors as magnitude), 1D as an x–t image."""
+    if values.shape.spatial.rank == 1:
+        return plot_xt({title or 'field': values}, metadata, path=path)
+    times = _frames(values.shape.get_size('time'), times)
+    fig, axes = _figure(1, len(times), figsize=(3.2 * len(times) + 1, 3.2), squeeze=False, layout='constrained')
+    images = [_image(values.time[t]) for t in times]
+    label = f'|{title}|' if 'vector' in values.shape else title
+    _image_row(
+        fig,
+        axes[0],
+        images,
+        _extent(metadata, values.time[0]),
+        [f'{title} {_time(metadata, t)}' for t in times],
+        label=label,
+    )
     return _save(fig, path)
+
+
+def plot_xt(rows: dict[str, Tensor], metadata: dict = None, path=None, first_frame: int = 0):
+    """Space–time images of 1D fields `{title: Tensor (timeᵇ, xˢ, [vectorᶜ])}`: x horizontal, time up.
+
+    Vector fields show their `x` component (1D velocities are signed). Rows whose titles start with `difference`
+    use a symmetric diverging scale; the others share one scale.
+    """
+    fig, axes = _figure(1, len(rows), figsize=(3.4 * len(rows) + 1, 3.4), squeeze=False, layout='constrained')
+    arrays = {k: (v.vector['x'] if 'vector' in v.shape else v).numpy('time,x') for k, v in rows.items()}
+    n_time, first = next(iter(arrays.values())).shape[0], next(iter(rows.values()))
+    x0, x1 = metadata['bounds']['x'] if metadata else (0, first.shape.get_size('x'))
+    t0, t1 = (
+        ((first_frame - 0.5) * metadata['dt'], (first_frame + n_time - 0.5) * metadata['dt'])
+        if metadata
+        else (-0.5, n_time - 0.5)
+    )
+    plain = [k for k in arrays if not k.startswith('difference')]
+    diff = [k for k in arrays if k.startswith('difference')]
+    for group, symmetric in ((plain, False), (diff, True)):
+        if group:
+            axs = [axes[0, list(arrays).index(k)] for k in group]
+            _image_row(
+                fig,
+                axs,
+                [arrays[k] for k in group],
+                [x0, x1, t0, t1],
+                group,
+                'RdBu_r' if symmetric else 'viridis',
+                symmetric,
+            )
+            for ax in axs:
+                ax.set_ylabel('t' if metadata else 'frame'), ax.set_aspect('auto')
+    return _save(fig, path)
+
+
+def plot_rollout(truth: dict, prediction: dict, field: str, metadata: dict = None, times=None, path=None):
+    """Ground truth, prediction and their difference for one field `Tensor (timeᵇ, xˢ, [yˢ], [vectorᶜ])`.
+
+    2D fields: rows truth / prediction (one shared scale) and prediction − truth (symmetric scale) at a few rollout
+    steps. 1D fields: x–t images of the three. Rollout step `k` is frame `k` after the initial state.
+    """
+    values_t, values_p = truth[field], prediction[field]
+    if values_t.shape.spatial.rank == 1:
+        rows = {
+            f'{field} truth': values_t,
+            f'{field} prediction': values_p,
+            'difference (prediction - truth)': values_p - values_t,
+        }
+        return plot_xt(rows, metadata, path=path, first_frame=1)
+    times = _frames(values_t.shape.get_size('time'), times)
+    fig, axes = _figure(3, len(times), figsize=(3.2 * len(times) + 1, 9), squeeze=False, layout='constrained')
+    extent = _extent(metadata, values_t.time[0])
+    steps = [_time(metadata, t + 1) for t in times]
+    truth_images, pred_images = [_image(values_t.time[t]) for t in times], [_image(values_p.time[t]) for t in times]
+    both = truth_images + pred_images
+    hi, lo = max(float(i.max()) for i in both), min(float(i.min()) for i in both)
+    for row, images, name in ((0, truth_images, 'truth'), (1, pred_images, 'prediction')):
+        for ax, img, step in zip(axes[row], images, steps):
+            mappable = ax.imshow(img, origin='lower', extent=extent, cmap='viridis', vmin=lo, vmax=hi)
+            ax.set_title(f'{name} {step}', fontsize='small'), ax.set_xlabel('x'), ax.set_ylabel('y')
+    fig.colorbar(
+        mappable, ax=list(axes[:2].ravel()), shrink=0.6, label=f'|{field}|' if 'vector' in values_t.shape else field
+    )
+    vector = 'vector' in values_t.shape
+    diffs = [_image(values_p.time[t] - values_t.time[t]) for t in times]  # vectors: the magnitude of the difference
+    label = '|prediction - truth|' if vector else 'prediction - truth'
+    _image_row(
+        fig,
+        axes[2],
+        diffs,
+        extent,
+        [f'difference {s}' for s in steps],
+        'magma' if vector else 'RdBu_r',
+        not vector,
+        label,
+    )
+    fig.suptitle(field)
+    return _save(fig, path)
+
+
+def animate_rollout(truth: dict, prediction: dict, field: str, metadata: dict = None, path=None, fps: int = 6):
+    """A GIF of truth and prediction side by side over the rollout (2D fields), written with matplotlib's Pillow writer."""
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    values_t, values_p = truth[field], prediction[field]
+    n = values_t.shape.get_size('time')
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.4), layout='constrained')
+    frames = [(_image(values_t.time[t]), _image(values_p.time[t])) for t in range(n)]
+    lo, hi = min(float(min(a.min(), b.min())) for a, b in frames), max(float(max(a.max(), b.max())) for a, b in frames)
+    extent = _extent(metadata, values_t.time[0])
+    shown = [ax.imshow(img, origin='lower', extent=extent, vmin=lo, vmax=hi) for ax, img in zip(axes, frames[0])]
+    fig.colorbar(shown[0], ax=list(axes), shrink=0.8)
+
+    def update(t):
+        for ax, img, data, name in zip(axes, shown, frames[t], ('truth', 'prediction')):
+            img.set_data(data)
+            ax.set_title(f'{name} {_time(metadata, t + 1)}', fontsize='small')
+        return shown
+
+    animation = FuncAnimation(fig, update, frames=n, blit=False)
+    if path:
+        animation.save(str(path), writer=PillowWriter(fps=fps))
+    plt.close(fig)
+    return animation
 
 
 def plot_history(history: list[dict], path=None):
     """Training and validation loss per epoch (log scale)."""
-    fig, ax = _figure(figsize=(5, 3.5))
+    fig, ax = _figure(figsize=(5, 3.5), layout='constrained')
     epochs = [r['epoch'] for r in history]
     ax.semilogy(epochs, [r['train_loss'] for r in history], 'o-', label='train')
     if history and history[0].get('val_loss') is not None:
         ax.semilogy(epochs, [r['val_loss'] for r in history], 's-', label='validation')
     ax.set_xlabel('epoch'), ax.set_ylabel('rollout MSE (normalised)'), ax.legend()
-    fig.tight_layout()
     return _save(fig, path)
 
 
 def plot_errors(metrics: dict, path=None):
     """Relative L2 error over rollout steps, model vs persistence, one line pair per field."""
-    fig, ax = _figure(figsize=(5, 3.5))
+    fig, ax = _figure(figsize=(5, 3.5), layout='constrained')
     for field, m in metrics['fields'].items():
         steps = np.arange(1, len(m['model']) + 1)
         (line,) = ax.plot(steps, m['model'], label=f'{field}: model')
         ax.plot(steps, m['persistence'], '--', color=line.get_color(), label=f'{field}: persistence')
     ax.set_xlabel('rollout step'), ax.set_ylabel('relative L2 error'), ax.legend()
-    fig.tight_layout()
     return _save(fig, path)
 
 
-def plot_rollout(truth: dict, prediction: dict, field: str, times=None, path=None):
-    """Ground truth vs prediction of one field `Tensor (timeᵇ, xˢ, [yˢ], [vectorᶜ])` at a few rollout steps.
-
-    2D fields: truth (top row) and prediction (bottom row) as images on a shared colour scale.
-    1D fields: one panel per step with both curves (vector components as separate lines).
-    """
-    values_t, values_p = truth[field], prediction[field]
-    n_time = values_t.shape.get_size('time')
-    times = (
-        list(times)
-        if times is not None
-        else sorted(set(np.linspace(0, n_time - 1, min(n_time, 4)).astype(int).tolist()))
-    )
-    one_d = values_t.shape.spatial.rank == 1
-    fig, axes = _figure(1 if one_d else 2, len(times), figsize=(3 * len(times), 3 if one_d else 6), squeeze=False)
-    for j, t in enumerate(times):
-        if one_d:
-            ax = axes[0, j]
-            for values, style, name in ((values_t, '-', 'truth'), (values_p, '--', 'prediction')):
-                frame = values.time[t]
-                for c in frame.shape.get_item_names('vector') if 'vector' in frame.shape else [None]:
-                    ax.plot((frame.vector[c] if c else frame).numpy('x'), style, label=f"{name}{'.' + c if c else ''}")
-            ax.set_title(f'step {t + 1}'), ax.set_xlabel('x')
-            axes[0, 0].legend(fontsize='small')
-            continue
-        a, b = _image(values_t.time[t]), _image(values_p.time[t])
-        lo, hi = min(a.min(), b.min()), max(a.max(), b.max())
-        for i, (img, name) in enumerate(((a, 'truth'), (b, 'prediction'))):
-            axes[i, j].imshow(img, origin='lower', cmap='viridis', vmin=lo, vmax=hi, aspect='auto')
-            axes[i, j].set_title(f'{name} step {t + 1}')
-            axes[i, j].set_xticks([]), axes[i, j].set_yticks([])
-    fig.suptitle(field)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def plot_vectors(values: Tensor, title: str = '', ax=None):
-    """Quiver plot of a 2D vector field frame `Tensor (xˢ, yˢ, vectorᶜ=x,y)`."""
+def plot_vectors(values: Tensor, metadata: dict = None, title: str = '', ax=None, every: int = 1):
+    """Quiver plot of a 2D vector field frame `Tensor (xˢ, yˢ, vectorᶜ=x,y)` on physical axes, coloured by magnitude."""
     if ax is None:
-        fig, ax = _figure(figsize=(3.5, 3.5))
-    u, v = values.vector['x'].numpy('x,y'), values.vector['y'].numpy('x,y')
-    x, y = np.meshgrid(np.arange(u.shape[0]), np.arange(u.shape[1]), indexing='ij')
-    ax.quiver(x, y, u, v, np.hypot(u, v), cmap='viridis')
-    ax.set_title(title), ax.set_aspect('equal'), ax.set_xticks([]), ax.set_yticks([])
+        _, ax = _figure(figsize=(4, 4), layout='constrained')
+    u, v = values.vector['x'].numpy('x,y')[::every, ::every], values.vector['y'].numpy('x,y')[::every, ::every]
+    x0, x1, y0, y1 = _extent(metadata, values)
+    nx, ny = values.shape.get_size('x'), values.shape.get_size('y')
+    x = x0 + (np.arange(nx) + 0.5) * (x1 - x0) / nx
+    y = y0 + (np.arange(ny) + 0.5) * (y1 - y0) / ny
+    gx, gy = np.meshgrid(x[::every], y[::every], indexing='ij')
+    ax.quiver(
+        gx,
+        gy,
+        u,
+        v,
+        np.hypot(u, v),
+        cmap='viridis',
+        angles='xy',
+        scale_units='xy',
+        scale=np.hypot(u, v).max() / (2 * (x[1] - x[0]) * every),
+    )
+    ax.set_title(title), ax.set_aspect('equal'), ax.set_xlabel('x'), ax.set_ylabel('y')
     return ax.figure
+
+
+def describe(fig) -> list[dict]:
+    """Numbers computed from the data each image of `fig` shows: title, shape, min, max, mean, and the values at the
+    displayed lower-left and lower-right corners (a transposed or flipped image changes them)."""
+    out = []
+    for ax in fig.axes:
+        for img in ax.images:
+            a = np.asarray(img.get_array())
+            out.append(
+                {
+                    'title': ax.get_title(),
+                    'shape': a.shape,
+                    'min': round(float(a.min()), 4),
+                    'max': round(float(a.max()), 4),
+                    'mean': round(float(a.mean()), 4),
+                    'lower_left': round(float(a[0, 0]), 4),
+                    'lower_right': round(float(a[0, -1]), 4),
+                }
+            )
+    return out

@@ -224,7 +224,10 @@ def _source_digest(cls: type) -> str:
     for c in cls.__mro__:
         if not (isinstance(c, type) and issubclass(c, Scenario)):
             continue
-        tree = _parse(c)
+        try:
+            tree = _parse(c)
+        except ValueError:  # a class defined in a notebook or REPL: its own members instead
+            tree = _members_tree(c)
         parts.append(_dump(tree))
         module = sys.modules.get(c.__module__)
         for name in sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}):
@@ -232,6 +235,21 @@ def _source_digest(cls: type) -> str:
             if inspect.isfunction(obj) and obj.__module__ == c.__module__:
                 parts.append(_dump(_parse(obj)))
     return hashlib.sha256('\n'.join(parts).encode()).hexdigest()[:16]
+
+
+def _members_tree(cls: type) -> ast.AST:
+    """A syntax tree standing for a class whose source file is unavailable: its methods' sources (IPython keeps
+    those of functions) and the values of its other attributes, in name order."""
+    body = []
+    for name, obj in sorted(vars(cls).items()):
+        if name.startswith('__'):  # dataclass-generated methods (from the fields, which the parameters cover)
+            continue
+        function = getattr(obj, '__func__', getattr(obj, 'fget', obj))
+        if inspect.isfunction(function):
+            body += _parse(function).body
+        else:
+            body.append(ast.Assign([ast.Name(name)], ast.Constant(repr(obj)), lineno=0))
+    return ast.Module(body=body, type_ignores=[])
 
 
 def _parse(obj) -> ast.AST:

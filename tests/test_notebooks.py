@@ -7,7 +7,7 @@ import pytest
 from conftest import ROOT
 
 NOTEBOOKS = sorted((ROOT / 'notebooks').glob('*.ipynb'))
-TOPICS = ['caching', 'named_dimensions', 'batch_iteration', 'training', 'migration']
+TOPICS = ['caching', 'named_dimensions', 'batch_iteration', 'training', 'migration', 'extending']
 
 
 def test_numbered_notebooks_cover_the_pipeline():

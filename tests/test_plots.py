@@ -1,0 +1,66 @@
+"""Plots show what they claim: orientation (x right, y up), physical axes and times, shared scales, animations."""
+
+import matplotlib
+import numpy as np
+import pytest
+from phiml import math
+
+from phiml_data import Burgers1D, Burgers2D, plots
+
+matplotlib.use('Agg')
+
+
+def ramp(nt=3, nx=8, ny=6):
+    """`value = x index + 100 * frame`, constant along y."""
+    x = (
+        np.arange(nx, dtype=np.float32)[None, :, None]
+        + 100 * np.arange(nt)[:, None, None]
+        + 0 * np.arange(ny)[None, None, :]
+    )
+    return math.tensor(x, math.batch('time'), math.spatial('x,y'))
+
+
+def test_images_put_x_right_y_up_with_physical_axes_and_times():
+    scenario = Burgers2D(resolution=(8, 6), steps=2, length=4.0, dt=0.1)
+    fig = plots.plot_frames(ramp(), scenario.metadata(0), title='u')
+    first = plots.describe(fig)[0]
+    assert first['shape'] == (6, 8) and (first['lower_left'], first['lower_right']) == (0, 7)  # transposed: (0, 0)
+    assert fig.axes[0].images[0].get_extent() == [0.0, 4.0, 0.0, 4.0]
+    assert [d['title'] for d in plots.describe(fig)] == ['u t=0', 'u t=0.1', 'u t=0.2']
+    assert len({ax.images[0].get_clim() for ax in fig.axes if ax.images}) == 1  # one colour scale per row
+
+
+def test_rollout_shows_truth_prediction_and_a_signed_difference():
+    truth = ramp()
+    fig = plots.plot_rollout({'u': truth}, {'u': truth + 1}, 'u')
+    described = plots.describe(fig)
+    differences = [d for d in described if d['title'].startswith('difference')]
+    assert len(described) == 9 and all(d['min'] == d['max'] == 1 for d in differences)
+
+
+def test_one_dimensional_fields_are_space_time_images():
+    scenario = Burgers1D(resolution=16, steps=4)
+    v = math.tensor(
+        np.random.default_rng(0).normal(size=(5, 16, 1)).astype(np.float32),
+        math.batch('time'),
+        math.spatial('x'),
+        math.channel(vector='x'),
+    )
+    fig = plots.plot_rollout({'velocity': v}, {'velocity': v * 0.5}, 'velocity', scenario.metadata(0))
+    truth, _, diff = plots.describe(fig)
+    assert truth['shape'] == (5, 16) and diff['title'].startswith('difference')
+    assert fig.axes[2].images[0].get_clim()[0] == -fig.axes[2].images[0].get_clim()[1]  # symmetric scale
+    assert fig.axes[0].images[0].get_extent()[:2] == [0.0, pytest.approx(scenario.length)]
+
+
+def test_animation_writes_one_gif_frame_per_rollout_step(tmp_path):
+    from PIL import Image
+
+    truth = math.tensor(
+        np.random.default_rng(1).normal(size=(4, 8, 8, 2)).astype(np.float32),
+        math.batch('time'),
+        math.spatial('x,y'),
+        math.channel(vector='x,y'),
+    )
+    plots.animate_rollout({'v': truth}, {'v': truth}, 'v', path=tmp_path / 'r.gif')
+    assert Image.open(tmp_path / 'r.gif').n_frames == 4
