@@ -1,4 +1,4 @@
-"""Evaluation: full-length rollouts on test simulations against ground truth and the persistence baseline.
+"""Evaluation: full-length rollouts on test simulations against ground truth and simple baselines, per step.
 
 Step 5 of the pipeline (scenarios -> manager -> dataset -> trainer -> evaluation). Errors are relative L2 norms
 per field and rollout step, computed in physical units.
@@ -47,52 +47,107 @@ def rollout_dataset(train: PhiMLDataset, sims, steps: int = None) -> PhiMLDatase
     )
 
 
+BASELINES = ('zero', 'persistence', 'damped_persistence')
+
+
+def _rollout_batch(ds: PhiMLDataset) -> tuple[Tensor, Tensor]:
+    """Truth `(batchᵇ, timeᵇ, ..., channelsᶜ)` and the last known frame `(batchᵇ, ..., channelsᶜ=targets)`, physical units."""
+    b = next(ds.iterate_batches(len(ds)))
+    truth = ds.denormalize(b['targets'])
+    last = last_frame(ds.denormalize(b['initial_state'])).channels[ds.target_channels]
+    return truth, last, b
+
+
+def damping(trainer, steps: int) -> Tensor:
+    """Per step and channel, the scalar `a` minimising `||a * last_frame - truth||` over the training sims.
+
+    Returns:
+        `Tensor (timeᵇ=steps, channelsᶜ=targets)`; vector fields share one factor over their components.
+    """
+    ds = rollout_dataset(trainer.train, trainer.train.sims, steps)
+    truth, last, _ = _rollout_batch(ds)
+    dims = truth.shape.only(('batch', *ds.layout.spatial))
+    factors = {}
+    for f, t in ds.unpack(truth).items():
+        frame = ds.unpack(last)[f]
+        both = dims & (t.shape.only('vector') if 'vector' in t.shape else math.EMPTY_SHAPE)
+        factors[f] = math.sum(frame * t, both) / math.maximum(math.sum(frame**2, both), 1e-12)
+    per_channel = [factors[c.rpartition('.')[0] or c] for c in ds.target_channels]
+    return math.stack(per_channel, math.channel(channels=','.join(ds.target_channels)))
+
+
 def evaluate(trainer, sims, steps: int = None) -> dict:
-    """Rolls the trained model out on `sims` and compares it with ground truth and persistence.
+    """Rolls the trained model out on `sims` and compares it, step by step, with ground truth and three baselines.
+
+    Baselines: `zero` (predict nothing), `persistence` (repeat the last known frame) and `damped_persistence` (the
+    last known frame times a scalar per step and field, fitted on the training sims: the best prediction that is a
+    multiple of the initial state).
 
     Args:
-        trainer: A trained `Trainer` (its training dataset supplies layout and statistics).
+        trainer: A trained `Trainer` (its training dataset supplies layout, statistics and the damping fit).
         sims: Test sim indices.
         steps: Rollout length (default: the rest of each trajectory).
 
     Returns:
-        `{'steps': int, 'fields': {field: {'model': [per-step mean rel. L2], 'persistence': [...]}},
-          'truth': Tensor, 'prediction': Tensor}`, the last two `(batchᵇ=sims, timeᵇ, xˢ, [yˢ], channelsᶜ)` in
-          physical units.
+        `{'steps', 'sims', 'fields': {field: {'model': [per-step mean rel. L2], 'zero': [...], 'persistence': [...],
+        'damped_persistence': [...], 'spread': {name: {'std', 'min', 'max': [per step]}}}}, 'truth', 'prediction'}`,
+        the last two `Tensor (batchᵇ=sims, timeᵇ, xˢ, [yˢ], channelsᶜ)` in physical units.
     """
+    if not len(sims):
+        raise ValueError("No test sims to evaluate on: the test split is empty")
     ds = rollout_dataset(trainer.train, sims, steps)
-    b = next(ds.iterate_batches(len(ds)))
+    truth, last, b = _rollout_batch(ds)
     with trainer.surrogate.eval_mode():
-        pred = math.stop_gradient(trainer.rollout(b['initial_state'], ds.layout.n_targets))
-    truth, pred = ds.denormalize(b['targets']), ds.denormalize(pred)
-    last = last_frame(ds.denormalize(b['initial_state']))
-    persistence = math.expand(last.channels[ds.target_channels], truth.shape['time'])
+        pred = ds.denormalize(math.stop_gradient(trainer.rollout(b['initial_state'], ds.layout.n_targets)))
+    persistence = math.expand(last, truth.shape['time'])
+    predictions = {
+        'model': pred,
+        'zero': persistence * 0,
+        'persistence': persistence,
+        'damped_persistence': persistence * damping(trainer, ds.layout.n_targets),
+    }
+    truth_f = ds.unpack(truth)
+    unpacked = {name: ds.unpack(p) for name, p in predictions.items()}
     fields = {}
-    truth_f, pred_f, pers_f = ds.unpack(truth), ds.unpack(pred), ds.unpack(persistence)
     for f in truth_f:
-        fields[f] = {
-            name: math.mean(relative_l2(p[f], truth_f[f]), 'batch').numpy('time').tolist()
-            for name, p in (('model', pred_f), ('persistence', pers_f))
+        errors = {
+            name: relative_l2(p[f], truth_f[f]).numpy('batch,time') for name, p in unpacked.items()
+        }  # [sims, steps]
+        fields[f] = {name: e.mean(0).tolist() for name, e in errors.items()}
+        fields[f]['spread'] = {
+            name: {'std': e.std(0).tolist(), 'min': e.min(0).tolist(), 'max': e.max(0).tolist()}
+            for name, e in errors.items()
         }
     return {'steps': ds.layout.n_targets, 'sims': list(ds.sims), 'fields': fields, 'truth': truth, 'prediction': pred}
 
 
 def summarize(metrics: dict) -> dict:
-    """Mean relative L2 over the rollout per field, for model and persistence, and their ratio."""
+    """Per field: the mean relative L2 over the rollout of the model and each baseline, the best baseline, the model's
+    ratio to it (the headline) and to persistence, and whether the model beats the best baseline at every step."""
     out = {}
     for f, m in metrics['fields'].items():
-        model, pers = sum(m['model']) / len(m['model']), sum(m['persistence']) / len(m['persistence'])
-        out[f] = {'model': model, 'persistence': pers, 'model_over_persistence': model / pers if pers else float('nan')}
+        means = {name: sum(m[name]) / len(m[name]) for name in ('model', *BASELINES)}
+        best = min(BASELINES, key=means.get)
+        out[f] = {
+            **means,
+            'best_baseline': best,
+            'model_over_best_baseline': means['model'] / means[best] if means[best] else float('nan'),
+            'model_over_persistence': means['model'] / means['persistence'] if means['persistence'] else float('nan'),
+            'beats_best_baseline_every_step': all(
+                a < min(m[n][k] for n in BASELINES) for k, a in enumerate(m['model'])
+            ),
+        }
     return out
 
 
 def write_table(metrics: dict, path) -> Path:
-    """Writes `step, field, model_rel_l2, persistence_rel_l2` rows as CSV."""
+    """Writes `step, field, model, model_std, zero, persistence, damped_persistence` (mean relative L2) rows as CSV."""
     path = Path(path)
     with open(path, 'w', newline='') as f:
         w = csv.writer(f)
-        w.writerow(['step', 'field', 'model_rel_l2', 'persistence_rel_l2'])
+        w.writerow(['step', 'field', 'model', 'model_std', *BASELINES])
         for field, m in metrics['fields'].items():
-            for step, (a, b) in enumerate(zip(m['model'], m['persistence']), start=1):
-                w.writerow([step, field, f'{a:.6g}', f'{b:.6g}'])
+            for k in range(len(m['model'])):
+                row = [m['model'][k], m['spread']['model']['std'][k], *(m[n][k] for n in BASELINES)]
+                w.writerow([k + 1, field, *(f'{v:.6g}' for v in row)])
     return path

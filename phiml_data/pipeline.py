@@ -120,6 +120,9 @@ def _report(result: dict, out: Path):
     )
     for field, m in result['summary'].items():
         print(
-            f"{field}: mean relative L2 over {result['rollout_steps']} steps on test sims {result['test_sims']}: "
-            f"model {m['model']:.4f}, persistence {m['persistence']:.4f} (model/persistence = {m['model_over_persistence']:.2f})"
+            f"{field}: mean relative L2 over {result['rollout_steps']} steps on test sims {result['test_sims']}: model {m['model']:.4f}; "
+            f"zero {m['zero']:.4f}, persistence {m['persistence']:.4f}, damped persistence {m['damped_persistence']:.4f}; "
+            f"model/best baseline ({m['best_baseline']}) = {m['model_over_best_baseline']:.2f}, "
+            f"model/persistence = {m['model_over_persistence']:.2f}; beats the best baseline at every step: "
+            f"{m['beats_best_baseline_every_step']}"
         )

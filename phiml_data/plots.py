@@ -204,13 +204,23 @@ def plot_history(history: list[dict], path=None):
 
 
 def plot_errors(metrics: dict, path=None):
-    """Relative L2 error over rollout steps, model vs persistence, one line pair per field."""
-    fig, ax = _figure(figsize=(5, 3.5), layout='constrained')
+    """Relative L2 error over rollout steps: the model (mean and spread over test sims) and each baseline, per field."""
+    fig, ax = _figure(figsize=(6, 4), layout='constrained')
+    styles = {'zero': ':', 'persistence': '--', 'damped_persistence': '-.'}
     for field, m in metrics['fields'].items():
         steps = np.arange(1, len(m['model']) + 1)
-        (line,) = ax.plot(steps, m['model'], label=f'{field}: model')
-        ax.plot(steps, m['persistence'], '--', color=line.get_color(), label=f'{field}: persistence')
-    ax.set_xlabel('rollout step'), ax.set_ylabel('relative L2 error'), ax.legend()
+        (line,) = ax.plot(steps, m['model'], lw=2, label=f'{field}: model')
+        spread = m.get('spread', {}).get('model')
+        if spread:
+            ax.fill_between(steps, spread['min'], spread['max'], color=line.get_color(), alpha=0.2)
+        for name, style in styles.items():
+            if name in m:
+                ax.plot(steps, m[name], style, color=line.get_color(), label=f'{field}: {name.replace("_", " ")}')
+    (
+        ax.set_xlabel('rollout step'),
+        ax.set_ylabel('relative L2 error (band: min-max over test sims)'),
+        ax.legend(fontsize='small'),
+    )
     return _save(fig, path)
 
 

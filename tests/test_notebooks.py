@@ -27,9 +27,13 @@ def test_notebook_hygiene(path):
         ignored = 'nbval-ignore-output' in c['metadata'].get('tags', [])  # progress bars live only in such cells
         for out in c['outputs']:
             assert out['output_type'] != 'error', f'error output stored in {path.name}'
-            assert ignored or out.get('name') != 'stderr', f'stderr output stored in {path.name}: {"".join(out["text"])[:200]}'
+            assert ignored or out.get('name') != 'stderr', (
+                f'stderr output stored in {path.name}: {"".join(out["text"])[:200]}'
+            )
     assert sum('parameters' in c['metadata'].get('tags', []) for c in code) == 1
     assert nb['cells'][0]['cell_type'] == 'markdown' and ''.join(nb['cells'][0]['source']).startswith('# ')
     assert path.stat().st_size < 400_000, 'keep notebooks small: fewer or smaller figures'
     assert '/tmp/' not in path.read_text(), 'do not print temporary paths'
-    assert 'NBVAL_' not in ''.join(''.join(c['source']) for c in code), 'mark cells with tags, not comments students read'
+    assert 'NBVAL_' not in ''.join(''.join(c['source']) for c in code), (
+        'mark cells with tags, not comments students read'
+    )

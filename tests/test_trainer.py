@@ -98,6 +98,19 @@ def test_evaluation_against_hand_computed_persistence(datasets, monkeypatch):
     v = [arrays(train.manager.load_phiml_cache(s)['velocity']).astype(np.float64) for s in (6, 7)]
     by_hand = [np.mean([np.linalg.norm(x[0] - x[k]) / np.linalg.norm(x[k]) for x in v]) for k in range(1, 5)]
     np.testing.assert_allclose(metrics['fields']['velocity']['persistence'], by_hand, rtol=1e-4)
+    np.testing.assert_allclose(metrics['fields']['velocity']['zero'], 1, rtol=1e-6)
+    fit = [arrays(train.manager.load_phiml_cache(s)['velocity']).astype(np.float64) for s in train.sims]
+    damping = [sum((x[0] * x[k]).sum() for x in fit) / sum((x[0] ** 2).sum() for x in fit) for k in range(1, 5)]
+    damped = [
+        np.mean([np.linalg.norm(a * x[0] - x[k]) / np.linalg.norm(x[k]) for x in v])
+        for a, k in zip(damping, range(1, 5))
+    ]
+    np.testing.assert_allclose(metrics['fields']['velocity']['damped_persistence'], damped, rtol=1e-4)
+    spread = metrics['fields']['velocity']['spread']['persistence']
+    assert all(lo <= m <= hi for lo, m, hi in zip(spread['min'], by_hand, spread['max']))
+    summary = summarize(metrics)['velocity']
+    assert summary['best_baseline'] in ('zero', 'persistence', 'damped_persistence')
+    assert summary['model_over_best_baseline'] == summary['model'] / summary[summary['best_baseline']]
     # a model that returns the ground truth scores zero
     truth = math.tensor(
         np.stack([x[1:5] for x in v]).astype(np.float32), metrics['truth'].shape
