@@ -161,11 +161,13 @@ class EvalConfig:
         rollout_steps: Length of the test rollouts (default: the whole trajectory after the initial frames).
         plot_sims: Test sims shown in the field plots.
         animate: Also write `rollout_<field>.gif` (truth and prediction over the rollout) for 2D fields.
+        min_test_sims: The run refuses to evaluate on fewer held-out sims (a mean over 1 or 2 sims says little).
     """
 
     rollout_steps: Optional[int] = None
     plot_sims: int = 1
     animate: bool = False
+    min_test_sims: int = 4
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,11 @@ def parse_run_config(data: dict, source: str = 'config') -> RunConfig:
         if unknown:
             raise ConfigError(f"{unknown[0]}: unknown section; valid: {sorted(sections)}")
         training = parse(TrainConfig, data.get('training'), 'training')
+        model = parse(ModelConfig, data.get('model'), 'model')
+        try:
+            model.check_backend(training.backend)
+        except ValueError as err:
+            raise ConfigError(f"model.architecture: {err}") from None
         if training.epochs < 1:
             raise ConfigError(
                 f"training.epochs: a run trains, then evaluates its best checkpoint: need >= 1, got {training.epochs}"
@@ -219,7 +226,7 @@ def parse_run_config(data: dict, source: str = 'config') -> RunConfig:
             parse_scenario(data.get('scenario')),
             parse(DataConfig, data.get('data'), 'data'),
             parse(DatasetConfig, data.get('dataset'), 'dataset'),
-            parse(ModelConfig, data.get('model'), 'model'),
+            model,
             training,
             parse(EvalConfig, data.get('evaluation'), 'evaluation'),
             output,

@@ -38,10 +38,15 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
     rank, world = distributed.init_from_environment() if cfg.training.backend == 'torch' else (0, 1)
     out = Path(output or cfg.output)
     splits = split_sims(range(cfg.data.n_sims), cfg.data.split, cfg.data.split_seed)
-    if not splits['test']:
+    if len(splits['test']) < max(cfg.evaluation.min_test_sims, 1):
         raise ValueError(
-            f"The test split is empty (data.n_sims={cfg.data.n_sims}, data.split={list(cfg.data.split)}): evaluation needs "
-            f"held-out sims. Raise data.n_sims or the test fraction data.split[2]."
+            f"The test split has {len(splits['test'])} sims (data.n_sims={cfg.data.n_sims}, data.split={list(cfg.data.split)}); "
+            f"evaluation.min_test_sims={cfg.evaluation.min_test_sims}. Raise data.n_sims or the test fraction data.split[2]"
+            + (
+                " (the test split is empty)."
+                if not splits['test']
+                else ", or lower evaluation.min_test_sims knowingly."
+            )
         )
     t_start = time.perf_counter()
     dm = cfg.data_manager()

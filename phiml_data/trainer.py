@@ -58,6 +58,22 @@ class ModelConfig:
                 f"levels, filters and layers must be >= 1, got {self.levels}, {self.filters}, {self.layers}"
             )
 
+    def check_backend(self, backend: str):
+        """Refuses architectures that phiml 1.16.1 builds differently (or not at all) on `backend`, so that a config
+        means the same network on torch and jax (parameter counts checked: u_net and conv_net agree)."""
+        if backend != 'jax':
+            return
+        if self.architecture == 'res_net':
+            raise ValueError(
+                "res_net is a different network on phiml 1.16.1's jax backend (2130 vs 1946 parameters for "
+                "the same config on torch); use u_net or conv_net, or the torch backend"
+            )
+        if self.architecture == 'conv_net' and self.layers > 1:
+            raise ValueError(
+                "conv_net with layers > 1 does not build on phiml 1.16.1's jax backend (KeyError 'conv2'); "
+                "use u_net or conv_net with layers: 1"
+            )
+
     def build(self, in_channels: int, out_channels: int, spatial_dims: int, periodic: bool):
         """Creates the `phiml.nn` network for the current backend."""
         common = dict(
@@ -157,10 +173,8 @@ class Trainer:
         self.train, self.val, self.config = train, val, config
         self.model_config = model if isinstance(model, ModelConfig) else None
         self.output = Path(output) if output else None
-        if config.backend == 'jax' and self.model_config and model.architecture == 'conv_net' and model.layers > 1:
-            raise ValueError(
-                "conv_net with layers > 1 does not build on phiml 1.16.1's jax backend (KeyError 'conv2'); use res_net or u_net"
-            )
+        if self.model_config:
+            self.model_config.check_backend(config.backend)
         if val is not None and val.config.normalize and val.stats != train.stats:
             raise ValueError(
                 "The validation dataset normalises with other statistics than the training split "

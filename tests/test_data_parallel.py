@@ -80,6 +80,7 @@ data: {{cache_dir: '{tmp_path / 'cache'}', n_sims: 6, split: [0.5, 0.25, 0.25]}}
 dataset: {{n_targets: 2, batch_size: 4}}
 model: {{architecture: conv_net, filters: 4, layers: 1}}
 training: {{epochs: 1, threads: 1}}
+evaluation: {{min_test_sims: 2}}
 output: '{tmp_path / 'out'}'
 """
     )

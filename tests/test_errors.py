@@ -128,13 +128,24 @@ def test_cli_prints_one_line_for_expected_errors(dm, tmp_path):
     (tmp_path / 'a_file').write_text('')
     assert_one_line_error(cli('generate', '--config', _config(tmp_path, tmp_path / 'a_file'), '--quiet'), 'a_file')
     assert_one_line_error(
-        cli('run', '--config', _config(tmp_path, tmp_path / 'c2', dataset={'n_targets': 50}), '--quiet'),
+        cli(
+            'run',
+            '--config',
+            _config(tmp_path, tmp_path / 'c2', dataset={'n_targets': 50}, evaluation={'min_test_sims': 1}),
+            '--quiet',
+        ),
         'longer than the trajectories',
     )
     assert_one_line_error(
-        cli('run', '--config', _config(tmp_path, tmp_path / 'c3', n_sims=2), '--quiet'), 'The test split is empty'
+        cli('run', '--config', _config(tmp_path, tmp_path / 'c3', n_sims=2), '--quiet'), '(the test split is empty)'
     )
-    debug = cli('--debug', 'run', '--config', _config(tmp_path, tmp_path / 'c2', dataset={'n_targets': 50}), '--quiet')
+    debug = cli(
+        '--debug',
+        'run',
+        '--config',
+        _config(tmp_path, tmp_path / 'c2', dataset={'n_targets': 50}, evaluation={'min_test_sims': 1}),
+        '--quiet',
+    )
     assert debug.returncode == 2 and 'Traceback' in debug.stderr
 
 

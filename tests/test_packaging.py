@@ -63,3 +63,12 @@ def test_a_storage_format_is_one_module():
         str(p.relative_to(ROOT)) for p in (ROOT / 'phiml_data').rglob('*.py') if 'zarr' in p.read_text().lower()
     )
     assert sorted(set(naming) - exchange) == ['phiml_data/formats/zarr.py']
+
+
+def test_shipped_configs_parse_and_hold_out_enough_test_sims():
+    from phiml_data import load_run_config, split_sims
+
+    for path in sorted((ROOT / 'configs').glob('*.yaml')):
+        cfg = load_run_config(path)
+        test = split_sims(range(cfg.data.n_sims), cfg.data.split, cfg.data.split_seed)['test']
+        assert len(test) >= cfg.evaluation.min_test_sims >= 4, path.name

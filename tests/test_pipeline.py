@@ -19,6 +19,7 @@ data: {{cache_dir: '{tmp_path / 'cache'}', n_sims: 6, split: [0.5, 0.25, 0.25]}}
 dataset: {{n_targets: 2, batch_size: 8}}
 model: {{architecture: conv_net, filters: 8, layers: 2}}
 training: {{epochs: 5}}
+evaluation: {{min_test_sims: 2}}
 output: '{tmp_path / 'out'}'
 """)
     cmd = [

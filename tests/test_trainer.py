@@ -52,7 +52,7 @@ def test_jax_loss_keeps_falling_despite_the_phiml_adam_bug(datasets):
     trainer = Trainer(
         small,
         None,
-        ModelConfig('res_net', filters=8, layers=1),
+        ModelConfig('conv_net', filters=8, layers=1),
         TrainConfig(backend='jax', epochs=3, learning_rate=3e-3, progress=False),
     )
     history = trainer.fit()
@@ -209,6 +209,12 @@ def test_static_fields_are_reattached_at_every_rollout_step(tmp_path, reattach):
         ValueError, match=r"target fields \['density'\] must be the dynamic input fields \['velocity', 'density'\]"
     ):
         Trainer(partial_targets, None, SMALL, TrainConfig(epochs=1, progress=False))
+
+
+def test_a_config_means_the_same_network_on_both_backends():
+    with pytest.raises(ConfigError, match=r'model.architecture: res_net is a different network on .* jax backend'):
+        parse_run_config({'model': {'architecture': 'res_net'}, 'training': {'backend': 'jax', 'lr_decay': 1.0}})
+    parse_run_config({'model': {'architecture': 'u_net'}, 'training': {'backend': 'jax', 'lr_decay': 1.0}})
 
 
 def test_trainer_accepts_a_ready_network(datasets, tmp_path):
