@@ -32,7 +32,7 @@ import numpy as np
 from phiml import math
 from phiml.math import Tensor, batch, channel, spatial
 
-from . import augmentation, normalization
+from . import augmentation, memory, normalization, sampler
 from ._windows import Layout, TrajectorySource, WindowSource, field_of
 from .formats.base import parse_shape_spec
 from .manager import DataManager
@@ -188,11 +188,12 @@ class PhiMLDataset:
             raise ValueError(f"shard=({rank}, {world}): rank must be in 0..{world - 1}")
         if not 0 <= alpha < 1:
             raise ValueError(f"alpha must be in [0, 1), got {alpha}")
-        self.in_memory = self._choose_mode()
-        self._window_bytes = None
-        self.max_open_files = int(
-            min(_descriptor_budget(), max(4, config.memory_limit // 10 // self._handle_bytes()))
-        )  # 10% of the limit
+        self.plan = memory.plan(config, self.data_bytes(), self.window_bytes(), self._handle_bytes())
+        self.in_memory, self.max_open_files, self.prefetch = (
+            self.plan.in_memory,
+            self.plan.max_open_files,
+            self.plan.prefetch,
+        )
         self.source = TrajectorySource(manager, self.sims, self.layout, config.hop, self.in_memory, self.max_open_files)
         self.generated = self._generated_source(generated)
         self.alpha = alpha if self.generated is not None else 0.0
@@ -203,8 +204,6 @@ class PhiMLDataset:
         )
         names = augmentation.NAMES if config.augment is True else tuple(config.augment or ())
         self.symmetries = augmentation.Symmetries.of(scenario, names) if names else None
-        self.prefetch = self._choose_prefetch()
-        self._check_memory()
 
     # --- construction helpers ---
 
@@ -225,11 +224,6 @@ class PhiMLDataset:
         return Layout(
             inputs, outputs, components, static, tuple(scenario.spatial_dims), config.n_input, config.n_targets
         )
-
-    def _choose_mode(self) -> bool:
-        if self.config.mode != 'auto':
-            return self.config.mode == 'memory'
-        return self.data_bytes() <= self.config.memory_limit // 2
 
     def _generated_source(self, generated):
         if generated is None:
@@ -276,36 +270,15 @@ class PhiMLDataset:
             for f in fields
         )
 
-    def _choose_prefetch(self) -> int:
-        """`config.prefetch`, or by default 2 batches ahead, fewer where a lazy dataset's memory limit cannot hold them."""
-        if self.config.prefetch is not None:
-            return self.config.prefetch
-        fits = [p for p in (2, 1) if self.in_memory or self._memory_needed(p) <= self.config.memory_limit]
-        return fits[0] if fits else 0
-
-    def _memory_needed(self, prefetch: int) -> int:
-        """Bytes a lazy epoch holds: batches in flight (gathered, packed, normalised) and open files."""
-        per_batch = 3 * self.window_bytes() * self.config.batch_size
-        return per_batch * (prefetch + 1) + self.max_open_files * self._handle_bytes()
-
-    def _check_memory(self):
-        if self.in_memory:
-            return
-        need = self._memory_needed(self.prefetch)
-        if need > self.config.memory_limit:
-            window, handles = self.window_bytes(), self.max_open_files * self._handle_bytes()
-            fit = max((self.config.memory_limit - handles) // (3 * window * (self.prefetch + 1)), 0)
-            raise ValueError(
-                f"batch_size={self.config.batch_size} with prefetch={self.prefetch} needs ~{need / 2**20:.1f} MiB "
-                f"(with {self.max_open_files} open files), "
-                f"over memory_limit={self.config.memory_limit / 2**20:.1f} MiB; valid: batch_size <= {fit}"
-            )
-
     def window_bytes(self) -> int:
-        """Bytes of one window's frames (all fields it reads)."""
-        if self._window_bytes is None:
-            self._window_bytes = sum(a.nbytes for a in self.source.gather(np.array([0]))) if len(self.source) else 0
-        return self._window_bytes
+        """Bytes of one window's frames (all fields it reads), from the manifest."""
+        entry = self.manager.manifest()[self.sims[0]]['fields']
+        total = 0
+        for f in set(self.layout.inputs) | set(self.layout.outputs):
+            shape = parse_shape_spec(entry[f]['shape'])
+            frame = shape.without('time').volume * np.dtype(entry[f]['dtype']).itemsize
+            total += frame * (self.layout.window_length if 'time' in shape else 1)
+        return total
 
     # --- windows ---
 
@@ -340,17 +313,10 @@ class PhiMLDataset:
         windows of the shuffled order are left out of that epoch, so that every rank gets the same number of windows
         and takes the same number of steps (data-parallel training would otherwise wait forever on the longer ranks).
         """
-        n_real, n_gen = len(self), self.n_generated()
-        ids = np.arange(n_real + n_gen)
-        if n_gen:
-            pool = np.random.default_rng([self.config.seed, epoch, 1]).choice(
-                len(self.generated), n_gen, replace=n_gen > len(self.generated)
-            )
-            ids[n_real:] = n_real + pool
-        if self.config.shuffle:
-            ids = ids[np.random.default_rng([self.config.seed, epoch]).permutation(len(ids))]
-        rank, world = self.shard
-        return ids[: len(ids) // world * world][rank::world]  # equal shares: every rank takes the same steps
+        pool = len(self.generated) if self.generated is not None else 0
+        return sampler.epoch_order(
+            len(self), self.n_generated(), pool, self.config.seed, epoch, self.config.shuffle, self.shard
+        )
 
     def n_batches(self, batch_size: int = None, epoch: int = 0) -> int:
         """Batches this shard yields per epoch."""
@@ -389,8 +355,7 @@ class PhiMLDataset:
         batch_size = self._batch_size(batch_size)
         drop_last = self.config.drop_last if drop_last is None else drop_last
         order = self.epoch_order(epoch)
-        spans = [(a, min(a + batch_size, len(order))) for a in range(start, len(order), batch_size)]
-        spans = [(a, b) for a, b in spans if b - a == batch_size or not drop_last]
+        spans = sampler.batch_spans(len(order), batch_size, start, drop_last)
         make = lambda span: self._batch(order[span[0] : span[1]], epoch, span[1])
         prefetch = self.prefetch if prefetch is None else prefetch
         yield from (_prefetched(make, spans, prefetch) if prefetch else map(make, spans))
@@ -533,14 +498,6 @@ def to_arrays(batch: dict, channels_first: bool = False) -> dict[str, np.ndarray
         out[key] = np.ascontiguousarray(a)
     out.update({k: batch[k].numpy('batch') for k in ('window_ids', 'sim', 'start')})
     return out
-
-
-def _descriptor_budget() -> int:
-    """Open cache files a dataset may keep: a quarter of the process's descriptor limit, at most 1024."""
-    import resource
-
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return int(min(1024, max(4, soft // 4)))
 
 
 def last_frame(state: Tensor) -> Tensor:

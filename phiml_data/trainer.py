@@ -315,6 +315,7 @@ class Trainer:
             self.save_checkpoint(ckpt / 'best')
         (self.output / 'history.json').write_text(json.dumps(self.history, indent=1))
 
+    @_in_backend
     def save_checkpoint(self, path):
         """Writes network, optimizer and training state to folder `path`."""
         path = Path(path)
@@ -334,6 +335,7 @@ class Trainer:
             state['adam_step'] = self.optimizer._step_i
         (path / 'state.json').write_text(json.dumps(state, indent=1))
 
+    @_in_backend
     def load_checkpoint(self, path):
         """Restores a checkpoint written by `save_checkpoint`; `fit()` then continues from its epoch."""
         path = Path(path)

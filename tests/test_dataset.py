@@ -1,6 +1,7 @@
 """PhiMLDataset: windows, coverage, determinism, resume, shards, splits, memory limit, augmentation, normalisation."""
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -107,6 +108,7 @@ def test_resume_mid_epoch_gives_the_identical_remaining_stream(burgers_dm):
     state = {'epoch': seen[-1]['epoch'], 'start': seen[-1]['position']}
     rest = list(ds.iterate_batches(6, **state))
     assert len(seen) + len(rest) == len(full)
+    assert len(rest) == len(full) - 4
     for a, b in zip(full[4:], rest):
         np.testing.assert_array_equal(arrays(a['targets']), arrays(b['targets']))
         np.testing.assert_array_equal(arrays(a['window_ids']), arrays(b['window_ids']))
@@ -134,7 +136,8 @@ def test_split_is_by_simulation_deterministic_disjoint_and_recorded(burgers_dm):
     assert sorted(s['train'] + s['val'] + s['test']) == list(range(8)) and [
         len(s[k]) for k in ('train', 'val', 'test')
     ] == [4, 2, 2]
-    assert record_split(burgers_dm, s, (0.5, 0.25, 0.25), 1).exists()
+    recorded = json.loads(record_split(burgers_dm, s, (0.5, 0.25, 0.25), 1).read_text())
+    assert recorded == {'fractions': [0.5, 0.25, 0.25], 'seed': 1, **s}
     train = PhiMLDataset(burgers_dm, s['train'], normalize=False)
     assert {sim for sim, _ in train.windows()} == set(s['train'])
 

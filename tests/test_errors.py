@@ -30,6 +30,7 @@ def test_lazy_reads_work_for_every_format(tmp_path):
     npz.generate(2, progress=False)
     lazy = list(PhiMLDataset(npz, mode='lazy', n_targets=2, normalize=False).iterate_batches(5))
     memory = list(PhiMLDataset(npz, mode='memory', n_targets=2, normalize=False).iterate_batches(5))
+    assert len(lazy) == len(memory)
     for a, b in zip(lazy, memory):
         np.testing.assert_array_equal(arrays(a['targets']), arrays(b['targets']))
 

@@ -95,7 +95,9 @@ def test_old_format_version_names_the_way_forward(cache):
 def test_every_served_window_equals_the_in_memory_window(cache):
     memory = PhiMLDataset(cache, mode='memory', n_targets=2, normalize=False)
     lazy = PhiMLDataset(cache, mode='lazy', n_targets=2, normalize=False, prefetch=2)
-    for a, b in zip(memory.iterate_batches(5, epoch=1), lazy.iterate_batches(5, epoch=1)):
+    pairs = list(zip(memory.iterate_batches(5, epoch=1), lazy.iterate_batches(5, epoch=1), strict=True))
+    assert pairs
+    for a, b in pairs:
         np.testing.assert_array_equal(arrays(a['targets']), arrays(b['targets']))
         np.testing.assert_array_equal(arrays(a['initial_state']), arrays(b['initial_state']))
 
