@@ -306,6 +306,12 @@ class DataManager:
 
         return import_scene(self, scene_path, sim_index, dt)
 
+    def to_xarray(self, sims=None):
+        """The cached sims as an `xarray.Dataset` with coordinates and metadata (see `phiml_data.export.to_xarray`)."""
+        from .export import to_xarray
+
+        return to_xarray(self, sims)
+
     def record(self, entries: dict[int, dict]):
         """Adds manifest entries of sims written with `generation.write_sim` (importers, migration)."""
         self.manifest_file.update(entries)

@@ -27,6 +27,14 @@ def burgers_dm(tmp_path_factory) -> DataManager:
     return dm
 
 
+@pytest.fixture
+def small_cache(tmp_path) -> DataManager:
+    """3 sims of 2D Burgers at 16x16, 6 steps, in a fresh folder (tests may break its files)."""
+    dm = DataManager(tmp_path / 'cache', Burgers2D(resolution=16, steps=6))
+    dm.generate(3, progress=False)
+    return dm
+
+
 def arrays(t):
     """NumPy array of a tensor in its own dim order."""
     return t.numpy(t.shape.names)

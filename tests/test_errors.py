@@ -19,10 +19,8 @@ SMALL = Burgers2D(resolution=16, steps=6)
 
 
 @pytest.fixture
-def dm(tmp_path):
-    manager = DataManager(tmp_path / 'cache', SMALL)
-    manager.generate(3, progress=False)
-    return manager
+def dm(small_cache):
+    return small_cache
 
 
 def test_lazy_reads_work_for_every_format(tmp_path):

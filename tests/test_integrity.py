@@ -26,10 +26,8 @@ def cache_bytes(dm):
 
 
 @pytest.fixture
-def cache(tmp_path):
-    dm = DataManager(tmp_path / 'cache', SCENARIO)
-    dm.generate(3, progress=False)
-    return dm
+def cache(small_cache):
+    return small_cache
 
 
 def lazy_epoch(dm):
