@@ -37,11 +37,11 @@ def generate(manager, n_sims, executor=None, batch_size=8, progress=True, verify
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     manager.manifest_file.check_config()
-    if claims:
-        check_flock(manager.directory)
     sweep_temporaries(manager.directory, indices, claims)
     kept = repair(manager, indices, verify)
     missing = [i for i in _missing(manager, indices) if i not in kept]
+    if missing and claims:  # only writers need to coordinate: a complete cache may be read-only
+        check_flock(manager.directory)
     bar = tqdm(
         total=len(missing), desc=f'simulating {manager.scenario.name}', unit='sim', disable=not progress or not missing
     )

@@ -87,6 +87,9 @@ def test_read_only_shared_cache_is_usable(dm, tmp_path, monkeypatch):
     before = sorted(p.name for p in dm.directory.iterdir())
     monkeypatch.setattr(manager.os, 'access', lambda path, mode: False)  # as root, chmod cannot make it read-only
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'user'))
+    import phiml_data.generation as generation
+
+    monkeypatch.setattr(generation, 'check_flock', lambda d: pytest.fail('a complete cache needs no lock'))
     shared = DataManager(dm.directory.parent, SMALL)
     assert shared.generate(3, progress=False) == []
     train = PhiMLDataset(shared, [0, 1], n_targets=2)
