@@ -58,13 +58,15 @@ def _rollout_batch(ds: PhiMLDataset) -> tuple[Tensor, Tensor]:
     return truth, last, b
 
 
-def damping(trainer, steps: int) -> Tensor:
-    """Per step and channel, the scalar `a` minimising `||a * last_frame - truth||` over the training sims.
+def damping(trainer, steps: int, max_sims: int = 64) -> Tensor:
+    """Per step and channel, the scalar `a` minimising `||a * last_frame - truth||` over the training sims (at most
+    `max_sims` of them, evenly spaced: one scalar per step needs few, and they are held in memory).
 
     Returns:
         `Tensor (timeᵇ=steps, channelsᶜ=targets)`; vector fields share one factor over their components.
     """
-    ds = rollout_dataset(trainer.train, trainer.train.sims, steps)
+    sims = trainer.train.sims
+    ds = rollout_dataset(trainer.train, sims[:: -(-len(sims) // max_sims)], steps)
     truth, last, _ = _rollout_batch(ds)
     dims = truth.shape.only(('batch', *ds.layout.spatial))
     factors = {}
