@@ -363,3 +363,18 @@ def test_npz_cache_is_not_unpickled_without_an_explicit_allow(tmp_path):
     assert result.returncode == 2 and '--allow-pickle' in result.stderr and not marker.exists()
     assert DataManager(tmp_path, SCENARIO, 'npz', allow_pickle=False).cached_indices() == [0]
     assert pickle  # the exploit class above is what a crafted file would carry
+
+
+def test_reads_into_a_wrong_buffer_are_refused(cache):
+    with cache.open_sim(0) as sim:
+        good = np.empty((3, 16, 16, 2), np.float32)
+        np.testing.assert_array_equal(
+            sim.read('velocity', 2, 5, out=good), cache.load_phiml_cache(0)['velocity'].numpy('time,x,y,vector')[2:5]
+        )
+        for bad in (
+            np.empty((4, 16, 16, 2), np.float32),
+            np.empty((3, 16, 16, 2), np.float64),
+            np.empty((3, 16, 2, 16), np.float32).transpose(0, 1, 3, 2),
+        ):
+            with pytest.raises(ValueError, match='out must be a C-contiguous float32 array of shape'):
+                sim.read('velocity', 2, 5, out=bad)

@@ -142,7 +142,11 @@ class H5Reader(Reader):
         n, frame_shape, dtype = self._frames[field]
         dynamic = n is not None
         start, stop = (0 if start is None else start), ((n or 1) if stop is None else stop)
-        out = np.empty(((stop - start,) if dynamic else ()) + frame_shape, dtype) if out is None else out
+        shape = ((stop - start,) if dynamic else ()) + frame_shape
+        if out is None:
+            out = np.empty(shape, dtype)
+        elif out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous {dtype} array of shape {shape}, got {out.dtype} {out.shape}")
         if self._fd is None:
             return self._read_h5py(field, start, stop, dynamic, out)
         offsets, frame = self._offsets[field], out.nbytes // max(stop - start, 1)
