@@ -83,3 +83,58 @@ def legacy_rollout_loss(net, initial, targets, dynamic_channels):
         loss = loss + torch.mean((pred - targets[:, j]) ** 2)
         state = torch.cat([pred, static], 1)
     return loss / targets.shape[1]
+
+
+# --- an independent legacy implementation, for the comparison test (its own network, files, normalisation, order) ---
+
+
+class LegacyConvNet(torch.nn.Module):
+    """The legacy model written in plain torch: `layers` 3x3 circular convolutions with ReLU, then a 1x1 output conv."""
+
+    def __init__(self, in_channels: int, out_channels: int, width: int, layers: int):
+        super().__init__()
+        convs, c = [], in_channels
+        for _ in range(layers):
+            convs += [torch.nn.Conv2d(c, width, 3, padding=1, padding_mode='circular'), torch.nn.ReLU()]
+            c = width
+        self.body = torch.nn.Sequential(*convs)
+        self.out = torch.nn.Conv2d(width, out_channels, 1)
+
+    def forward(self, x):
+        return self.out(self.body(x))
+
+
+def copy_weights(source: torch.nn.Module, target: torch.nn.Module):
+    """Copies parameters in definition order; every shape must agree."""
+    pairs = list(zip(source.parameters(), target.parameters(), strict=True))
+    with torch.no_grad():
+        for s, t in pairs:
+            assert s.shape == t.shape, (s.shape, t.shape)
+            t.copy_(s)
+
+
+def write_legacy_from_simulation(scenario, sims, directory) -> list[Path]:
+    """The legacy route: simulate, convert each field to `[C, T, H, W]` and `torch.save` it (not via our cache)."""
+    from phiml_data import simulate
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    files = []
+    for s, sim in zip(sims, simulate(scenario, sims)):
+        data = {'velocity': torch.from_numpy(sim['velocity'].numpy('vector,time,x,y').copy())}
+        files.append(directory / f'sim_{s:06d}.pt')
+        torch.save({'tensor_data': data, 'metadata': {'sim_index': s, 'dt': scenario.dt}}, files[-1])
+    return files
+
+
+def legacy_scale(files) -> float:
+    """The legacy normalisation of a velocity field: one RMS over all components, frames and training files."""
+    data = [torch.load(f, weights_only=True)['tensor_data']['velocity'].double() for f in files]
+    return float(torch.sqrt(sum((d**2).sum() for d in data) / sum(d.numel() for d in data)))
+
+
+def legacy_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The legacy shuffle: a NumPy permutation seeded by `(seed, epoch)`, as the sampler of the DataLoader."""
+    import numpy as np
+
+    return np.random.default_rng([seed, epoch]).permutation(n).tolist()
