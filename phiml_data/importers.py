@@ -44,18 +44,11 @@ def scene_description(scene_path) -> dict:
     return {'frames': len(frames), 'dt': scene.properties.get('dt'), 'fields': fields}
 
 
-def _same(found, expected) -> bool:
-    """Equality, with float32 tolerance for bounds (scenes and benchmark files store them in single precision)."""
-    if (
-        isinstance(expected, dict)
-        and isinstance(found, dict)
-        and expected
-        and isinstance(next(iter(expected.values())), list)
-    ):
-        return found.keys() == expected.keys() and all(
-            np.allclose(found[k], expected[k], rtol=1e-6, atol=1e-6 * max(map(abs, expected[k]))) for k in expected
-        )
-    return found == expected
+def _same_bounds(found: dict, expected: dict) -> bool:
+    """Bounds `{dim: [lower, upper]}` equal up to single precision (scenes and benchmark files store float32)."""
+    return found.keys() == expected.keys() and all(
+        np.allclose(found[k], expected[k], rtol=1e-6, atol=1e-6 * max(map(abs, expected[k]))) for k in expected
+    )
 
 
 def _dtype(t) -> str:
@@ -90,7 +83,8 @@ def scene_problems(scenario: Scenario, description: dict, dt: float = None) -> l
             'resolution': scenario.grid_size,
             'dtype': scenario.dtype,
         }
-        problems += [f"field '{name}': {k} {d[k]}; scenario has {v}" for k, v in want.items() if not _same(d[k], v)]
+        same = {k: _same_bounds(d[k], v) if k == 'bounds' else d[k] == v for k, v in want.items()}
+        problems += [f"field '{name}': {k} {d[k]}; scenario has {v}" for k, v in want.items() if not same[k]]
     return problems
 
 
@@ -243,7 +237,7 @@ def benchmark_problems(scenario: Scenario, description: dict) -> list[str]:
         problems.append(f"dt={description['dt']}; scenario has dt={scenario.dt}")
     if description['resolution'] != scenario.grid_size:
         problems.append(f"resolution {description['resolution']}; scenario has {scenario.grid_size}")
-    elif not _same(description['bounds'], {k: list(v) for k, v in scenario.bounds.items()}):
+    elif not _same_bounds(description['bounds'], {k: list(v) for k, v in scenario.bounds.items()}):
         problems.append(f"bounds {description['bounds']}; scenario has {dict(scenario.bounds)}")
     for name, spec in scenario.fields.items():
         if name not in description['fields']:
