@@ -7,12 +7,15 @@ per field and rollout step, computed in physical units.
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 from phiml import math
+from phiml.backend import NUMPY
 from phiml.math import Tensor
 
 from .dataset import PhiMLDataset, last_frame
+from .scenarios import field_values, to_field
 
 
 def relative_l2(pred: Tensor, truth: Tensor) -> Tensor:
@@ -78,12 +81,37 @@ def damping(trainer, steps: int, max_sims: int = 64) -> Tensor:
     return math.stack(per_channel, math.channel(channels=','.join(ds.target_channels)))
 
 
+def coarse_solver(scenario, initial: dict[str, Tensor], steps: int) -> dict[str, Tensor] | None:
+    """The scenario's own solver on the cache's grid (`refine=1`) from the given initial frames, where the cached
+    ground truth was simulated on a finer grid; else `None`.
+
+    Args:
+        initial: `{field: Tensor (batchᵇ, xˢ, [yˢ], [vectorᶜ])}` in physical units.
+
+    Returns:
+        `{field: Tensor (batchᵇ, timeᵇ=steps, xˢ, [yˢ], [vectorᶜ])}`.
+    """
+    if getattr(scenario, 'refine', 1) == 1:
+        return None
+    coarse = dataclasses.replace(scenario, refine=1)
+    metadata = coarse.metadata(0)
+    state = {f: to_field(v, metadata, f) for f, v in initial.items()}
+    frames = {f: [] for f in initial}
+    with NUMPY:
+        for _ in range(steps):
+            state = coarse.step(state)
+            for f in frames:
+                frames[f].append(field_values(state[f]))
+    return {f: math.stack(v, math.batch('time')) for f, v in frames.items()}
+
+
 def evaluate(trainer, sims, steps: int = None) -> dict:
     """Rolls the trained model out on `sims` and compares it, step by step, with ground truth and three baselines.
 
-    Baselines: `zero` (predict nothing), `persistence` (repeat the last known frame) and `damped_persistence` (the
+    Baselines: `zero` (predict nothing), `persistence` (repeat the last known frame), `damped_persistence` (the
     last known frame times a scalar per step and field, fitted on the training sims: the best prediction that is a
-    multiple of the initial state).
+    multiple of the initial state), and, where the ground truth was simulated on a finer grid, `coarse_solver` (the
+    scenario's own solver on the cache's grid from the last known frame).
 
     Args:
         trainer: A trained `Trainer` (its training dataset supplies layout, statistics and the damping fit).
@@ -110,6 +138,9 @@ def evaluate(trainer, sims, steps: int = None) -> dict:
     }
     truth_f = ds.unpack(truth)
     unpacked = {name: ds.unpack(p) for name, p in predictions.items()}
+    solver = coarse_solver(trainer.train.manager.scenario, ds.unpack(last), ds.layout.n_targets)
+    if solver is not None:
+        unpacked['coarse_solver'] = solver
     fields = {}
     for f in truth_f:
         errors = {
@@ -128,28 +159,31 @@ def summarize(metrics: dict) -> dict:
     ratio to it (the headline) and to persistence, and whether the model beats the best baseline at every step."""
     out = {}
     for f, m in metrics['fields'].items():
-        means = {name: sum(m[name]) / len(m[name]) for name in ('model', *BASELINES)}
-        best = min(BASELINES, key=means.get)
+        baselines = [n for n in (*BASELINES, 'coarse_solver') if n in m]
+        means = {name: sum(m[name]) / len(m[name]) for name in ('model', *baselines)}
+        best = min(baselines, key=means.get)
         out[f] = {
             **means,
             'best_baseline': best,
             'model_over_best_baseline': means['model'] / means[best] if means[best] else float('nan'),
             'model_over_persistence': means['model'] / means['persistence'] if means['persistence'] else float('nan'),
             'beats_best_baseline_every_step': all(
-                a < min(m[n][k] for n in BASELINES) for k, a in enumerate(m['model'])
+                a < min(m[n][k] for n in baselines) for k, a in enumerate(m['model'])
             ),
         }
     return out
 
 
 def write_table(metrics: dict, path) -> Path:
-    """Writes `step, field, model, model_std, zero, persistence, damped_persistence` (mean relative L2) rows as CSV."""
+    """Writes `step, field, model, model_std, zero, persistence, damped_persistence[, coarse_solver]` rows as CSV."""
     path = Path(path)
     with open(path, 'w', newline='') as f:
         w = csv.writer(f)
-        w.writerow(['step', 'field', 'model', 'model_std', *BASELINES])
-        for field, m in metrics['fields'].items():
+        fields = metrics['fields']
+        baselines = [n for n in (*BASELINES, 'coarse_solver') if all(n in m for m in fields.values())]
+        w.writerow(['step', 'field', 'model', 'model_std', *baselines])
+        for field, m in fields.items():
             for k in range(len(m['model'])):
-                row = [m['model'][k], m['spread']['model']['std'][k], *(m[n][k] for n in BASELINES)]
+                row = [m['model'][k], m['spread']['model']['std'][k], *(m[n][k] for n in baselines)]
                 w.writerow([k + 1, field, *(f'{v:.6g}' for v in row)])
     return path

@@ -123,11 +123,12 @@ def _report(result: dict, out: Path):
         f"time: simulation {s['simulation']:.1f} s, training {s['training']:.1f} s "
         f"({result['train_steps_per_second'] or 0:.1f} steps/s), total {s['total']:.1f} s"
     )
+    names = ('zero', 'persistence', 'damped_persistence', 'coarse_solver')
     for field, m in result['summary'].items():
+        baselines = ', '.join(f"{n.replace('_', ' ')} {m[n]:.4f}" for n in names if n in m)
         print(
-            f"{field}: mean relative L2 over {result['rollout_steps']} steps on test sims {result['test_sims']}: model {m['model']:.4f}; "
-            f"zero {m['zero']:.4f}, persistence {m['persistence']:.4f}, damped persistence {m['damped_persistence']:.4f}; "
-            f"model/best baseline ({m['best_baseline']}) = {m['model_over_best_baseline']:.2f}, "
-            f"model/persistence = {m['model_over_persistence']:.2f}; beats the best baseline at every step: "
-            f"{m['beats_best_baseline_every_step']}"
+            f"{field}: mean relative L2 over {result['rollout_steps']} steps on test sims {result['test_sims']}: "
+            f"model {m['model']:.4f}; {baselines}; model/best baseline ({m['best_baseline']}) = "
+            f"{m['model_over_best_baseline']:.2f}, model/persistence = {m['model_over_persistence']:.2f}; "
+            f"beats the best baseline at every step: {m['beats_best_baseline_every_step']}"
         )

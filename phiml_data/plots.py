@@ -206,7 +206,7 @@ def plot_history(history: list[dict], path=None):
 def plot_errors(metrics: dict, path=None):
     """Relative L2 error over rollout steps: the model (mean and spread over test sims) and each baseline, per field."""
     fig, ax = _figure(figsize=(6, 4), layout='constrained')
-    styles = {'zero': ':', 'persistence': '--', 'damped_persistence': '-.'}
+    styles = {'zero': ':', 'persistence': '--', 'damped_persistence': '-.', 'coarse_solver': (0, (1, 3))}
     for field, m in metrics['fields'].items():
         steps = np.arange(1, len(m['model']) + 1)
         (line,) = ax.plot(steps, m['model'], lw=2, label=f'{field}: model')
@@ -215,7 +215,9 @@ def plot_errors(metrics: dict, path=None):
             ax.fill_between(steps, spread['min'], spread['max'], color=line.get_color(), alpha=0.2)
         for name, style in styles.items():
             if name in m:
-                ax.plot(steps, m[name], style, color=line.get_color(), label=f'{field}: {name.replace("_", " ")}')
+                ax.plot(
+                    steps, m[name], linestyle=style, color=line.get_color(), label=f'{field}: {name.replace("_", " ")}'
+                )
     (
         ax.set_xlabel('rollout step'),
         ax.set_ylabel('relative L2 error (band: min-max over test sims)'),

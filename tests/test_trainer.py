@@ -275,3 +275,31 @@ def test_an_independent_legacy_implementation_takes_the_same_steps(tmp_path):
     assert history[0]['train_loss'] == pytest.approx(np.mean(legacy_losses), rel=1e-4)
     for ours_p, legacy_p in zip(trainer.net.parameters(), legacy_net.parameters(), strict=True):
         np.testing.assert_allclose(ours_p.detach().numpy(), legacy_p.detach().numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_summary_compares_with_every_baseline_present():
+    m = {
+        'model': [0.1, 0.3],
+        'zero': [1.0, 1.0],
+        'persistence': [0.5, 0.9],
+        'damped_persistence': [0.4, 0.6],
+        'coarse_solver': [0.05, 0.5],
+    }
+    s = summarize({'fields': {'u': m}})['u']
+    assert s['best_baseline'] == 'coarse_solver' and s['model_over_best_baseline'] == pytest.approx(0.2 / 0.275)
+    assert not s['beats_best_baseline_every_step']  # step 1: 0.1 vs the coarse solver's 0.05
+    del m['coarse_solver']
+    s = summarize({'fields': {'u': m}})['u']
+    assert s['best_baseline'] == 'damped_persistence' and s['beats_best_baseline_every_step']
+
+
+def test_a_refined_ground_truth_is_also_compared_with_the_coarse_solver(tmp_path):
+    from phiml_data import Burgers1D, DataManager
+
+    dm = DataManager(tmp_path, Burgers1D(resolution=64, steps=6, scheme='spectral', refine=2))
+    dm.generate(4, progress=False)
+    train = PhiMLDataset(dm, [0, 1], n_targets=2)
+    trainer = Trainer(train, None, ModelConfig('conv_net', filters=4, layers=1), TrainConfig(epochs=0, progress=False))
+    m = evaluate(trainer, [2, 3])['fields']['velocity']
+    assert len(m['coarse_solver']) == 6 and max(m['coarse_solver']) < 0.01 < min(m['persistence'])
+    assert summarize({'fields': {'velocity': m}})['velocity']['best_baseline'] == 'coarse_solver'
