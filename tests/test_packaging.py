@@ -31,7 +31,8 @@ import sys, tempfile
 sys.modules['torch'] = None  # any `import torch` now raises ImportError
 import phiml_data
 from phiml_data import DataManager, Burgers2D, PhiMLDataset, split_sims
-from phiml_data import scenarios, manager, dataset, augmentation, normalization, evaluation, config, plots, pipeline, legacy, cli
+from phiml_data import scenarios, keys, manifest, generation, formats, manager, importers, export, dataset, sampler, memory
+from phiml_data import augmentation, normalization, evaluation, config, plots, pipeline, legacy, cli, distributed
 dm = DataManager(tempfile.mkdtemp(), Burgers2D(resolution=8, steps=3))
 dm.generate(2, progress=False)
 b = next(PhiMLDataset(dm, n_targets=2, augment=True).iterate_batches(4))
