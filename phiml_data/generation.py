@@ -19,8 +19,8 @@ from phiml import math
 from phiml.math import Tensor
 
 from .formats import CacheError, get_format
-from .formats.base import shape_spec
-from .keys import cache_key, differences, key_payload
+from .formats.base import field_entry, shape_spec
+from .keys import differences, hash_payload, key_payload
 from .manifest import sim_file_name
 from .scenarios import Scenario, simulate
 
@@ -168,8 +168,6 @@ def _check_file(manager, i: int, entry: dict, full: bool):
 
 def _adopt_entry(manager, i: int) -> dict:
     """Manifest entry of a file that was renamed into place but never recorded, after checking all its frames."""
-    from .formats import checksum_digest
-
     path = manager.path(i)
     with manager.format.open(path, manager.allow_pickle) as reader:
         origin = reader.header['metadata'].get('origin', 'simulated')
@@ -177,10 +175,7 @@ def _adopt_entry(manager, i: int) -> dict:
             'file': path.name,
             'bytes': path.stat().st_size,
             'origin': origin,
-            'fields': {
-                k: {'shape': shape_spec(v.shape), 'dtype': v.dtype, 'digest': checksum_digest(v.checksums)}
-                for k, v in reader.fields.items()
-            },
+            'fields': {k: field_entry(v) for k, v in reader.fields.items()},
         }
     with manager.open_sim(
         i, entry
@@ -295,10 +290,11 @@ def write_sim(directory: Path, scenario: Scenario, fmt: str, sim_index: int, fie
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     storage = get_format(fmt)
+    payload = key_payload(scenario, fmt)
     metadata = {
         **scenario.metadata(sim_index),
-        'cache_key': cache_key(scenario, fmt),
-        'key_payload': key_payload(scenario, fmt),
+        'cache_key': hash_payload(payload),
+        'key_payload': payload,
         'origin': origin,
     }
     path = directory / sim_file_name(sim_index, storage.suffix)

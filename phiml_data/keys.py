@@ -49,7 +49,12 @@ def cache_key(scenario: Scenario, fmt: str = 'h5') -> str:
         >>> cache_key(Burgers2D(seed=1)) != cache_key(Burgers2D(seed=2))
         True
     """
-    return hashlib.sha256(json.dumps(key_payload(scenario, fmt), sort_keys=True).encode()).hexdigest()[:16]
+    return hash_payload(key_payload(scenario, fmt))
+
+
+def hash_payload(payload: dict) -> str:
+    """16 hex digits of the SHA-256 of a key payload (canonical JSON)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def differences(found: dict, expected: dict, prefix: str = '') -> list[str]:

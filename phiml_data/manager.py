@@ -32,7 +32,7 @@ from phiml.math import Tensor
 from . import generation
 from .formats import FORMAT_VERSION, CacheError, Reader, checksum_digest, get_format
 from .formats.base import frame_checksum, shape_spec
-from .keys import cache_key, differences, key_payload
+from .keys import differences, hash_payload, key_payload
 from .manifest import Manifest, sim_file_name
 from .scenarios import Scenario
 
@@ -73,7 +73,7 @@ class DataManager:
         self.fmt = fmt
         self.allow_pickle = allow_pickle
         self.payload = key_payload(scenario, fmt)
-        self.key = cache_key(scenario, fmt)
+        self.key = hash_payload(self.payload)
         self.directory = Path(cache_dir).absolute() / f'{scenario.name}-{self.key}'
         self.manifest_file = Manifest(self.directory, self.key, self.payload)
         self._verified = {}  # sim -> (file identity, {field: frames verified}) for files that passed the identity check

@@ -86,6 +86,11 @@ class FieldInfo:
     checksums: np.ndarray
 
 
+def field_entry(info: FieldInfo) -> dict:
+    """The manifest entry of one stored field: `{'shape': spec, 'dtype', 'digest': SHA-256 of its frame checksums}`."""
+    return {'shape': shape_spec(info.shape), 'dtype': info.dtype, 'digest': checksum_digest(info.checksums)}
+
+
 class Reader(ABC):
     """An open cache file. Use as a context manager or call `close()`.
 
@@ -156,14 +161,7 @@ class Format(ABC):
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return {
-            k: {
-                'shape': shape_spec(fields[k].shape),
-                'dtype': str(arrays[k].dtype),
-                'digest': checksum_digest(checksums[k]),
-            }
-            for k in fields
-        }
+        return {k: field_entry(FieldInfo(fields[k].shape, str(arrays[k].dtype), checksums[k])) for k in fields}
 
     @abstractmethod
     def _write(self, tmp: Path, fields: dict[str, tuple[Shape, np.ndarray, np.ndarray]], header: dict):
