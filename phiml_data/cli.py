@@ -179,18 +179,15 @@ def _inspect(args):
     """Reads only JSON (config, manifest) and, for formats that need no pickle or with --allow-pickle, one file header."""
     from .formats import get_format
     from .keys import key_payload
-    from .manifest import read_json
+    from .manifest import Manifest, read_json
 
     directory = Path(args.directory)
     if not (directory / 'config.json').exists():
         raise CacheError(f"{directory} is not a cache directory (no config.json)")
     saved = read_json(directory / 'config.json', 'the configuration of the cache')
-    manifest = (
-        read_json(directory / 'manifest.json', 'the list of cached sims')['sims']
-        if (directory / 'manifest.json').exists()
-        else {}
-    )
-    first = manifest[min(manifest, key=int)]['fields'] if manifest else {}
+    current = {k: v for k, v in saved.items() if k != 'key'}
+    manifest = Manifest(directory, saved['key'], current).read()  # the index and the entries not yet compacted
+    first = manifest[min(manifest)]['fields'] if manifest else {}
     _print_summary(
         {
             'directory': str(directory),
@@ -201,7 +198,6 @@ def _inspect(args):
             'fields': first,
         }
     )
-    current = {k: v for k, v in saved.items() if k != 'key'}
     try:
         from .config import scenario_from_params
 
@@ -213,7 +209,7 @@ def _inspect(args):
         print(f"note: scenario {saved['params'].get('scenario')!r} is not known to this installation")
     if manifest:
         fmt = get_format(saved['format'])
-        with fmt.open(directory / manifest[min(manifest, key=int)]['file'], allow_pickle=args.allow_pickle) as reader:
+        with fmt.open(directory / manifest[min(manifest)]['file'], allow_pickle=args.allow_pickle) as reader:
             meta = reader.header['metadata']
         print('metadata of the first sim:')
         for k in ('dt', 'bounds', 'resolution', 'fields'):

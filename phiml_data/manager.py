@@ -132,7 +132,7 @@ class DataManager:
         entry = generation.write_sim(
             self.directory, self.scenario, self.fmt, generation.sim_index(sim_index), field_data, origin='saved'
         )
-        self.manifest_file.update({sim_index: entry})
+        self.record({sim_index: entry})
         return entry
 
     def generate(

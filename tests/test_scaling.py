@@ -62,7 +62,7 @@ def test_manifest_entries_are_merged_with_the_index(tmp_path):
     assert dm.manifest_file.compact() and sorted(dm.manifest()) == [0, 1, 7]
 
 
-def test_a_filesystem_without_flock_is_named_and_array_mode_still_works(tmp_path, monkeypatch):
+def test_a_filesystem_without_flock_is_named_and_array_mode_still_works(tmp_path, monkeypatch, capsys):
     import fcntl
 
     def no_flock(*args):
@@ -74,3 +74,6 @@ def test_a_filesystem_without_flock_is_named_and_array_mode_still_works(tmp_path
         dm.generate(2, progress=False)
     assert dm.generate([0, 1], claims=False, progress=False) == [0, 1]
     assert dm.cached_indices() == [0, 1] and len(list((dm.directory / 'manifest.d').iterdir())) == 2  # not compacted
+    from phiml_data.cli import main
+
+    assert main(['inspect', str(dm.directory)]) == 0 and 'sims: 2,' in capsys.readouterr().out  # inspect sees them too
