@@ -34,7 +34,6 @@ from phiml.math import Tensor, batch, channel, spatial
 
 from . import augmentation, memory, normalization, sampler
 from ._windows import Layout, TrajectorySource, WindowSource, field_of
-from .formats.base import parse_shape_spec
 from .manager import DataManager
 from .manifest import write_json
 from .scenarios import to_field
@@ -188,12 +187,8 @@ class PhiMLDataset:
             raise ValueError(f"shard=({rank}, {world}): rank must be in 0..{world - 1}")
         if not 0 <= alpha < 1:
             raise ValueError(f"alpha must be in [0, 1), got {alpha}")
-        self.plan = memory.plan(config, self.data_bytes(), self.window_bytes(), self._handle_bytes())
-        self.in_memory, self.max_open_files, self.prefetch = (
-            self.plan.in_memory,
-            self.plan.max_open_files,
-            self.plan.prefetch,
-        )
+        plan = memory.plan(config, self.data_bytes(), self.window_bytes(), self._handle_bytes())
+        self.in_memory, self.max_open_files, self.prefetch = plan.in_memory, plan.max_open_files, plan.prefetch
         self.source = TrajectorySource(manager, self.sims, self.layout, config.hop, self.in_memory, self.max_open_files)
         self.generated = self._generated_source(generated)
         self.alpha = alpha if self.generated is not None else 0.0
@@ -259,26 +254,21 @@ class PhiMLDataset:
         fmt = self.manager.format
         return fmt.handle_bytes if fmt.partial_reads else max(1, self.data_bytes() // len(self.sims))
 
+    def _field_bytes(self) -> dict[str, tuple[int, bool]]:
+        """Per field read: bytes of one frame and whether it has frames. Every file is checked against
+        `scenario.field_shape` when it is opened, so the scenario gives these for all sims."""
+        scenario, item = self.manager.scenario, np.dtype(self.manager.scenario.dtype).itemsize
+        shapes = {f: scenario.field_shape(f) for f in set(self.layout.inputs) | set(self.layout.outputs)}
+        return {f: (s.without('time').volume * item, 'time' in s) for f, s in shapes.items()}
+
     def data_bytes(self) -> int:
         """Bytes of all frames of the sims and fields this dataset reads."""
-        fields = set(self.layout.inputs) | set(self.layout.outputs)
-        manifest = self.manager.manifest()
-        return sum(
-            parse_shape_spec(manifest[s]['fields'][f]['shape']).volume
-            * np.dtype(manifest[s]['fields'][f]['dtype']).itemsize
-            for s in self.sims
-            for f in fields
-        )
+        frames = self.manager.scenario.frames
+        return len(self.sims) * sum(b * (frames if dynamic else 1) for b, dynamic in self._field_bytes().values())
 
     def window_bytes(self) -> int:
-        """Bytes of one window's frames (all fields it reads), from the manifest."""
-        entry = self.manager.manifest()[self.sims[0]]['fields']
-        total = 0
-        for f in set(self.layout.inputs) | set(self.layout.outputs):
-            shape = parse_shape_spec(entry[f]['shape'])
-            frame = shape.without('time').volume * np.dtype(entry[f]['dtype']).itemsize
-            total += frame * (self.layout.window_length if 'time' in shape else 1)
-        return total
+        """Bytes of one window's frames (all fields it reads)."""
+        return sum(b * (self.layout.window_length if dynamic else 1) for b, dynamic in self._field_bytes().values())
 
     # --- windows ---
 
