@@ -56,18 +56,22 @@ def _dtype(t) -> str:
     return str(t.numpy(t.shape.names).dtype)
 
 
+def timing_problems(scenario: Scenario, frames: int | None, dt: float | None, rtol: float = 1e-9) -> list[str]:
+    """Differences in frame count (skipped if `None`) and time step (`None`: unknown) from what `scenario` caches."""
+    problems = []
+    if frames is not None and frames != scenario.frames:
+        problems.append(f"{frames} frames; scenario has steps={scenario.steps}, i.e. {scenario.frames} frames")
+    if dt is None or abs(float(dt) - scenario.dt) > rtol * max(1.0, scenario.dt):
+        problems.append(f"dt={dt}; scenario has dt={scenario.dt}")
+    return problems
+
+
 def scene_problems(scenario: Scenario, description: dict, dt: float = None) -> list[str]:
     """Every difference between a scene's description and what `scenario` caches."""
-    problems = []
-    if description['frames'] != scenario.frames:
-        problems.append(
-            f"{description['frames']} frames; scenario has steps={scenario.steps}, i.e. {scenario.frames} frames"
-        )
     scene_dt = description['dt'] if description['dt'] is not None else dt
+    problems = timing_problems(scenario, description['frames'], scene_dt)
     if scene_dt is None:
-        problems.append("the scene records no dt (Scene.put_property('dt', ...)); pass dt=... to state it")
-    elif abs(float(scene_dt) - scenario.dt) > 1e-9 * max(1.0, scenario.dt):
-        problems.append(f"dt={scene_dt}; scenario has dt={scenario.dt}")
+        problems[-1] = "the scene records no dt (Scene.put_property('dt', ...)); pass dt=... to state it"
     missing = [k for k in scenario.fields if k not in description['fields']]
     if missing:
         problems.append(f"lacks field(s) {missing}; it has {sorted(description['fields'])}")
@@ -228,13 +232,7 @@ def _default_fields(f, layout: str) -> dict:
 
 def benchmark_problems(scenario: Scenario, description: dict) -> list[str]:
     """Every difference between a benchmark file's description and what `scenario` caches."""
-    problems = []
-    if description['frames'] != scenario.frames:
-        problems.append(
-            f"{description['frames']} frames; scenario has steps={scenario.steps}, i.e. {scenario.frames} frames"
-        )
-    if description['dt'] is None or abs(description['dt'] - scenario.dt) > 1e-6 * max(1.0, scenario.dt):
-        problems.append(f"dt={description['dt']}; scenario has dt={scenario.dt}")
+    problems = timing_problems(scenario, description['frames'], description['dt'], rtol=1e-6)  # dt from float32 times
     if description['resolution'] != scenario.grid_size:
         problems.append(f"resolution {description['resolution']}; scenario has {scenario.grid_size}")
     elif not _same_bounds(description['bounds'], {k: list(v) for k, v in scenario.bounds.items()}):

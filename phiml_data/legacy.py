@@ -18,6 +18,7 @@ from phiml import math
 from phiml.math import Tensor
 
 from .generation import write_sim
+from .importers import timing_problems
 from .manager import DataManager
 
 
@@ -104,8 +105,8 @@ def _legacy_fields(data: dict, metadata: dict, scenario) -> dict[str, Tensor]:
         problems.append(
             f"no field(s) {missing} (it has {sorted(data)}); scenario '{scenario.name}' needs {sorted(scenario.fields)}"
         )
-    if 'dt' in metadata and abs(float(metadata['dt']) - scenario.dt) > 1e-9 * max(1.0, scenario.dt):
-        problems.append(f"dt={metadata['dt']}; scenario has dt={scenario.dt}")
+    if 'dt' in metadata:  # frames and resolution are checked with the array shapes when the sim is written
+        problems += timing_problems(scenario, None, metadata['dt'])
     fields = {}
     for name, spec in scenario.fields.items():
         if name in data:
