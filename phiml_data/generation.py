@@ -327,7 +327,7 @@ def validate_fields(scenario: Scenario, sim_index: int, field_data: dict) -> dic
                 f"field '{name}' has shape {shape_spec(shape)}; scenario '{scenario.name}' needs {shape_spec(want)}"
             )
             continue
-        dtype = _dtype_name(t)
+        dtype = dtype_name(t)
         array = np.ascontiguousarray(
             t.numpy(want.names)
         )  # PhiML casts to its current precision here: check the tensor's own dtype
@@ -346,7 +346,7 @@ def validate_fields(scenario: Scenario, sim_index: int, field_data: dict) -> dic
     return out
 
 
-def _dtype_name(t: Tensor) -> str:
+def dtype_name(t: Tensor) -> str:
     """NumPy-style name of a tensor's own dtype, e.g. `'float32'`."""
     kind = {float: 'float', int: 'int', complex: 'complex', bool: 'bool'}[t.dtype.kind]
     return kind if kind == 'bool' else f'{kind}{t.dtype.bits}'

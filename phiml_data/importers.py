@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from phiml import math
 
-from .generation import write_sim
+from .generation import dtype_name, write_sim
 from .scenarios import BOUNDARIES, Scenario, field_values
 
 
@@ -39,7 +39,7 @@ def scene_description(scene_path) -> dict:
             'boundary': boundary,
             'bounds': {str(d): [float(f.bounds.lower[d]), float(f.bounds.upper[d])] for d in f.resolution.names},
             'resolution': {str(d): int(n) for d, n in zip(f.resolution.names, f.resolution.sizes)},
-            'dtype': _dtype(field_values(f)),
+            'dtype': dtype_name(field_values(f)),
         }
     return {'frames': len(frames), 'dt': scene.properties.get('dt'), 'fields': fields}
 
@@ -49,11 +49,6 @@ def _same_bounds(found: dict, expected: dict) -> bool:
     return found.keys() == expected.keys() and all(
         np.allclose(found[k], expected[k], rtol=1e-6, atol=1e-6 * max(map(abs, expected[k]))) for k in expected
     )
-
-
-def _dtype(t) -> str:
-    """NumPy dtype name of a tensor's values, e.g. `'float32'`."""
-    return str(t.numpy(t.shape.names).dtype)
 
 
 def timing_problems(scenario: Scenario, frames: int | None, dt: float | None, rtol: float = 1e-9) -> list[str]:
