@@ -50,11 +50,12 @@ def rollout_dataset(train: PhiMLDataset, sims, steps: int = None) -> PhiMLDatase
     )
 
 
-BASELINES = ('zero', 'persistence', 'damped_persistence')
+BASELINES = ('zero', 'persistence', 'damped_persistence', 'coarse_solver')  # the last only where the truth is refined
 
 
-def _rollout_batch(ds: PhiMLDataset) -> tuple[Tensor, Tensor]:
-    """Truth `(batchᵇ, timeᵇ, ..., channelsᶜ)` and the last known frame `(batchᵇ, ..., channelsᶜ=targets)`, physical units."""
+def _rollout_batch(ds: PhiMLDataset) -> tuple[Tensor, Tensor, dict]:
+    """Truth `(batchᵇ, timeᵇ, ..., channelsᶜ)`, the last known frame `(batchᵇ, ..., channelsᶜ=targets)` (physical units)
+    and the batch itself."""
     b = next(ds.iterate_batches(len(ds)))
     truth = ds.denormalize(b['targets'])
     last = last_frame(ds.denormalize(b['initial_state'])).channels[ds.target_channels]
@@ -72,9 +73,9 @@ def damping(trainer, steps: int, max_sims: int = 64) -> Tensor:
     ds = rollout_dataset(trainer.train, sims[:: -(-len(sims) // max_sims)], steps)
     truth, last, _ = _rollout_batch(ds)
     dims = truth.shape.only(('batch', *ds.layout.spatial))
-    factors = {}
+    factors, frames = {}, ds.unpack(last)
     for f, t in ds.unpack(truth).items():
-        frame = ds.unpack(last)[f]
+        frame = frames[f]
         both = dims & (t.shape.only('vector') if 'vector' in t.shape else math.EMPTY_SHAPE)
         factors[f] = math.sum(frame * t, both) / math.maximum(math.sum(frame**2, both), 1e-12)
     per_channel = [factors[c.rpartition('.')[0] or c] for c in ds.target_channels]
@@ -159,7 +160,7 @@ def summarize(metrics: dict) -> dict:
     ratio to it (the headline) and to persistence, and whether the model beats the best baseline at every step."""
     out = {}
     for f, m in metrics['fields'].items():
-        baselines = [n for n in (*BASELINES, 'coarse_solver') if n in m]
+        baselines = [n for n in BASELINES if n in m]
         means = {name: sum(m[name]) / len(m[name]) for name in ('model', *baselines)}
         best = min(baselines, key=means.get)
         out[f] = {
@@ -180,7 +181,7 @@ def write_table(metrics: dict, path) -> Path:
     with open(path, 'w', newline='') as f:
         w = csv.writer(f)
         fields = metrics['fields']
-        baselines = [n for n in (*BASELINES, 'coarse_solver') if all(n in m for m in fields.values())]
+        baselines = [n for n in BASELINES if all(n in m for m in fields.values())]
         w.writerow(['step', 'field', 'model', 'model_std', *baselines])
         for field, m in fields.items():
             for k in range(len(m['model'])):

@@ -123,9 +123,10 @@ def _report(result: dict, out: Path):
         f"time: simulation {s['simulation']:.1f} s, training {s['training']:.1f} s "
         f"({result['train_steps_per_second'] or 0:.1f} steps/s), total {s['total']:.1f} s"
     )
-    names = ('zero', 'persistence', 'damped_persistence', 'coarse_solver')
+    from .evaluation import BASELINES
+
     for field, m in result['summary'].items():
-        baselines = ', '.join(f"{n.replace('_', ' ')} {m[n]:.4f}" for n in names if n in m)
+        baselines = ', '.join(f"{n.replace('_', ' ')} {m[n]:.4f}" for n in BASELINES if n in m)
         print(
             f"{field}: mean relative L2 over {result['rollout_steps']} steps on test sims {result['test_sims']}: "
             f"model {m['model']:.4f}; {baselines}; model/best baseline ({m['best_baseline']}) = "
