@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 from phiml.math import Tensor
 
-from .formats.base import parse_shape_spec
 from .manager import DataManager
 
 
@@ -83,29 +82,24 @@ class TrajectorySource:
         self.sims = list(sims)
         self._files = OrderedDict()
         self._max_open = max_open_files
-        manifest = manager.manifest()
-        self.n_frames = {
-            s: _frames(manifest[s]['fields'][layout.outputs[0]]['shape']) for s in self.sims
-        }  # outputs are dynamic
-        starts = [(s, t) for s in self.sims for t in range(0, self.n_frames[s] - layout.window_length + 1, hop)]
+        frames = manager.scenario.frames  # every file is checked against the scenario's shapes when opened
+        starts = [(s, t) for s in self.sims for t in range(0, frames - layout.window_length + 1, hop)]
         self.sim_of = np.array([s for s, _ in starts], dtype=np.int64)
         self.start_of = np.array([t for _, t in starts], dtype=np.int64)
         self.row_of = np.searchsorted(self.sims, self.sim_of)  # position of each window's sim in `self.sims` (sorted)
         self._static = {}
         if in_memory:
-            self._arrays = self._allocate(manifest)
+            self._arrays = self._allocate()
             self._loaded = np.zeros(len(self.sims), bool)
 
     def __len__(self):
         return len(self.sim_of)
 
-    def _allocate(self, manifest) -> dict[str, np.ndarray]:
+    def _allocate(self) -> dict[str, np.ndarray]:
         """Uninitialised `{field: array [S, T, ...]}` (static: `[S, ...]`) for all sims, in `self.sims` order."""
-        arrays = {}
-        for f in sorted(set(self.layout.inputs) | set(self.layout.outputs)):
-            entry = manifest[self.sims[0]]['fields'][f]
-            arrays[f] = np.empty((len(self.sims), *parse_shape_spec(entry['shape']).sizes), entry['dtype'])
-        return arrays
+        scenario = self.manager.scenario
+        fields = sorted(set(self.layout.inputs) | set(self.layout.outputs))
+        return {f: np.empty((len(self.sims), *scenario.field_shape(f).sizes), scenario.dtype) for f in fields}
 
     def _load(self, rows: np.ndarray):
         """Reads (verified) the sims at positions `rows` that are not in memory yet."""
@@ -210,8 +204,3 @@ class WindowSource:
 
     def close(self):
         pass
-
-
-def _frames(spec: str) -> int:
-    """Number of frames in a manifest shape spec such as `(time:b=41,x:s=32,...)`."""
-    return parse_shape_spec(spec).get_size('time')
