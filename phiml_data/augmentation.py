@@ -3,7 +3,9 @@
 A transform is a composition `shift ∘ flip ∘ swap`:
 - `swap` exchanges the `x` and `y` axes (and the `.x` / `.y` vector components); with flips this gives all
   eight 90-degree rotations and reflections of a square;
-- `flip` along an axis reverses it (cell centre `i -> n-1-i`) and negates that vector component;
+- `flip` along an axis reverses it (cell centre `i -> n-1-i`) and negates that vector component; a staggered
+  field's component along that axis lives on lower faces (`scenarios.staggered_faces`: face `i -> n-i`), so it is
+  reversed and rolled by one cell;
 - `shift` rolls periodic axes (only axes that every field treats as periodic).
 
 Which of these the physics allows is declared by the scenario (`Scenario.symmetries`); shifts follow from the
@@ -27,11 +29,13 @@ class Symmetries:
         flips: Spatial axes that may be reflected.
         swap: Whether `x` and `y` may be exchanged (square, isotropic domains).
         shifts: Periodic axes that may be rolled.
+        staggered: Fields stored in the staggered face layout.
     """
 
     flips: tuple = ()
     swap: bool = False
     shifts: tuple = ()
+    staggered: tuple = ()
 
     @staticmethod
     def of(scenario, names=NAMES) -> 'Symmetries':
@@ -40,7 +44,7 @@ class Symmetries:
 
         Example:
             >>> Symmetries.of(Burgers2D(), ('flip', 'shift'))
-            Symmetries(flips=('x', 'y'), swap=False, shifts=('x', 'y'))
+            Symmetries(flips=('x', 'y'), swap=False, shifts=('x', 'y'), staggered=())
         """
         unknown = [n for n in names if n not in NAMES]
         if unknown:
@@ -50,6 +54,7 @@ class Symmetries:
             flips=tuple(a for a in scenario.symmetries if a in scenario.spatial_dims) if 'flip' in names else (),
             swap='swap' in scenario.symmetries and square and 'swap' in names,
             shifts=tuple(scenario.spatial_dims) if scenario.all_periodic and 'shift' in names else (),
+            staggered=tuple(k for k, spec in scenario.fields.items() if spec.grid == 'staggered'),
         )
 
 
@@ -87,10 +92,14 @@ def channel_action(channels: list[str], swap: bool, flips: tuple) -> tuple[np.nd
     return np.array(perm), np.array(sign, dtype=np.float32)
 
 
-def apply(array: np.ndarray, channels: list[str], spatial: tuple, transforms: list[Transform]) -> np.ndarray:
+def apply(
+    array: np.ndarray, channels: list[str], spatial: tuple, transforms: list[Transform], staggered: tuple = ()
+) -> np.ndarray:
     """Applies one transform per sample to a packed array `[B, ..., *spatial, C]`.
 
-    Samples sharing the same swap / flips are transformed together; shifts are rolled per sample.
+    Samples sharing the same swap / flips are transformed together; shifts are rolled per sample. Channels of the
+    fields named in `staggered` hold face values (`field.x` on x-faces, ...), which a flip along their own axis maps
+    from face `i` to face `n - i`.
     """
     out = np.empty_like(array)
     axis = {a: array.ndim - 1 - len(spatial) + i for i, a in enumerate(spatial)}  # axes of the spatial dims
@@ -104,7 +113,12 @@ def apply(array: np.ndarray, channels: list[str], spatial: tuple, transforms: li
         if flips:
             part = np.flip(part, axis=[axis[a] for a in flips])
         perm, sign = channel_action(channels, swap, flips)
-        out[rows] = part[..., perm] * sign
+        part = part[..., perm] * sign
+        for c, name in enumerate(channels):
+            field, _, comp = name.rpartition('.')
+            if field in staggered and comp in flips:
+                part[..., c] = np.roll(part[..., c], 1, axis=axis[comp])
+        out[rows] = part
     for i, t in enumerate(transforms):
         if t.shifts:
             out[i] = np.roll(out[i], [s for _, s in t.shifts], axis=[axis[a] - 1 for a, _ in t.shifts])

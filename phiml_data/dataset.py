@@ -15,6 +15,9 @@ merges batch dims into N and channel dims into C):
 | `epoch`, `position` | ints: pass them back as `iterate_batches(..., epoch=, start=)` to resume    |
 
 `initial_state` holds the input fields (dynamic and static, e.g. an inflow mask); `targets` only the dynamic fields.
+Values are served as cached: centred fields at cell centres, staggered fields (smoke's velocity) in their exact face
+layout (`scenarios.staggered_faces`: channel `velocity.x` holds the lower x-faces), so `to_fields` gives the solver's
+own `StaggeredGrid` back.
 """
 
 from __future__ import annotations
@@ -361,8 +364,9 @@ class PhiMLDataset:
                 )
                 for i in ids
             ]
-            initial = augmentation.apply(initial, self.input_channels, self.layout.spatial, transforms)
-            targets = augmentation.apply(targets, self.target_channels, self.layout.spatial, transforms)
+            staggered = self.symmetries.staggered
+            initial = augmentation.apply(initial, self.input_channels, self.layout.spatial, transforms, staggered)
+            targets = augmentation.apply(targets, self.target_channels, self.layout.spatial, transforms, staggered)
         b, initial_shape, target_shape = self._shapes(len(ids))
         result = {
             'initial_state': math.tensor(initial, initial_shape),

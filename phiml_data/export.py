@@ -7,7 +7,7 @@ also the `zarr` extra.
 The dataset has one variable per field with dims `(sim, time, x, [y], [vector])` (static fields without `time`),
 coordinates `sim` (indices), `time` (`frame * dt`), `x` / `y` (cell centres from the bounds), `vector` (component
 names), and attributes: the scenario's parameters and identity, the cache key, and per variable its grid type,
-boundary and whether it is static. Staggered fields are exported as stored: sampled at cell centres.
+boundary and whether it is static. Staggered fields are exported as stored: on the lower faces of the cells.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ def to_xarray(manager, sims=None):
         values = np.stack([sim[name].numpy(shape.names) for sim in data])
         attrs = {'grid': spec.grid, 'boundary': spec.boundary, 'static': int(spec.static)}
         if spec.grid == 'staggered':
-            attrs['note'] = 'staggered field sampled at cell centres'
+            attrs['note'] = (
+                'staggered: component d holds the values on the lower d-faces of the cells (x = i dx along d)'
+            )
         variables[name] = (('sim', *shape.names), values, attrs)
     coords = {
         'sim': sims,

@@ -58,6 +58,8 @@ def migrate_legacy(files, manager: DataManager, progress: bool = True) -> list[i
     The sim index comes from `metadata['sim_index']` if present, else from the file name (`sim_000003.pt` -> 3).
     Each file must match the scenario: fields, frames (`steps + 1`), resolution, dtype and, where its metadata
     records one, dt. A mismatch is refused with every difference and the file's name; nothing is written for it.
+    Scenarios with staggered fields are refused: legacy files hold those sampled at cell centres, which cannot give
+    back the exact face values the cache stores.
 
     Args:
         files: A folder (all `*.pt` / `*.pth` in it) or a list of files.
@@ -114,6 +116,12 @@ def _legacy_fields(data: dict, metadata: dict, scenario) -> dict[str, Tensor]:
                 fields[name] = legacy_to_phiml(data[name].numpy(), scenario.spatial_dims, spec.vector, spec.static)
             except ValueError as err:
                 problems.append(f"field '{name}': {err}")
+            if spec.grid == 'staggered':
+                problems.append(
+                    f"field '{name}' is staggered: a legacy [C, T, H, W] file holds it sampled at cell centres, from "
+                    f"which the face values this cache stores cannot be restored exactly; regenerate these sims "
+                    f"(`python -m phiml_data generate`) instead"
+                )
     if problems:
         raise ValueError('\n  ' + '\n  '.join(problems))
     return fields

@@ -12,7 +12,9 @@ class name, its field specs, a `version` the author bumps when the physics chang
 source code (see `source_digest`).
 
 Cached tensors use one canonical layout: `(timeᵇ, xˢ[, yˢ][, vectorᶜ=x[,y]])`. Static fields (e.g. the smoke
-inflow) carry no `time` dim. Staggered grids are stored sampled at cell centres; `to_field` resamples them back.
+inflow) carry no `time` dim. Staggered grids are stored exactly, in their face layout (`staggered_faces`): the same
+shape as a centred field, component `d` holding the value on the lower `d`-face of each cell; `to_field` rebuilds the
+solver's own `StaggeredGrid` from it, bit for bit.
 """
 
 from __future__ import annotations
@@ -35,13 +37,14 @@ from phi.geom import Box, Sphere
 from phi.physics import advect, diffuse, fluid
 from phiml import math
 from phiml.backend import NUMPY
-from phiml.math import Shape, Solve, Tensor, batch, channel, extrapolation, spatial
+from phiml.math import Shape, Solve, Tensor, batch, channel, dual, extrapolation, spatial
 
 BOUNDARIES = {
     'periodic': extrapolation.PERIODIC,
     'zero': extrapolation.ZERO,
     'zero-gradient': extrapolation.ZERO_GRADIENT,
 }
+STAGGERED_BOUNDARIES = ('periodic', 'zero')  # staggered boundaries whose faces fit the cell grid (`staggered_faces`)
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,9 @@ class FieldSpec:
     """How one cached field was simulated: enough to rebuild a PhiFlow `Field` from its values.
 
     Attributes:
-        grid: `'centered'` or `'staggered'` (staggered fields are stored sampled at cell centres).
-        boundary: A key of `BOUNDARIES`: `'periodic'`, `'zero'` or `'zero-gradient'`.
+        grid: `'centered'` or `'staggered'` (staggered fields are stored on their faces, see `staggered_faces`).
+        boundary: A key of `BOUNDARIES`: `'periodic'`, `'zero'` or `'zero-gradient'`; staggered fields need
+            `'periodic'` or `'zero'`, whose faces fit the cell grid.
         vector: Whether the field has a `vector` channel dim.
         static: Static fields (masks, inflows) have no `time` dim and are inputs only.
     """
@@ -59,6 +63,18 @@ class FieldSpec:
     boundary: str = 'periodic'
     vector: bool = False
     static: bool = False
+
+    def __post_init__(self):
+        if self.grid not in ('centered', 'staggered') or self.boundary not in BOUNDARIES:
+            raise ValueError(
+                f"FieldSpec: grid must be 'centered' or 'staggered' and boundary one of {sorted(BOUNDARIES)}, "
+                f"got grid={self.grid!r}, boundary={self.boundary!r}"
+            )
+        if self.grid == 'staggered' and (self.boundary not in STAGGERED_BOUNDARIES or not self.vector):
+            raise ValueError(
+                f"FieldSpec: a staggered field must be a vector field with boundary {STAGGERED_BOUNDARIES} (their "
+                f"faces fit the cell grid), got boundary={self.boundary!r}, vector={self.vector!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -456,7 +472,7 @@ class Burgers2D(Burgers):
 class SmokePlume(Scenario):
     """Buoyant smoke in a closed box, incompressible. Inflow position and rate vary per simulation.
 
-    Fields: `velocity (timeᵇ, xˢ, yˢ, vectorᶜ=x,y)` (staggered, stored at centres), `density (timeᵇ, xˢ, yˢ)`,
+    Fields: `velocity (timeᵇ, xˢ, yˢ, vectorᶜ=x,y)` (staggered, stored exactly on the faces: `staggered_faces`), `density (timeᵇ, xˢ, yˢ)`,
     static `inflow (xˢ, yˢ)`.
     """
 
@@ -497,9 +513,38 @@ SCENARIOS: dict[str, type[Scenario]] = {cls.name: cls for cls in (Burgers1D, Bur
 
 
 def field_values(f: Field) -> Tensor:
-    """Uniform values of a field at cell centres, in canonical dim order `(batch..., spatial..., channel...)`."""
-    values = f.at_centers().values if isinstance(f, Field) and f.is_staggered else f.values
-    return canonical(values)
+    """The stored values of a field in canonical dim order `(batch..., spatial..., channel...)`: a centred grid's
+    values, a staggered grid's face layout (`staggered_faces`)."""
+    return canonical(staggered_faces(f) if f.is_staggered else f.values)
+
+
+def staggered_faces(f: Field) -> Tensor:
+    """The face values of a staggered grid on the cell grid, exactly: `Tensor (..., xˢ, [yˢ], vectorᶜ=x[,y])`.
+
+    Component `d` at cell index `i` along `d` holds the value on the lower `d`-face of cell `i` (at `i·dx` along `d`;
+    at the cell centre along the other axes). Periodic grids store exactly these faces; with `zero` boundaries index
+    0 along `d` holds the wall face, which the boundary condition keeps at 0, and the upper wall face is left out
+    (also 0). `to_field` inverts this bit for bit. Networks see these face values as they are.
+
+    Example:
+        >>> from phi.field import StaggeredGrid
+        >>> v = StaggeredGrid((1, 2), extrapolation.ZERO, x=4, y=3)
+        >>> faces = staggered_faces(v)
+        >>> faces.vector['x'].numpy('x,y')[:, 0].tolist(), faces.vector['y'].numpy('x,y')[0].tolist()
+        ([0.0, 1.0, 1.0, 1.0], [0.0, 2.0, 2.0])
+    """
+    components = f.values.shape.dual.item_names[0]
+    faces = []
+    for d in components:
+        values = f.values[{'~vector': d}]
+        missing = f.resolution.get_size(d) - values.shape.get_size(d)
+        if missing not in (0, 1):
+            raise ValueError(
+                f"Staggered grid with boundary {f.boundary} has {values.shape.get_size(d)} {d}-faces per row for "
+                f"{f.resolution.get_size(d)} cells; only boundaries {STAGGERED_BOUNDARIES} can be stored"
+            )
+        faces.append(math.pad(values, {d: (missing, 0)}, 0))  # the lower wall face, 0 by the boundary condition
+    return math.stack(faces, channel(vector=','.join(components)))
 
 
 def canonical(t: Tensor) -> Tensor:
@@ -562,14 +607,18 @@ def to_field(values: Tensor, metadata: dict, name: str) -> Field:
         name: The field name, a key of `metadata['fields']`.
 
     Returns:
-        `CenteredGrid`, or `StaggeredGrid` for fields simulated on a staggered grid.
+        `CenteredGrid`, or for staggered fields the `StaggeredGrid` whose faces `values` holds (`staggered_faces`);
+        the wall slots of `zero` boundaries are not read, since the boundary condition fixes those faces at 0.
     """
     if name not in metadata['fields']:
         raise KeyError(f"No field '{name}' in metadata; available: {sorted(metadata['fields'])}")
     spec = FieldSpec(**metadata['fields'][name])
     boundary = BOUNDARIES[spec.boundary]
     bounds = Box(**{k: tuple(v) for k, v in metadata['bounds'].items()})
-    grid = CenteredGrid(values, boundary, bounds=bounds)
-    if spec.grid == 'staggered':
-        return StaggeredGrid(grid, boundary, bounds=bounds, **metadata['resolution'])
-    return grid
+    if spec.grid != 'staggered':
+        return CenteredGrid(values, boundary, bounds=bounds)
+    components = values.shape.get_item_names('vector')
+    wall = spec.boundary == 'zero'  # index 0 along each component's own axis is the wall face
+    faces = [values.vector[d][{d: slice(1, None)}] if wall else values.vector[d] for d in components]
+    faces = math.stack(faces, dual(vector=','.join(components)))
+    return StaggeredGrid(faces, boundary, bounds=bounds, **metadata['resolution'])

@@ -217,9 +217,27 @@ def test_augmented_initial_state_stepped_by_the_pde_equals_augmented_target(burg
     assert not np.allclose(init, arrays(b['initial_state']))  # the transform did something
 
 
+def test_flipped_smoke_state_stepped_by_the_solver_equals_flipped_target(tmp_path):
+    from phiml_data.scenarios import field_values
+
+    dm = DataManager(tmp_path, SmokePlume(resolution=16, steps=6))
+    dm.generate(2, progress=False)
+    ds = PhiMLDataset(dm, n_targets=1, normalize=False, augment=False)
+    b = next(ds.iterate_batches(len(ds)))
+    flip = [augmentation.Transform(False, ('x',), ())] * len(ds)
+    init = augmentation.apply(arrays(b['initial_state']), ds.input_channels, ('x', 'y'), flip, ('velocity',))
+    target = augmentation.apply(arrays(b['targets']), ds.target_channels, ('x', 'y'), flip, ('velocity',))
+    stepped = dm.scenario.step(ds.to_fields(math.tensor(init, b['initial_state'].shape)))
+    velocity = field_values(stepped['velocity']).numpy('batch,x,y,vector')  # x-faces: i -> n - i, not n - 1 - i
+    np.testing.assert_allclose(velocity, target[:, 0, ..., :2], atol=1e-5)
+    np.testing.assert_allclose(field_values(stepped['density']).numpy('batch,x,y'), target[:, 0, ..., 2], atol=1e-5)
+    assert np.abs(target[:, 0, ..., :2]).max() > 0.1
+
+
 def test_symmetries_follow_scenario_and_boundaries(burgers_dm):
     assert augmentation.Symmetries.of(burgers_dm.scenario) == augmentation.Symmetries(('x', 'y'), True, ('x', 'y'))
-    assert augmentation.Symmetries.of(SmokePlume(resolution=16)) == augmentation.Symmetries(('x',), False, ())
+    smoke = augmentation.Symmetries(('x',), False, (), staggered=('velocity',))
+    assert augmentation.Symmetries.of(SmokePlume(resolution=16)) == smoke
     assert augmentation.Symmetries.of(Burgers2D(resolution=(16, 32))).swap is False
 
 

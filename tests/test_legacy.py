@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import arrays
-from phiml_data import Burgers1D, DataManager, SmokePlume, simulate
+from phiml_data import Burgers1D, Burgers2D, DataManager, SmokePlume, simulate
 from phiml_data.legacy import migrate_legacy, phiml_to_legacy
 
 
@@ -18,7 +18,7 @@ def write_legacy(path, scenario, index):
 
 
 @pytest.mark.parametrize(
-    'scenario', [SmokePlume(resolution=16, steps=2), Burgers1D(resolution=32, steps=3)], ids=lambda s: s.name
+    'scenario', [Burgers2D(resolution=16, steps=2), Burgers1D(resolution=32, steps=3)], ids=lambda s: s.name
 )
 def test_migration_restores_named_dims_exactly(tmp_path, scenario):
     legacy = tmp_path / 'legacy'
@@ -31,6 +31,15 @@ def test_migration_restores_named_dims_exactly(tmp_path, scenario):
         for k in original:
             assert loaded[k].shape == original[k].shape
             np.testing.assert_array_equal(arrays(loaded[k]), arrays(original[k]))
+
+
+def test_staggered_fields_are_refused_since_centred_samples_lose_the_faces(tmp_path):
+    scenario = SmokePlume(resolution=16, steps=2)
+    write_legacy(tmp_path / 'sim_000000.pt', scenario, 0)
+    dm = DataManager(tmp_path / 'cache', scenario)
+    with pytest.raises(ValueError, match=r"(?s)sim_000000.pt refused: .*field 'velocity' is staggered: .* regenerate"):
+        migrate_legacy(tmp_path, dm, progress=False)
+    assert dm.cached_indices() == []
 
 
 def test_legacy_errors_name_file_and_field(tmp_path):

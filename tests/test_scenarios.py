@@ -7,7 +7,7 @@ import pytest
 
 from conftest import arrays, run_python
 from phiml_data import Burgers1D, Burgers2D, SmokePlume, simulate, to_field
-from phiml_data.scenarios import sim_seed
+from phiml_data.scenarios import FieldSpec, sim_seed, staggered_faces
 
 
 def _sim_in_child(args):
@@ -55,6 +55,74 @@ def test_smoke_fields_metadata_and_field_rebuild():
     assert density.is_centered and density.resolution.sizes == (16, 16)
     with pytest.raises(KeyError, match="No field 'pressure'"):
         to_field(sim['density'], meta, 'pressure')
+
+
+def _faces(grid):
+    return {d: grid.values[{'~vector': d}].numpy(('x', 'y')) for d in 'xy'}
+
+
+def test_staggered_velocity_is_cached_exactly_and_restarts_the_solver(tmp_path):
+    from phiml.backend import NUMPY
+
+    from phiml_data import DataManager
+
+    scenario = SmokePlume(resolution=16, steps=4)
+    dm = DataManager(tmp_path, scenario)
+    dm.generate(1, progress=False)
+    cached = dm.load_phiml_cache(0)
+    with NUMPY:
+        state, solver = scenario.initial_state(0), []
+        for _ in range(scenario.steps):
+            state = scenario.step(state)
+            solver.append(state['velocity'])
+        for t, grid in enumerate(solver, 1):  # the cache holds the solver's own faces, bit for bit
+            rebuilt = to_field(cached['velocity'].time[t], cached.metadata, 'velocity')
+            assert rebuilt.is_staggered and rebuilt.values.shape == grid.values.shape
+            for d, faces in _faces(grid).items():
+                np.testing.assert_array_equal(_faces(rebuilt)[d], faces)
+        frame = {k: to_field(v.time[2] if 'time' in v.shape else v, cached.metadata, k) for k, v in cached.items()}
+        restarted = scenario.step(frame)  # restarting the solver from a cached frame gives the next one exactly
+    np.testing.assert_array_equal(arrays(staggered_faces(restarted['velocity'])), arrays(cached['velocity'].time[3]))
+    np.testing.assert_array_equal(arrays(restarted['density'].values), arrays(cached['density'].time[3]))
+
+
+@pytest.mark.parametrize('boundary', ['zero', 'periodic'])
+def test_staggered_face_layout_round_trips_and_places_the_faces(boundary):
+    from phi.field import StaggeredGrid
+    from phi.geom import Box
+    from phiml import math
+
+    from phiml_data.scenarios import BOUNDARIES
+
+    x = lambda p: math.cos(p.vector['x']) * math.sin(2 * p.vector['y']) + p.vector['y'] * 0.1
+    grid = StaggeredGrid(x, BOUNDARIES[boundary], x=8, y=4, bounds=Box(x=8, y=4))
+    faces = staggered_faces(grid)
+    assert faces.shape.names == ('x', 'y', 'vector') and faces.shape.sizes == (8, 4, 2)
+    meta = {
+        'fields': {'v': {'grid': 'staggered', 'boundary': boundary, 'vector': True, 'static': False}},
+        'bounds': {'x': [0, 8], 'y': [0, 4]},
+        'resolution': {'x': 8, 'y': 4},
+    }
+    rebuilt = to_field(faces, meta, 'v')
+    for d in 'xy':
+        np.testing.assert_array_equal(
+            rebuilt.values[{'~vector': d}].numpy('x,y'), grid.values[{'~vector': d}].numpy('x,y')
+        )
+    # component x at cell (i, j) is the x-face at (i, j + 1/2); the zero wall face i = 0 is 0
+    i, j = np.meshgrid(np.arange(8.0), np.arange(4.0) + 0.5, indexing='ij')
+    expected = np.cos(i) * np.sin(2 * j) + 0.1 * j
+    if boundary == 'zero':
+        expected[0] = 0
+    np.testing.assert_allclose(faces.vector['x'].numpy('x,y'), expected, atol=1e-6)
+
+
+def test_staggered_fields_need_boundaries_whose_faces_fit_the_grid():
+    with pytest.raises(
+        ValueError, match=r"staggered field must be a vector field with boundary \('periodic', 'zero'\)"
+    ):
+        FieldSpec('staggered', 'zero-gradient', vector=True)
+    with pytest.raises(ValueError, match="grid must be 'centered' or 'staggered'"):
+        FieldSpec('face')
 
 
 def test_invalid_resolution_is_rejected():
