@@ -44,6 +44,7 @@ BOUNDARIES = {
     'zero': extrapolation.ZERO,
     'zero-gradient': extrapolation.ZERO_GRADIENT,
 }
+STAGGERED_LAYOUT = 'lower-faces'  # how staggered fields are cached (`staggered_faces`); part of the cache key
 STAGGERED_BOUNDARIES = ('periodic', 'zero')  # staggered boundaries whose faces fit the cell grid (`staggered_faces`)
 
 
@@ -148,14 +149,18 @@ class Scenario:
         return shape & channel(vector=','.join(self.spatial_dims)) if spec.vector else shape
 
     def identity(self) -> dict:
-        """What determines this scenario's data besides its parameters: class, version, field specs, source digest."""
+        """What determines this scenario's data besides its parameters: class, version, field specs, source digest
+        and, with staggered fields, their storage layout."""
         cls = type(self)
-        return {
+        identity = {
             'class': f'{cls.__module__}.{cls.__qualname__}',
             'version': self.version,
             'fields': {k: dataclasses.asdict(v) for k, v in self.fields.items()},
             'source': source_digest(cls) if self.key_source else None,
         }
+        if any(spec.grid == 'staggered' for spec in self.fields.values()):
+            identity['staggered_layout'] = STAGGERED_LAYOUT  # caches from before it held cell-centre samples
+        return identity
 
     def stored(self, values: Tensor) -> Tensor:
         """The cached values of one simulated frame `Tensor (simᵇ, xˢ, [yˢ], [vectorᶜ])`: the values themselves, or
