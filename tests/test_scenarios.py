@@ -57,6 +57,15 @@ def test_smoke_fields_metadata_and_field_rebuild():
         to_field(sim['density'], meta, 'pressure')
 
 
+def test_smoke_conserves_the_inflowing_mass_and_stays_non_negative():
+    scenario = SmokePlume(resolution=16, steps=8, buoyancy=1.0)
+    sim = simulate(scenario, [0])[0]
+    density, inflow = arrays(sim['density']).astype(np.float64), arrays(sim['inflow']).astype(np.float64)
+    frames = np.arange(scenario.frames)
+    np.testing.assert_allclose(density.sum((1, 2)), frames * scenario.dt * inflow.sum(), rtol=1e-5)
+    assert density.min() >= 0 and np.abs(arrays(sim['velocity'])).max() > 0.5  # the plume moved, mass still exact
+
+
 def _faces(grid):
     return {d: grid.values[{'~vector': d}].numpy(('x', 'y')) for d in 'xy'}
 
