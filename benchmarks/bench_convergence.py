@@ -1,13 +1,17 @@
 """Convergence study: how far the cached trajectories are from the same data simulated on a 2x finer grid.
 
 Usage:
-    python benchmarks/bench_convergence.py [--sims 3] [--full]
+    python benchmarks/bench_convergence.py [--sims 3] [--full] [--smoke]
 
 For 1D Burgers (as `configs/burgers1d.yaml`: 128 cells, 60 steps of 0.05, nu = 0.01) and 2D Burgers (as
 `configs/default.yaml`: 32x32, 40 steps of 0.05), prints the relative L2 difference between the stored trajectories at
 successive refinements of the spectral scheme (`scheme='spectral'`, `refine` r vs 2r; maximum over frames, mean and
 maximum over sims). PhiFlow's scheme starts from another initial draw, so it is not compared here (issue #12's audit
 measured it against its own converged reference). `--full` adds 2D refine 8 (about a minute per sim on 2 cores).
+
+`--smoke`: the smoke plume as `configs/smoke.yaml` (32x32, 30 steps of 1.0) against the same plume (same inflow disc,
+position and rate) at 64x64 with steps of 0.5 (and 128x128, steps of 0.25, with `--full`), the finer frames at the
+same times averaged over 2x2 cells: relative L2 of density and of the cell-centred velocity, maximum over frames.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import time
 
 import numpy as np
 
-from phiml_data import Burgers1D, Burgers2D, simulate
+from phiml_data import Burgers1D, Burgers2D, SmokePlume, simulate
 
 
 def trajectories(scenario, sims) -> np.ndarray:
@@ -28,20 +32,68 @@ def trajectories(scenario, sims) -> np.ndarray:
 
 
 def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per sim, the maximum over frames of `||a - b|| / ||b||`."""
+    """Per sim, the maximum over frames of `||a - b|| / ||b||` (frames where `b` is 0, e.g. smoke at rest, left out)."""
     axes = tuple(range(2, a.ndim))
-    return (np.sqrt(((a - b) ** 2).sum(axes)) / np.sqrt((b**2).sum(axes))).max(1)
+    norm = np.sqrt((b**2).sum(axes))
+    return np.where(norm > 0, np.sqrt(((a - b) ** 2).sum(axes)) / np.where(norm > 0, norm, 1), 0).max(1)
+
+
+def coarsen(a: np.ndarray, factor: int, spatial_axes: int) -> np.ndarray:
+    """Averages blocks of `factor` cells along the last `spatial_axes` axes of `a [..., *space]`."""
+    lead = a.shape[: a.ndim - spatial_axes]
+    blocks = [x for n in a.shape[len(lead) :] for x in (n // factor, factor)]
+    return a.reshape(*lead, *blocks).mean(axis=tuple(len(lead) + 1 + 2 * i for i in range(spatial_axes)))
+
+
+def smoke_frames(scenario, sims, every: int) -> dict[str, np.ndarray]:
+    """Density `[sims, time, x, y]` and cell-centred velocity `[sims, time, x, y, 2]` (from the stored faces; the upper
+    wall faces are 0), every `every`-th frame."""
+    out = {'density': [], 'velocity': []}
+    for sim in simulate(scenario, sims):
+        out['density'].append(sim['density'].numpy('time,x,y')[::every].astype(np.float64))
+        faces = sim['velocity'].numpy('time,x,y,vector')[::every].astype(np.float64)
+        upper_x = np.concatenate([faces[:, 1:, :, 0], np.zeros_like(faces[:, :1, :, 0])], 1)
+        upper_y = np.concatenate([faces[:, :, 1:, 1], np.zeros_like(faces[:, :, :1, 1])], 2)
+        out['velocity'].append(np.stack([faces[..., 0] + upper_x, faces[..., 1] + upper_y], -1) / 2)
+    return {k: np.stack(v) for k, v in out.items()}
+
+
+def smoke_study(sims, full: bool):
+    base = dict(resolution=32, steps=30, dt=1.0, buoyancy=0.5)
+    runs = {}
+    for factor in (1, 2, 4) if full else (1, 2):
+        t = time.perf_counter()
+        scenario = SmokePlume(**{**base, 'resolution': 32 * factor, 'steps': 30 * factor, 'dt': 1.0 / factor})
+        runs[factor] = smoke_frames(scenario, sims, factor)
+        seconds = time.perf_counter() - t
+        if factor == 1:
+            continue
+        for name, fine in runs[factor].items():
+            spatial_axes = 2
+            coarse = runs[factor // 2][name]
+            if name == 'velocity':
+                fine, coarse = np.moveaxis(fine, -1, 2), np.moveaxis(coarse, -1, 2)
+            d = difference(coarse_grid(coarse, factor // 2, spatial_axes), coarsen(fine, factor, spatial_axes))
+            label = f"{32 * factor // 2}² dt {2.0 / factor:g} vs {32 * factor}² dt {1.0 / factor:g}"
+            print(f"| smoke {name} | {label} | {d.mean():.4f} / {d.max():.4f} | {seconds:.1f} |")
+
+
+def coarse_grid(a: np.ndarray, factor: int, spatial_axes: int) -> np.ndarray:
+    return a if factor == 1 else coarsen(a, factor, spatial_axes)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--sims', type=int, default=3)
     p.add_argument('--full', action='store_true')
+    p.add_argument('--smoke', action='store_true', help='the smoke plume instead of Burgers')
     args = p.parse_args()
     sims = list(range(args.sims))
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; {time.strftime('%Y-%m-%d %H:%M')}")
     print('\n| scenario | compared | max over frames of relative L2 (mean / max over sims) | seconds for the finer |')
     print('|---|---|---:|---:|')
+    if args.smoke:
+        return smoke_study(sims, args.full)
     cases = [
         (Burgers1D, dict(resolution=128, steps=60, dt=0.05, viscosity=0.01), (1, 2, 4, 8)),
         (Burgers2D, dict(resolution=32, steps=40, dt=0.05, viscosity=0.01), (1, 2, 4, 8) if args.full else (1, 2, 4)),
