@@ -85,6 +85,9 @@ class ModelConfig:
         return build(in_channels, out_channels, layers=[self.filters] * self.layers, **common)
 
 
+LOSSES = ('mse', 'relative')
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings (the `training:` section of a run config).
@@ -99,6 +102,10 @@ class TrainConfig:
             machines; an oversubscribed torch ran 10x slower). `0` leaves torch's own setting.
         reattach_static: Re-attach the static input channels at every rollout step (else they are zeroed after
             the first step).
+        loss: `'mse'`: the mean squared error over steps, cells and channels (normalised units). `'relative'`: per
+            window, step and channel, the mean squared error divided by the target's mean square (plus 1e-6), then
+            averaged: every window weighs the same, so states of small magnitude (a plume starting from rest) are
+            learned as well as large ones.
         progress: Show progress bars.
     """
 
@@ -109,11 +116,14 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1
     reattach_static: bool = True
+    loss: str = 'mse'
     progress: bool = True
 
     def __post_init__(self):
         if self.backend not in ('torch', 'jax'):
             raise ValueError(f"backend must be 'torch' or 'jax', got '{self.backend}'")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got '{self.loss}'")
         if self.epochs < 0 or self.learning_rate <= 0 or not 0 < self.lr_decay <= 1 or self.threads < 0:
             raise ValueError(
                 f"need epochs >= 0, learning_rate > 0, 0 < lr_decay <= 1, threads >= 0; "
@@ -224,13 +234,18 @@ class Trainer:
         return self.surrogate.rollout(initial_state, steps)
 
     def loss(self, initial_state: Tensor, targets: Tensor) -> Tensor:
-        """Mean squared error of the rollout over all steps, cells and channels; a scalar `Tensor`.
+        """The rollout's error against `targets (batchᵇ, timeᵇ, xˢ, [yˢ], channelsᶜ)` as `config.loss` defines it;
+        a scalar `Tensor`.
 
         Runs inside `fit` / `validate` (their backend context); it is not wrapped itself because `nn.update_weights`
         differentiates it by its signature.
         """
         pred = self.rollout(initial_state, targets.shape.get_size('time'))
-        return math.mean((pred - targets) ** 2, math.shape(targets))
+        if self.config.loss == 'mse':
+            return math.mean((pred - targets) ** 2, math.shape(targets))
+        cells = targets.shape.spatial
+        relative = math.mean((pred - targets) ** 2, cells) / (math.mean(targets**2, cells) + 1e-6)
+        return math.mean(relative, relative.shape)
 
     # --- training ---
 

@@ -88,6 +88,22 @@ def test_same_seed_same_losses(datasets):
     assert run() == run()
 
 
+def test_relative_loss_weighs_every_window_and_channel_equally(datasets):
+    train, _ = datasets
+    trainer = Trainer(train, None, SMALL, TrainConfig(epochs=2, loss='relative', progress=False))
+    b = next(train.iterate_batches(4))
+    with trainer.backend:
+        loss = float(math.stop_gradient(trainer.loss(b['initial_state'], b['targets'])))
+        pred = math.stop_gradient(trainer.rollout(b['initial_state'], 2)).numpy('batch,time,x,y,channels')
+    truth = b['targets'].numpy('batch,time,x,y,channels').astype(np.float64)
+    by_hand = (((pred - truth) ** 2).mean((2, 3)) / ((truth**2).mean((2, 3)) + 1e-6)).mean()
+    assert loss == pytest.approx(by_hand, rel=1e-4)
+    history = trainer.fit()
+    assert history[-1]['train_loss'] < history[0]['train_loss']
+    with pytest.raises(ValueError, match="loss must be one of \\('mse', 'relative'\\), got 'l1'"):
+        TrainConfig(loss='l1')
+
+
 def test_relative_l2_by_hand():
     truth = math.tensor([[3.0, 4.0], [1.0, 0.0]], math.batch('b'), math.spatial('x'))
     pred = math.tensor([[3.0, 0.0], [0.0, 0.0]], math.batch('b'), math.spatial('x'))
