@@ -313,15 +313,16 @@ class Burgers(Scenario):
     - `scheme='phiflow'` (default): PhiFlow's explicit diffusion and semi-Lagrangian advection on the cache's grid. Cheap,
       but not a converged solution of the PDE at the shipped sizes (issue #12 measured 0.3–1.0 relative L2 against a
       converged reference, and the periodic mean drifts).
-    - `scheme='spectral'`: pseudo-spectral with the 2/3 dealiasing rule and integrating-factor RK4 (viscosity exact),
-      substeps keeping the advective CFL number <= 0.4 for |u| <= 5 amplitude, on a grid `refine` times finer than the
-      cache's; frames are stored as cell averages. The initial condition is a band-limited field (Fourier modes
-      |n| <= 15 per axis) evaluated on that grid, so every `refine` starts from the same continuous field. Measured
-      convergence (`python benchmarks/bench_convergence.py [--full]`, nu = 0.01, amplitude 1, noise scale 1, length
-      2 pi; maximum over frames of the relative L2 difference to the same data simulated at 2x `refine`): 1D at 128 cells,
-      60 steps of 0.05: refine 4 vs 8 1.7-1.9 % (refine 2 vs 4: 3.7 %); 2D at 32x32, 40 steps of 0.05: refine 4 vs 8
-      3.5 % (refine 2 vs 4: 15-18 %, so use refine 4, about 9 s per sim). The 1D mean of u is conserved to round-off;
-      in 2D the advective form does not conserve it (its integral is -∫ u ∇·u).
+    - `scheme='spectral'`: pseudo-spectral (real FFTs) with the 2/3 dealiasing rule and integrating-factor RK4
+      (viscosity exact), substeps keeping the advective CFL number <= 0.8 for |u| <= 5 amplitude (time error about
+      2e-5 of the state), on a grid `refine` times finer than the cache's; frames are stored as cell averages. The
+      initial condition is a band-limited field (Fourier modes |n| <= 15 per axis) evaluated on that grid, so every
+      `refine` starts from the same continuous field. Measured convergence (`python benchmarks/bench_convergence.py
+      --full`, nu = 0.01, amplitude 1, noise scale 1, length 2 pi; maximum over frames of the relative L2 difference
+      to the same data simulated at 2x `refine`, mean / max over 3 sims): 1D at 128 cells, 60 steps of 0.05: refine 4
+      vs 8 1.7 / 1.9 % (refine 2 vs 4: 3.7 / 4.4 %); 2D at 32x32, 40 steps of 0.05: refine 4 vs 8 3.4 / 4.1 % (refine
+      2 vs 4: 15 / 18 %, refine 1 vs 2: 87 / 111 %; so use refine 4, about 2.5 s per sim on 2 cores). The 1D mean of
+      u is conserved to round-off; in 2D the advective form does not conserve it (its integral is -∫ u ∇·u).
 
     Attributes:
         viscosity: Kinematic viscosity nu.
@@ -492,8 +493,14 @@ class SmokePlume(Scenario):
     non-negative; then the inflow is added, the velocity is advected semi-Lagrangian with PhiFlow (unconditionally
     stable; at the shipped sizes its CFL number `max|u| dt / dx` reaches about 4, and its time error is part of the
     convergence below), buoyancy is added on the faces and PhiFlow's pressure projection (CG, tolerance 1e-5) makes
-    it divergence-free. Measured (`python benchmarks/bench_convergence.py --smoke`): see the README; this solver is
-    not converged at 32x32, unlike `Burgers(scheme='spectral')`.
+    it divergence-free.
+
+    Not a converged solution of the PDE. `python benchmarks/bench_convergence.py --smoke --full` (2 sims, shipped
+    32x32 with 30 steps of 1.0 against the same plume on finer grids with proportionally smaller steps, compared on
+    the 32x32 grid, maximum over frames): 32² vs 64²: density 49-51 %, velocity 46 % relative L2; 64² vs 128²:
+    density 75-79 %, velocity 55-63 %. The differences grow with resolution: with neither viscosity nor diffusivity
+    the plume's shear instabilities develop at ever smaller scales, so the data describe this discretisation at this
+    resolution. Models trained on it learn that solver, not the continuous plume.
     """
 
     steps: int = 20
