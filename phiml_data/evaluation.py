@@ -7,7 +7,6 @@ per field and rollout step, computed in physical units.
 from __future__ import annotations
 
 import csv
-import dataclasses
 from pathlib import Path
 
 from phiml import math
@@ -83,8 +82,8 @@ def damping(trainer, steps: int, max_sims: int = 64) -> Tensor:
 
 
 def coarse_solver(scenario, initial: dict[str, Tensor], steps: int) -> dict[str, Tensor] | None:
-    """The scenario's own solver on the cache's grid (`refine=1`) from the given initial frames, where the cached
-    ground truth was simulated on a finer grid; else `None`.
+    """The scenario's own solver on the cache's grid (`Scenario.coarse`) from the given initial frames, where the
+    cached ground truth was simulated on a finer grid; else `None`.
 
     Args:
         initial: `{field: Tensor (batchᵇ, xˢ, [yˢ], [vectorᶜ])}` in physical units.
@@ -92,9 +91,9 @@ def coarse_solver(scenario, initial: dict[str, Tensor], steps: int) -> dict[str,
     Returns:
         `{field: Tensor (batchᵇ, timeᵇ=steps, xˢ, [yˢ], [vectorᶜ])}`.
     """
-    if getattr(scenario, 'refine', 1) == 1:
+    coarse = scenario.coarse()
+    if coarse is None:
         return None
-    coarse = dataclasses.replace(scenario, refine=1)
     metadata = coarse.metadata(0)
     state = {f: to_field(v, metadata, f) for f, v in initial.items()}
     frames = {f: [] for f in initial}

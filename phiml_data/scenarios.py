@@ -167,6 +167,11 @@ class Scenario:
         (scenarios that simulate on a finer grid) their cell averages on the cache's grid."""
         return values
 
+    def coarse(self) -> Scenario | None:
+        """This scenario solved on the cache's own grid, where it simulates on a finer one (a baseline, and a base a
+        network can correct); else `None`."""
+        return None
+
     def initial_state(self, sim_index: int) -> dict[str, Field]:
         """Initial fields of simulation `sim_index`, drawn from its own seed."""
         raise NotImplementedError
@@ -347,6 +352,9 @@ class Burgers(Scenario):
             raise ValueError(f"{type(self).__name__}.refine must be an integer >= 1, got {self.refine!r}")
         if self.refine > 1 and self.scheme != 'spectral':
             raise ValueError(f"{type(self).__name__}.refine > 1 needs scheme='spectral'")
+
+    def coarse(self):
+        return dataclasses.replace(self, refine=1) if self.refine > 1 else None
 
     @property
     def simulation_grid(self) -> dict[str, int]:

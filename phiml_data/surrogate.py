@@ -1,18 +1,24 @@
 """The surrogate: a network that advances packed states one step, and its autoregressive rollout.
 
 Part of step 4 of the pipeline (scenarios -> manager -> dataset -> trainer). The network predicts the change of the
-dynamic channels over one step; a rollout applies it repeatedly, feeding its own prediction back, with static
-channels (e.g. an inflow mask) re-attached at every step. It runs on batches exactly as `PhiMLDataset` yields them.
+dynamic channels over one step, added to the last frame (persistence) or to the scenario's own solver on the cache's
+grid (`solver_step`: a learned correction of a coarse solver); a rollout applies it repeatedly, feeding its own
+prediction back, with static channels (e.g. an inflow mask) re-attached at every step. It runs on batches exactly as
+`PhiMLDataset` yields them.
 """
 
 from __future__ import annotations
 
 import contextlib
+from typing import Callable
 
 from phiml import math
+from phiml.backend import NUMPY
 from phiml.math import Tensor, channel
 
-from .dataset import last_frame
+from . import normalization
+from .dataset import PhiMLDataset, last_frame
+from .scenarios import field_values, to_field
 
 
 class Surrogate:
@@ -24,12 +30,20 @@ class Surrogate:
         target_channels: Item names of the predicted (dynamic) channels.
         backend: The PhiML backend the network belongs to; every call runs inside its context.
         reattach_static: Re-attach the static input channels at every step (else they are zeroed after the first).
+        base: What the network's output is added to, given the last frame `Tensor (batchᵇ, xˢ, [yˢ],
+            channelsᶜ=targets)`: `None` for the frame itself, or e.g. `solver_step(...)`.
     """
 
     def __init__(
-        self, net, input_channels: list[str], target_channels: list[str], backend, reattach_static: bool = True
+        self,
+        net,
+        input_channels: list[str],
+        target_channels: list[str],
+        backend,
+        reattach_static: bool = True,
+        base: Callable[[Tensor], Tensor] = None,
     ):
-        self.net, self.backend, self.reattach_static = net, backend, reattach_static
+        self.net, self.backend, self.reattach_static, self.base = net, backend, reattach_static, base
         self.input_channels, self.target_channels = list(input_channels), list(target_channels)
         self.static_channels = [c for c in self.input_channels if c not in self.target_channels]
 
@@ -39,7 +53,8 @@ class Surrogate:
         with self.backend:
             delta = math.native_call(self.net, state)
             delta = math.rename_dims(delta, delta.shape.channel, channel(channels=','.join(self.target_channels)))
-            return last_frame(state).channels[self.target_channels] + delta
+            last = last_frame(state).channels[self.target_channels]
+            return (last if self.base is None else self.base(last)) + delta
 
     def rollout(self, initial_state: Tensor, steps: int) -> Tensor:
         """Applies the network `steps` times, feeding predictions back.
@@ -81,3 +96,41 @@ class Surrogate:
             yield
         finally:
             self.net.train()
+
+
+def solver_step(dataset: PhiMLDataset, backend) -> Callable[[Tensor], Tensor]:
+    """The scenario's own solver on the cache's grid (`Scenario.coarse`) as one step on packed frames
+    `Tensor (batchᵇ, xˢ, [yˢ], channelsᶜ=targets)` in `dataset`'s (normalised) units, returning a tensor of
+    `backend`. It runs on NumPy and passes no gradient; the fields it advances are the targets (scenarios whose step
+    needs no static field).
+
+    Raises:
+        ValueError: The scenario has no coarser solver (its data were simulated on the cache's grid).
+    """
+    scenario = dataset.manager.scenario
+    coarse = scenario.coarse()
+    if coarse is None:
+        raise ValueError(
+            f"model.base 'coarse_solver' needs ground truth simulated on a finer grid than the cache's (e.g. "
+            f"scheme: spectral, refine: 4); scenario '{scenario.name}' solves on the cache's grid, so its solver "
+            f"is the one that made the data"
+        )
+    metadata, channels = coarse.metadata(0), dataset.target_channels
+
+    def step(frame: Tensor) -> Tensor:
+        physical = dataset.denormalize(math.convert(math.stop_gradient(frame), NUMPY))
+        with NUMPY:
+            fields = coarse.step({f: to_field(v, metadata, f) for f, v in dataset.unpack(physical).items()})
+            values = {f: field_values(v) for f, v in fields.items()}
+            packed = math.stack([_channel(values, c) for c in channels], channel(channels=','.join(channels)))
+            if dataset.config.normalize:
+                packed = normalization.normalize(packed, dataset.stats, channels)
+        return math.convert(packed, backend)
+
+    return step
+
+
+def _channel(values: dict[str, Tensor], name: str) -> Tensor:
+    """Channel `name` (`'velocity.x'`, `'density'`) of unpacked field values."""
+    field, _, component = name.rpartition('.')
+    return values[field].vector[component] if field else values[name]

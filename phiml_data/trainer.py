@@ -27,7 +27,7 @@ from phiml.math import Tensor
 from . import distributed
 from ._backend_state import backend_named, seeded, threads
 from .dataset import PhiMLDataset
-from .surrogate import Surrogate
+from .surrogate import Surrogate, solver_step
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,9 @@ class ModelConfig:
         layers: Hidden layers of res_net / conv_net.
         batch_norm: Use batch normalisation.
         activation: Activation function name.
+        base: What the network's output is added to at each step: `'persistence'` (the last frame) or
+            `'coarse_solver'` (the scenario's own solver on the cache's grid, for ground truth simulated on a finer
+            grid: the network learns the coarse solver's correction; torch only).
     """
 
     architecture: str = 'u_net'
@@ -49,10 +52,13 @@ class ModelConfig:
     layers: int = 2
     batch_norm: bool = False
     activation: str = 'ReLU'
+    base: str = 'persistence'
 
     def __post_init__(self):
         if self.architecture not in ('u_net', 'res_net', 'conv_net'):
             raise ValueError(f"architecture must be 'u_net', 'res_net' or 'conv_net', got '{self.architecture}'")
+        if self.base not in ('persistence', 'coarse_solver'):
+            raise ValueError(f"base must be 'persistence' or 'coarse_solver', got '{self.base}'")
         if self.levels < 1 or self.filters < 1 or self.layers < 1:
             raise ValueError(
                 f"levels, filters and layers must be >= 1, got {self.levels}, {self.filters}, {self.layers}"
@@ -63,6 +69,11 @@ class ModelConfig:
         means the same network on torch and jax (parameter counts checked: u_net and conv_net agree)."""
         if backend != 'jax':
             return
+        if self.base == 'coarse_solver':
+            raise ValueError(
+                "base 'coarse_solver' runs the NumPy solver inside the rollout, which jax cannot trace; use the "
+                "torch backend"
+            )
         if self.architecture == 'res_net':
             raise ValueError(
                 "res_net is a different network on phiml 1.16.1's jax backend (2130 vs 1946 parameters for "
@@ -206,8 +217,9 @@ class Trainer:
                     len(train.input_channels) * lay.n_input, len(train.target_channels), len(lay.spatial), periodic
                 )
             self.optimizer = nn.adam(net, learning_rate=config.learning_rate)
+        base = solver_step(train, self.backend) if self.model_config and model.base == 'coarse_solver' else None
         self.surrogate = Surrogate(
-            net, train.input_channels, train.target_channels, self.backend, config.reattach_static
+            net, train.input_channels, train.target_channels, self.backend, config.reattach_static, base
         )
         self.rank, self.world_size = distributed.rank_and_world() if config.backend == 'torch' else (0, 1)
         if self.world_size > 1 and tuple(train.shard) != (self.rank, self.world_size):

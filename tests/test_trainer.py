@@ -319,3 +319,39 @@ def test_a_refined_ground_truth_is_also_compared_with_the_coarse_solver(tmp_path
     m = evaluate(trainer, [2, 3])['fields']['velocity']
     assert len(m['coarse_solver']) == 6 and max(m['coarse_solver']) < 0.01 < min(m['persistence'])
     assert summarize({'fields': {'velocity': m}})['velocity']['best_baseline'] == 'coarse_solver'
+
+
+def test_a_network_correcting_the_coarse_solver_starts_from_it_and_learns(tmp_path):
+    from phiml_data import Burgers1D, Burgers2D, DataManager
+    from phiml_data.evaluation import coarse_solver
+    from phiml_data.surrogate import Surrogate, solver_step
+
+    dm = DataManager(tmp_path, Burgers1D(resolution=64, steps=6, scheme='spectral', refine=2))
+    dm.generate(3, progress=False)
+    train = PhiMLDataset(dm, [0, 1], n_targets=3, augment=False)
+    trainer = Trainer(
+        train, None, ModelConfig('conv_net', filters=4, layers=1, base='coarse_solver'), TrainConfig(progress=False)
+    )
+    b = next(train.iterate_batches(4))
+    with trainer.backend:  # a network that predicts no correction: the rollout is the coarse solver itself
+        zero = Surrogate(
+            lambda x: x * 0,
+            train.input_channels,
+            train.target_channels,
+            trainer.backend,
+            base=solver_step(train, trainer.backend),
+        )
+        rollout = train.unpack(train.denormalize(zero.rollout(b['initial_state'], 3)))['velocity']
+    initial = train.unpack(train.denormalize(b['initial_state']))
+    expected = coarse_solver(dm.scenario, initial, 3)['velocity']
+    np.testing.assert_allclose(rollout.numpy('batch,time,x,vector'), expected.numpy('batch,time,x,vector'), atol=1e-5)
+    history = trainer.fit(3)
+    assert history[-1]['train_loss'] < history[0]['train_loss']
+    with pytest.raises(ValueError, match="model.base 'coarse_solver' needs ground truth simulated on a finer grid"):
+        small = DataManager(tmp_path / 'phiflow', Burgers2D(resolution=8, steps=2))
+        small.generate(1, progress=False)
+        Trainer(
+            PhiMLDataset(small, [0], n_targets=1), None, ModelConfig(base='coarse_solver'), TrainConfig(progress=False)
+        )
+    with pytest.raises(ValueError, match="base 'coarse_solver' runs the NumPy solver inside the rollout"):
+        ModelConfig(base='coarse_solver').check_backend('jax')
