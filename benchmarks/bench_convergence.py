@@ -1,13 +1,15 @@
 """Convergence study: how far the cached trajectories are from the same data simulated on a 2x finer grid.
 
 Usage:
-    python benchmarks/bench_convergence.py [--sims 3] [--full] [--smoke]
+    python benchmarks/bench_convergence.py [--sims 3] [--full] [--smoke | --research]
 
 For 1D Burgers (as `configs/burgers1d.yaml`: 128 cells, 60 steps of 0.05, nu = 0.01) and 2D Burgers (as
 `configs/default.yaml`: 32x32, 40 steps of 0.05), prints the relative L2 difference between the stored trajectories at
 successive refinements of the spectral scheme (`scheme='spectral'`, `refine` r vs 2r; maximum over frames, mean and
 maximum over sims). PhiFlow's scheme starts from another initial draw, so it is not compared here (issue #12's audit
 measured it against its own converged reference). `--full` adds 2D refine 8 (about a minute per sim on 2 cores).
+
+`--research`: 2D Burgers as `configs/burgers2d_research.yaml` (64x64, 100 steps of 0.02, nu = 0.005), refine 1, 2, 4.
 
 `--smoke`: the smoke plume as `configs/smoke.yaml` (32x32, 30 steps of 1.0) against the same plume (same inflow disc,
 position and rate) at 64x64 with steps of 0.5 (and 128x128, steps of 0.25, with `--full`), the finer frames at the
@@ -87,6 +89,7 @@ def main():
     p.add_argument('--sims', type=int, default=3)
     p.add_argument('--full', action='store_true')
     p.add_argument('--smoke', action='store_true', help='the smoke plume instead of Burgers')
+    p.add_argument('--research', action='store_true', help='2D Burgers at the research config size')
     args = p.parse_args()
     sims = list(range(args.sims))
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; {time.strftime('%Y-%m-%d %H:%M')}")
@@ -94,10 +97,12 @@ def main():
     print('|---|---|---:|---:|')
     if args.smoke:
         return smoke_study(sims, args.full)
-    cases = [
+    research = [(Burgers2D, dict(resolution=64, steps=100, dt=0.02, viscosity=0.005), (1, 2, 4))]
+    shipped = [
         (Burgers1D, dict(resolution=128, steps=60, dt=0.05, viscosity=0.01), (1, 2, 4, 8)),
         (Burgers2D, dict(resolution=32, steps=40, dt=0.05, viscosity=0.01), (1, 2, 4, 8) if args.full else (1, 2, 4)),
     ]
+    cases = research if args.research else shipped
     for cls, params, refinements in cases:
         runs = {}
         for r in refinements:
