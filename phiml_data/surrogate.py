@@ -47,21 +47,24 @@ class Surrogate:
         self.input_channels, self.target_channels = list(input_channels), list(target_channels)
         self.static_channels = [c for c in self.input_channels if c not in self.target_channels]
 
-    def step(self, state: Tensor) -> Tensor:
+    def step(self, state: Tensor, correct: bool = True) -> Tensor:
         """One step: `Tensor (batchᵇ, [historyᶜ], xˢ, [yˢ], channelsᶜ=inputs)` -> next frame
-        `Tensor (batchᵇ, xˢ, [yˢ], channelsᶜ=targets)` (normalised units)."""
+        `Tensor (batchᵇ, xˢ, [yˢ], channelsᶜ=targets)` (normalised units); `correct=False`: the base alone."""
         with self.backend:
-            delta = math.native_call(self.net, state)
-            delta = math.rename_dims(delta, delta.shape.channel, channel(channels=','.join(self.target_channels)))
             last = last_frame(state).channels[self.target_channels]
-            return (last if self.base is None else self.base(last)) + delta
+            base = last if self.base is None else self.base(last)
+            if not correct:
+                return base
+            delta = math.native_call(self.net, state)
+            return base + math.rename_dims(delta, delta.shape.channel, channel(channels=','.join(self.target_channels)))
 
-    def rollout(self, initial_state: Tensor, steps: int) -> Tensor:
+    def rollout(self, initial_state: Tensor, steps: int, correct: bool = True) -> Tensor:
         """Applies the network `steps` times, feeding predictions back.
 
         Args:
             initial_state: `Tensor (batchᵇ, [historyᶜ], xˢ, [yˢ], channelsᶜ=inputs)` as in a batch.
             steps: Rollout length.
+            correct: `False`: roll out the base alone (persistence or the coarse solver), without the network.
 
         Returns:
             `Tensor (batchᵇ, timeᵇ=steps, xˢ, [yˢ], channelsᶜ=targets)`.
@@ -69,7 +72,7 @@ class Surrogate:
         with self.backend:
             state, frames = initial_state, []
             for _ in range(steps):
-                pred = self.step(state)
+                pred = self.step(state, correct)
                 frames.append(pred)
                 state = self.next_state(state, pred, initial_state)
             return math.stack(frames, math.batch('time'))

@@ -96,7 +96,7 @@ class ModelConfig:
         return build(in_channels, out_channels, layers=[self.filters] * self.layers, **common)
 
 
-LOSSES = ('mse', 'relative')
+LOSSES = ('mse', 'relative', 'over_base')
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,10 @@ class TrainConfig:
         loss: `'mse'`: the mean squared error over steps, cells and channels (normalised units). `'relative'`: per
             window, step and channel, the mean squared error divided by the target's mean square (plus 1e-6), then
             averaged: every window weighs the same, so states of small magnitude (a plume starting from rest) are
-            learned as well as large ones.
+            learned as well as large ones. `'over_base'`: per window and step, the squared error over that of the
+            model's base alone (persistence or the coarse solver, `ModelConfig.base`) rolled out from the same state
+            (plus 1e-4 of the target's mean square), averaged: where the base is nearly exact, any error is costly,
+            so the network learns to leave it alone there.
         progress: Show progress bars.
     """
 
@@ -256,8 +259,13 @@ class Trainer:
         if self.config.loss == 'mse':
             return math.mean((pred - targets) ** 2, math.shape(targets))
         cells = targets.shape.spatial
-        relative = math.mean((pred - targets) ** 2, cells) / (math.mean(targets**2, cells) + 1e-6)
-        return math.mean(relative, relative.shape)
+        if self.config.loss == 'relative':
+            relative = math.mean((pred - targets) ** 2, cells) / (math.mean(targets**2, cells) + 1e-6)
+            return math.mean(relative, relative.shape)
+        cells = cells & targets.shape['channels']
+        base = math.stop_gradient(self.surrogate.rollout(initial_state, targets.shape.get_size('time'), correct=False))
+        reference = math.mean((base - targets) ** 2, cells) + 1e-4 * math.mean(targets**2, cells)
+        return math.mean(math.mean((pred - targets) ** 2, cells) / reference, reference.shape)
 
     # --- training ---
 

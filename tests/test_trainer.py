@@ -100,8 +100,21 @@ def test_relative_loss_weighs_every_window_and_channel_equally(datasets):
     assert loss == pytest.approx(by_hand, rel=1e-4)
     history = trainer.fit()
     assert history[-1]['train_loss'] < history[0]['train_loss']
-    with pytest.raises(ValueError, match="loss must be one of \\('mse', 'relative'\\), got 'l1'"):
+    with pytest.raises(ValueError, match="loss must be one of \\('mse', 'relative', 'over_base'\\), got 'l1'"):
         TrainConfig(loss='l1')
+
+
+def test_over_base_loss_compares_each_window_with_the_base_alone(datasets):
+    train, _ = datasets
+    trainer = Trainer(train, None, SMALL, TrainConfig(loss='over_base', progress=False))
+    b = next(train.iterate_batches(4))
+    with trainer.backend:
+        loss = float(math.stop_gradient(trainer.loss(b['initial_state'], b['targets'])))
+        pred = math.stop_gradient(trainer.rollout(b['initial_state'], 2)).numpy('batch,time,x,y,channels')
+    truth = b['targets'].numpy('batch,time,x,y,channels').astype(np.float64)
+    persistence = b['initial_state'].numpy('batch,x,y,channels')[:, None]  # the base of ModelConfig's default
+    reference = ((persistence - truth) ** 2).mean((2, 3, 4)) + 1e-4 * (truth**2).mean((2, 3, 4))
+    assert loss == pytest.approx((((pred - truth) ** 2).mean((2, 3, 4)) / reference).mean(), rel=1e-4)
 
 
 def test_relative_l2_by_hand():
