@@ -10,6 +10,7 @@ prediction back, with static channels (e.g. an inflow mask) re-attached at every
 from __future__ import annotations
 
 import contextlib
+import itertools
 from typing import Callable
 
 from phiml import math
@@ -32,6 +33,8 @@ class Surrogate:
         reattach_static: Re-attach the static input channels at every step (else they are zeroed after the first).
         base: What the network's output is added to, given the last frame `Tensor (batchᵇ, xˢ, [yˢ],
             channelsᶜ=targets)`: `None` for the frame itself, or e.g. `solver_step(...)`.
+        scale: `Tensor (channelsᶜ=targets)` the network's output is multiplied by (e.g. `correction_scale`), or
+            `None`.
     """
 
     def __init__(
@@ -42,8 +45,10 @@ class Surrogate:
         backend,
         reattach_static: bool = True,
         base: Callable[[Tensor], Tensor] = None,
+        scale: Tensor = None,
     ):
         self.net, self.backend, self.reattach_static, self.base = net, backend, reattach_static, base
+        self.scale = None if scale is None else math.convert(scale, backend)
         self.input_channels, self.target_channels = list(input_channels), list(target_channels)
         self.static_channels = [c for c in self.input_channels if c not in self.target_channels]
 
@@ -56,7 +61,8 @@ class Surrogate:
             if not correct:
                 return base
             delta = math.native_call(self.net, state)
-            return base + math.rename_dims(delta, delta.shape.channel, channel(channels=','.join(self.target_channels)))
+            delta = math.rename_dims(delta, delta.shape.channel, channel(channels=','.join(self.target_channels)))
+            return base + (delta if self.scale is None else delta * self.scale)
 
     def rollout(self, initial_state: Tensor, steps: int, correct: bool = True) -> Tensor:
         """Applies the network `steps` times, feeding predictions back.
@@ -99,6 +105,26 @@ class Surrogate:
             yield
         finally:
             self.net.train()
+
+
+def correction_scale(dataset: PhiMLDataset, base: Callable[[Tensor], Tensor] = None, max_batches: int = 16) -> Tensor:
+    """Per target channel, the rms over training windows (the first `max_batches` batches of epoch 0) of the one-step
+    error of `base` (`None`: persistence) in `dataset`'s normalised units: the size of the correction a network must
+    learn. Scaling the network's output by it lets the network learn corrections of unit size, so that its own
+    output noise stays small next to an accurate base.
+
+    Returns:
+        `Tensor (channelsᶜ=targets)` on NumPy.
+    """
+    total, count = 0, 0
+    for b in itertools.islice(dataset.iterate_batches(epoch=0, prefetch=0), max_batches):
+        last = last_frame(b['initial_state']).channels[dataset.target_channels]
+        error = (b['targets'].time[0] - (last if base is None else math.convert(base(last), NUMPY))) ** 2
+        total, count = (
+            total + math.sum(error, error.shape.without('channels')),
+            count + error.shape.without('channels').volume,
+        )
+    return math.maximum(math.sqrt(total / count), 1e-8)
 
 
 def solver_step(dataset: PhiMLDataset, backend) -> Callable[[Tensor], Tensor]:

@@ -27,7 +27,7 @@ from phiml.math import Tensor
 from . import distributed
 from ._backend_state import backend_named, seeded, threads
 from .dataset import PhiMLDataset
-from .surrogate import Surrogate, solver_step
+from .surrogate import Surrogate, correction_scale, solver_step
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ class ModelConfig:
         base: What the network's output is added to at each step: `'persistence'` (the last frame) or
             `'coarse_solver'` (the scenario's own solver on the cache's grid, for ground truth simulated on a finer
             grid: the network learns the coarse solver's correction; torch only).
+        scale_output: Multiply the network's output by the rms one-step error of its base on the training windows
+            (`surrogate.correction_scale`, per channel, recomputed from the training set), so that it learns
+            corrections of unit size.
     """
 
     architecture: str = 'u_net'
@@ -53,6 +56,7 @@ class ModelConfig:
     batch_norm: bool = False
     activation: str = 'ReLU'
     base: str = 'persistence'
+    scale_output: bool = False
 
     def __post_init__(self):
         if self.architecture not in ('u_net', 'res_net', 'conv_net'):
@@ -118,7 +122,7 @@ class TrainConfig:
             averaged: every window weighs the same, so states of small magnitude (a plume starting from rest) are
             learned as well as large ones. `'over_base'`: per window and step, the squared error over that of the
             model's base alone (persistence or the coarse solver, `ModelConfig.base`) rolled out from the same state
-            (plus 1e-4 of the target's mean square), averaged: where the base is nearly exact, any error is costly,
+            (plus 1e-8 of the target's mean square), averaged: where the base is nearly exact, any error is costly,
             so the network learns to leave it alone there.
         progress: Show progress bars.
     """
@@ -221,8 +225,9 @@ class Trainer:
                 )
             self.optimizer = nn.adam(net, learning_rate=config.learning_rate)
         base = solver_step(train, self.backend) if self.model_config and model.base == 'coarse_solver' else None
+        scale = correction_scale(train, base) if self.model_config and model.scale_output else None
         self.surrogate = Surrogate(
-            net, train.input_channels, train.target_channels, self.backend, config.reattach_static, base
+            net, train.input_channels, train.target_channels, self.backend, config.reattach_static, base, scale
         )
         self.rank, self.world_size = distributed.rank_and_world() if config.backend == 'torch' else (0, 1)
         if self.world_size > 1 and tuple(train.shard) != (self.rank, self.world_size):
@@ -264,7 +269,7 @@ class Trainer:
             return math.mean(relative, relative.shape)
         cells = cells & targets.shape['channels']
         base = math.stop_gradient(self.surrogate.rollout(initial_state, targets.shape.get_size('time'), correct=False))
-        reference = math.mean((base - targets) ** 2, cells) + 1e-4 * math.mean(targets**2, cells)
+        reference = math.mean((base - targets) ** 2, cells) + 1e-8 * math.mean(targets**2, cells)
         return math.mean(math.mean((pred - targets) ** 2, cells) / reference, reference.shape)
 
     # --- training ---

@@ -113,8 +113,34 @@ def test_over_base_loss_compares_each_window_with_the_base_alone(datasets):
         pred = math.stop_gradient(trainer.rollout(b['initial_state'], 2)).numpy('batch,time,x,y,channels')
     truth = b['targets'].numpy('batch,time,x,y,channels').astype(np.float64)
     persistence = b['initial_state'].numpy('batch,x,y,channels')[:, None]  # the base of ModelConfig's default
-    reference = ((persistence - truth) ** 2).mean((2, 3, 4)) + 1e-4 * (truth**2).mean((2, 3, 4))
+    reference = ((persistence - truth) ** 2).mean((2, 3, 4)) + 1e-8 * (truth**2).mean((2, 3, 4))
     assert loss == pytest.approx((((pred - truth) ** 2).mean((2, 3, 4)) / reference).mean(), rel=1e-4)
+
+
+def test_output_scale_is_the_rms_one_step_error_of_the_base(datasets):
+    import itertools
+
+    from phiml_data.surrogate import correction_scale
+
+    train, _ = datasets
+    scale = correction_scale(train, max_batches=2)
+    batches = list(itertools.islice(train.iterate_batches(epoch=0, prefetch=0), 2))
+    steps = [(b['targets'].time[0] - b['initial_state']).numpy('batch,x,y,channels') for b in batches]
+    np.testing.assert_allclose(
+        scale.numpy('channels'), np.sqrt((np.concatenate(steps) ** 2).mean((0, 1, 2))), rtol=1e-5
+    )
+    trainer = Trainer(train, None, ModelConfig('conv_net', 8, 8, 2, scale_output=True), TrainConfig(progress=False))
+    b = batches[0]
+    with trainer.backend:  # the network's output, times the scale, is added to the last frame
+        delta = math.native_call(trainer.net, b['initial_state'])
+        delta = math.rename_dims(delta, delta.shape.channel, math.channel(channels=','.join(train.target_channels)))
+        expected = b['initial_state'] + delta * correction_scale(train)
+        np.testing.assert_allclose(
+            math.stop_gradient(trainer.step(b['initial_state'])).numpy('batch,x,y,channels'),
+            math.stop_gradient(expected).numpy('batch,x,y,channels'),
+            rtol=1e-5,
+            atol=1e-7,
+        )
 
 
 def test_relative_l2_by_hand():
