@@ -122,7 +122,7 @@ class TrainConfig:
             averaged: every window weighs the same, so states of small magnitude (a plume starting from rest) are
             learned as well as large ones. `'over_base'`: per window and step, the squared error over that of the
             model's base alone (persistence or the coarse solver, `ModelConfig.base`) rolled out from the same state
-            (plus 1e-8 of the target's mean square), averaged: where the base is nearly exact, any error is costly,
+            (plus 1e-4 of the target's mean square), averaged: where the base is nearly exact, any error is costly,
             so the network learns to leave it alone there.
         progress: Show progress bars.
     """
@@ -269,7 +269,7 @@ class Trainer:
             return math.mean(relative, relative.shape)
         cells = cells & targets.shape['channels']
         base = math.stop_gradient(self.surrogate.rollout(initial_state, targets.shape.get_size('time'), correct=False))
-        reference = math.mean((base - targets) ** 2, cells) + 1e-8 * math.mean(targets**2, cells)
+        reference = math.mean((base - targets) ** 2, cells) + 1e-4 * math.mean(targets**2, cells)
         return math.mean(math.mean((pred - targets) ** 2, cells) / reference, reference.shape)
 
     # --- training ---
