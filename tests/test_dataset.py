@@ -229,7 +229,7 @@ def test_flipped_smoke_state_stepped_by_the_solver_equals_flipped_target(tmp_pat
     target = augmentation.apply(arrays(b['targets']), ds.target_channels, ('x', 'y'), flip, ('velocity',))
     stepped = dm.scenario.step(ds.to_fields(math.tensor(init, b['initial_state'].shape)))
     velocity = field_values(stepped['velocity']).numpy('batch,x,y,vector')  # x-faces: i -> n - i, not n - 1 - i
-    np.testing.assert_allclose(velocity, target[:, 0, ..., :2], atol=1e-5)
+    np.testing.assert_allclose(velocity, target[:, 0, ..., :2], atol=1e-4)  # the pressure solve's tolerance: 1e-5
     np.testing.assert_allclose(field_values(stepped['density']).numpy('batch,x,y'), target[:, 0, ..., 2], atol=1e-5)
     assert np.abs(target[:, 0, ..., :2]).max() > 0.1
 
