@@ -556,7 +556,8 @@ def conservative_advection(q: np.ndarray, faces: np.ndarray, dt: float, spacing,
     (the `staggered_faces` layout; wall faces carry no flux).
 
     Conservative flux form: MUSCL reconstruction with the minmod limiter (zero-gradient ghost cells), upwind fluxes,
-    SSP-RK2 (Heun) in time, in equal substeps with `h Σ_d max|u_d| / dx_d <= cfl`. The total `Σ q dV` changes only by
+    SSP-RK2 (Heun) in time, in equal substeps with `h Σ_d max|u_d| / dx_d <= cfl`, counted for each sample of the
+    leading dims on its own (so a sample's result does not depend on the others). The total `Σ q dV` changes only by
     round-off, and for `cfl <= 0.5` a non-negative `q` stays non-negative. Computed in float64.
 
     Example:
@@ -567,7 +568,11 @@ def conservative_advection(q: np.ndarray, faces: np.ndarray, dt: float, spacing,
         (True, 6.0, True)
     """
     q, faces = np.asarray(q, np.float64), np.asarray(faces, np.float64)
-    axes = range(q.ndim - faces.shape[-1], q.ndim)
+    lead = q.shape[: q.ndim - faces.shape[-1]]
+    if lead:
+        flat = zip(q.reshape(-1, *q.shape[len(lead) :]), faces.reshape(-1, *faces.shape[len(lead) :]))
+        return np.stack([conservative_advection(a, f, dt, spacing, cfl) for a, f in flat]).reshape(q.shape)
+    axes = range(q.ndim)
     rate = sum(np.abs(faces[..., a]).max() / h for a, h in enumerate(spacing))
     substeps = max(1, int(np.ceil(dt * rate / cfl)))
     h = dt / substeps
