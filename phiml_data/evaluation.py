@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 from phiml import math
 from phiml.backend import NUMPY
 from phiml.math import Tensor
@@ -139,8 +140,8 @@ def evaluate(trainer, sims, steps: int = None) -> dict:
     truth_f = ds.unpack(truth)
     unpacked = {name: ds.unpack(p) for name, p in predictions.items()}
     solver = coarse_solver(trainer.train.manager.scenario, ds.unpack(last), ds.layout.n_targets)
-    if solver is not None:
-        unpacked['coarse_solver'] = solver
+    if solver is not None:  # a solver that diverged (NaN, Inf) on the coarse grid has an infinite error there
+        unpacked['coarse_solver'] = {f: math.where(math.is_finite(v), v, float('inf')) for f, v in solver.items()}
     fields = {}
     for f in truth_f:
         errors = {
@@ -148,10 +149,16 @@ def evaluate(trainer, sims, steps: int = None) -> dict:
         }  # [sims, steps]
         fields[f] = {name: e.mean(0).tolist() for name, e in errors.items()}
         fields[f]['spread'] = {
-            name: {'std': e.std(0).tolist(), 'min': e.min(0).tolist(), 'max': e.max(0).tolist()}
+            name: {'std': _spread(e).tolist(), 'min': e.min(0).tolist(), 'max': e.max(0).tolist()}
             for name, e in errors.items()
         }
     return {'steps': ds.layout.n_targets, 'sims': list(ds.sims), 'fields': fields, 'truth': truth, 'prediction': pred}
+
+
+def _spread(errors: np.ndarray) -> np.ndarray:
+    """Standard deviation over sims of `errors [sims, steps]`; infinite where any sim's error is infinite."""
+    finite = np.isfinite(errors).all(0)
+    return np.where(finite, np.where(finite, errors, 0).std(0), np.inf)
 
 
 def summarize(metrics: dict) -> dict:

@@ -8,7 +8,7 @@ Writes to the output folder:
 | `splits.json`             | train / val / test sim indices                                       |
 | `history.json`            | per epoch: train and validation loss, learning rate, seconds, steps  |
 | `checkpoints/{best,last}` | network, optimizer and training state                                |
-| `metrics.json`            | per-step and mean relative L2 of model and persistence, timings      |
+| `metrics.json`            | per-step and mean relative L2 of model and baselines, spread, timings |
 | `evaluation.csv`          | per-step relative L2 table                                           |
 | `loss.png`, `errors.png`, `rollout_<field>.png`, `.gif` | plots (animation with `evaluation.animate`) |
 """

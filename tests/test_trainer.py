@@ -394,3 +394,17 @@ def test_a_network_correcting_the_coarse_solver_starts_from_it_and_learns(tmp_pa
         )
     with pytest.raises(ValueError, match="base 'coarse_solver' runs the NumPy solver inside the rollout"):
         ModelConfig(base='coarse_solver').check_backend('jax')
+
+
+def test_a_diverged_coarse_solver_counts_as_an_infinite_error(tmp_path, monkeypatch):
+    from phiml_data import Burgers1D, DataManager, evaluation
+
+    dm = DataManager(tmp_path, Burgers1D(resolution=64, steps=4, scheme='spectral', refine=2))
+    dm.generate(3, progress=False)
+    train = PhiMLDataset(dm, [0, 1], n_targets=2)
+    trainer = Trainer(train, None, ModelConfig('conv_net', filters=4, layers=1), TrainConfig(epochs=0, progress=False))
+    solve = evaluation.coarse_solver
+    monkeypatch.setattr(evaluation, 'coarse_solver', lambda *a: {f: v * float('nan') for f, v in solve(*a).items()})
+    m = evaluate(trainer, [2])['fields']['velocity']
+    assert m['coarse_solver'] == [float('inf')] * 4
+    assert summarize({'fields': {'velocity': m}})['velocity']['best_baseline'] != 'coarse_solver'
