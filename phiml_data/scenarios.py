@@ -326,8 +326,10 @@ class Burgers(Scenario):
       --full`, nu = 0.01, amplitude 1, noise scale 1, length 2 pi; maximum over frames of the relative L2 difference
       to the same data simulated at 2x `refine`, mean / max over 3 sims): 1D at 128 cells, 60 steps of 0.05: refine 4
       vs 8 1.7 / 1.9 % (refine 2 vs 4: 3.7 / 4.4 %); 2D at 32x32, 40 steps of 0.05: refine 4 vs 8 3.4 / 4.1 % (refine
-      2 vs 4: 15 / 18 %, refine 1 vs 2: 87 / 111 %; so use refine 4, about 2.5 s per sim on 2 cores). The 1D mean of
-      u is conserved to round-off; in 2D the advective form does not conserve it (its integral is -∫ u ∇·u).
+      2 vs 4: 15 / 18 %, refine 1 vs 2: 87 / 111 %; so use refine 4, about 3 s per sim on one core); 2D at 64x64,
+      nu = 0.005, 100 steps of 0.02 (`--research --full`, 1 sim): refine 4 vs 8 2.5 % (refine 2 vs 4: 10.6 %; refine 1
+      diverges). The 1D mean of u is conserved to round-off; in 2D the advective form does not conserve it (its
+      integral is -∫ u ∇·u).
 
     Attributes:
         viscosity: Kinematic viscosity nu.
