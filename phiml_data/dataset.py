@@ -369,11 +369,11 @@ class PhiMLDataset:
             targets = augmentation.apply(targets, self.target_channels, self.layout.spatial, transforms, staggered)
         b, initial_shape, target_shape = self._shapes(len(ids))
         result = {
-            'initial_state': math.tensor(initial, initial_shape),
-            'targets': math.tensor(targets, target_shape),
-            'window_ids': math.tensor(ids, b),
-            'sim': math.tensor(sims, b),
-            'start': math.tensor(starts, b),
+            'initial_state': math.tensor(initial, initial_shape, convert=False),  # NumPy, whatever backend is
+            'targets': math.tensor(targets, target_shape, convert=False),  # current in another thread
+            'window_ids': math.tensor(ids, b, convert=False),
+            'sim': math.tensor(sims, b, convert=False),
+            'start': math.tensor(starts, b, convert=False),
             'epoch': epoch,
             'position': position,
         }

@@ -58,9 +58,9 @@ def channel_stats(stats: dict[str, dict], channels: list[str]) -> tuple[Tensor, 
     """Offset and scale as `Tensor (channelsᶜ)` for packed channel items like `velocity.x`."""
     field = [field_of(c) for c in channels]
     dim = channel(channels=','.join(channels))
-    offset = math.tensor([stats[f]['offset'] for f in field], dim)
-    scale = math.tensor([stats[f]['scale'] for f in field], dim)
-    return offset, scale
+    offset = math.tensor(np.array([stats[f]['offset'] for f in field], np.float32), dim, convert=False)
+    scale = math.tensor(np.array([stats[f]['scale'] for f in field], np.float32), dim, convert=False)
+    return offset, scale  # NumPy: batches built in a prefetch thread must not depend on another thread's backend
 
 
 def normalize(t: Tensor, stats: dict, channels: list[str] = None) -> Tensor:

@@ -97,6 +97,18 @@ print(_stream_digest(PhiMLDataset(dm, n_targets=2, augment=True, seed=3, mode='l
     assert _stream_digest(ds, batch_size=5, epoch=2) != _stream_digest(ds, batch_size=5, epoch=3)
 
 
+def test_prefetched_batches_do_not_depend_on_the_consumers_backend(burgers_dm):
+    from phiml_data._backend_state import backend_named
+
+    expected = list(PhiMLDataset(burgers_dm, n_targets=2, prefetch=0).iterate_batches(8))
+    with backend_named('torch'):  # a trainer holds torch's (process-wide) context while the prefetch thread works
+        batches = list(PhiMLDataset(burgers_dm, n_targets=2, prefetch=2).iterate_batches(8))
+    for got, want in zip(batches, expected, strict=True):
+        for key in ('initial_state', 'targets'):
+            assert got[key].backend.name == 'numpy'
+            np.testing.assert_array_equal(arrays(got[key]), arrays(want[key]))
+
+
 def test_resume_mid_epoch_gives_the_identical_remaining_stream(burgers_dm):
     ds = PhiMLDataset(burgers_dm, n_targets=2, augment=True)
     full = list(ds.iterate_batches(6, epoch=1))

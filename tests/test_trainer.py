@@ -408,3 +408,17 @@ def test_a_diverged_coarse_solver_counts_as_an_infinite_error(tmp_path, monkeypa
     m = evaluate(trainer, [2])['fields']['velocity']
     assert m['coarse_solver'] == [float('inf')] * 4
     assert summarize({'fields': {'velocity': m}})['velocity']['best_baseline'] != 'coarse_solver'
+
+
+def test_training_with_prefetch_and_a_solver_in_the_loop_is_deterministic(tmp_path):
+    from phiml_data import Burgers1D, DataManager
+
+    dm = DataManager(tmp_path, Burgers1D(resolution=64, steps=8, scheme='spectral', refine=2))
+    dm.generate(3, progress=False)
+    model = ModelConfig('res_net', filters=8, layers=2, base='coarse_solver', scale_output=True)
+    runs = []
+    for _ in range(2):
+        train = PhiMLDataset(dm, [0, 1, 2], n_targets=3, batch_size=8, prefetch=2)
+        trainer = Trainer(train, None, model, TrainConfig(epochs=2, loss='over_base', progress=False))
+        runs.append([r['train_loss'] for r in trainer.fit()])
+    assert runs[0] == runs[1]
