@@ -8,6 +8,10 @@
    sims with it interleave their draws. Per-sim generators (`phiml_data.scenarios.sim_rng`) do not.
 3. `Tensor.numpy()` converts to the CURRENT precision: a float64 tensor comes back as float32 under the default
    precision, silently. Check `tensor.dtype` itself before trusting a dtype (`phiml_data.generation.validate_fields`).
+4. `math.tensor(array)` converts to the current default backend (`convert=True`), so a tensor made in a prefetch
+   thread is torch or NumPy depending on what the training thread holds at that moment (and so is arithmetic with
+   it). Batches and normalisation constants are made with `convert=False` (`phiml_data.dataset`,
+   `phiml_data.normalization`): NumPy whatever the other threads do.
 """
 
 import threading
@@ -50,5 +54,12 @@ assert rng_a.standard_normal() == rng_b.standard_normal()  # per-sim generators 
 # 3. .numpy() follows the current precision, not the tensor's dtype
 t = math.tensor(np.zeros(3, np.float64))
 assert t.dtype.bits == 64 and t.numpy().dtype == np.float32
+
+# 4. math.tensor follows the default backend unless convert=False
+from phiml.backend.torch import TORCH  # noqa: E402  (the backend whose context a trainer holds)
+
+with TORCH:
+    assert math.tensor(np.zeros(2)).backend.name == 'torch'
+    assert math.tensor(np.zeros(2), convert=False).backend.name == 'numpy'
 
 print('global_state: all checks passed')
