@@ -698,6 +698,20 @@ def _simulate(scenario: Scenario, indices: list[int]) -> list[dict[str, Tensor]]
     return results
 
 
+def step_values(scenario: Scenario, values: dict[str, Tensor], metadata: dict = None) -> dict[str, Tensor]:
+    """One `scenario.step` on stored values `{field: Tensor (batchᵇ, xˢ, [yˢ], [vectorᶜ])}` in physical units, on
+    NumPy: the fields are rebuilt with `to_field` (exactly, staggered ones too), advanced, and returned as stored
+    values (`field_values`).
+
+    Args:
+        metadata: Sim metadata for `to_field`; default `scenario.metadata(0)` (pass it once for many steps).
+    """
+    metadata = metadata or scenario.metadata(0)
+    with NUMPY:
+        state = scenario.step({f: to_field(v, metadata, f) for f, v in values.items()})
+        return {f: field_values(state[f]) for f in values}
+
+
 def to_field(values: Tensor, metadata: dict, name: str) -> Field:
     """Rebuilds the PhiFlow `Field` of cached field `name` from its values and the sim's metadata.
 

@@ -19,7 +19,7 @@ from phiml.math import Tensor, channel
 
 from . import normalization
 from .dataset import PhiMLDataset, last_frame
-from .scenarios import field_values, to_field
+from .scenarios import step_values
 
 
 class Surrogate:
@@ -148,12 +148,10 @@ def solver_step(dataset: PhiMLDataset, backend) -> Callable[[Tensor], Tensor]:
 
     def step(frame: Tensor) -> Tensor:
         physical = dataset.denormalize(math.convert(math.stop_gradient(frame), NUMPY))
-        with NUMPY:
-            fields = coarse.step({f: to_field(v, metadata, f) for f, v in dataset.unpack(physical).items()})
-            values = {f: field_values(v) for f, v in fields.items()}
-            packed = math.stack([_channel(values, c) for c in channels], channel(channels=','.join(channels)))
-            if dataset.config.normalize:
-                packed = normalization.normalize(packed, dataset.stats, channels)
+        values = step_values(coarse, dataset.unpack(physical), metadata)
+        packed = math.stack([_channel(values, c) for c in channels], channel(channels=','.join(channels)))
+        if dataset.config.normalize:
+            packed = normalization.normalize(packed, dataset.stats, channels)
         return math.convert(packed, backend)
 
     return step
