@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from phiml_data import Burgers1D, Burgers2D, SmokePlume, simulate
+from phiml_data import Burgers1D, Burgers2D, SmokePlume, simulate, to_field
 
 
 def trajectories(scenario, sims) -> np.ndarray:
@@ -49,15 +49,13 @@ def coarsen(a: np.ndarray, factor: int, spatial_axes: int) -> np.ndarray:
 
 
 def smoke_frames(scenario, sims, every: int) -> dict[str, np.ndarray]:
-    """Density `[sims, time, x, y]` and cell-centred velocity `[sims, time, x, y, 2]` (from the stored faces; the upper
-    wall faces are 0), every `every`-th frame."""
-    out = {'density': [], 'velocity': []}
+    """Density `[sims, time, x, y]` and cell-centred velocity `[sims, time, x, y, 2]` (PhiFlow's `at_centers` of the
+    stored staggered grid), every `every`-th frame."""
+    out, metadata = {'density': [], 'velocity': []}, scenario.metadata(0)
     for sim in simulate(scenario, sims):
         out['density'].append(sim['density'].numpy('time,x,y')[::every].astype(np.float64))
-        faces = sim['velocity'].numpy('time,x,y,vector')[::every].astype(np.float64)
-        upper_x = np.concatenate([faces[:, 1:, :, 0], np.zeros_like(faces[:, :1, :, 0])], 1)
-        upper_y = np.concatenate([faces[:, :, 1:, 1], np.zeros_like(faces[:, :, :1, 1])], 2)
-        out['velocity'].append(np.stack([faces[..., 0] + upper_x, faces[..., 1] + upper_y], -1) / 2)
+        centred = to_field(sim['velocity'], metadata, 'velocity').at_centers().values
+        out['velocity'].append(centred.numpy('time,x,y,vector')[::every].astype(np.float64))
     return {k: np.stack(v) for k, v in out.items()}
 
 
@@ -72,17 +70,12 @@ def smoke_study(sims, full: bool):
         if factor == 1:
             continue
         for name, fine in runs[factor].items():
-            spatial_axes = 2
             coarse = runs[factor // 2][name]
             if name == 'velocity':
                 fine, coarse = np.moveaxis(fine, -1, 2), np.moveaxis(coarse, -1, 2)
-            d = difference(coarse_grid(coarse, factor // 2, spatial_axes), coarsen(fine, factor, spatial_axes))
+            d = difference(coarsen(coarse, factor // 2, 2), coarsen(fine, factor, 2))  # both on the 32x32 grid
             label = f"{32 * factor // 2}² dt {2.0 / factor:g} vs {32 * factor}² dt {1.0 / factor:g}"
             print(f"| smoke {name} | {label} | {d.mean():.4f} / {d.max():.4f} | {seconds:.1f} |")
-
-
-def coarse_grid(a: np.ndarray, factor: int, spatial_axes: int) -> np.ndarray:
-    return a if factor == 1 else coarsen(a, factor, spatial_axes)
 
 
 def main():
