@@ -12,6 +12,11 @@ An entry is `{"file", "bytes", "origin", "fields": {name: {"shape", "dtype", "di
 one small file (atomic rename, no lock), so its cost does not grow with the cache; `compact()` folds the entry files
 into the index under an `flock` on `manifest.lock` (`generate` does it once at its end). Readers list the entry files
 first and read the index last, so an entry being compacted is always found in one of the two.
+
+A malformed entry (not an object, missing or mistyped keys, a `file` that is not the sim's own file name in the
+directory) or a stray file in `manifest.d/` (e.g. `sim_000001 (copy).json`) never breaks the rest of the cache: it
+is left out of `read()` and listed in `problems`, reading that sim raises an error naming the entry file, and
+`generate()` moves it to `quarantine/` and adopts the sim's file again after checking all its frames.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import errno
 import fcntl
 import json
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 
 from .formats import CacheError
@@ -51,6 +58,36 @@ def write_json(path: Path, obj):
         raise
 
 
+_ENTRY_NAME = re.compile(r'^sim_(\d{6,})\.json$')
+
+
+def entry_problem(sim_index: int, entry) -> str | None:
+    """Why `entry` is not a valid manifest entry of sim `sim_index`, or `None`.
+
+    Example:
+        >>> entry_problem(3, {'file': '../outside.h5', 'bytes': 1, 'origin': 'saved', 'fields': {}})
+        "'file' must be the sim's own file name (sim_000003.<suffix>), got '../outside.h5'"
+    """
+    if entry == {'removed': True}:
+        return None
+    if not isinstance(entry, dict):
+        return f"expected a JSON object, got {json.dumps(entry)[:60]}"
+    name = entry.get('file')
+    if not isinstance(name, str) or not re.fullmatch(rf'sim_{int(sim_index):06d}(\.[A-Za-z0-9]+)+', name):
+        return f"'file' must be the sim's own file name (sim_{int(sim_index):06d}.<suffix>), got {name!r}"
+    if not isinstance(entry.get('bytes'), int) or not isinstance(entry.get('origin'), str):
+        return (
+            f"'bytes' must be an integer and 'origin' a string, got {entry.get('bytes')!r} and {entry.get('origin')!r}"
+        )
+    fields = entry.get('fields')
+    if not isinstance(fields, dict) or not all(
+        isinstance(v, dict) and all(isinstance(v.get(k), str) for k in ('shape', 'dtype', 'digest'))
+        for v in fields.values()
+    ):
+        return "'fields' must map each field name to its 'shape', 'dtype' and 'digest' strings"
+    return None
+
+
 def read_json(path: Path, what: str) -> dict:
     """Reads a JSON file; a corrupted one raises `CacheError` naming the file and what it should hold."""
     try:
@@ -78,13 +115,17 @@ class Manifest:
     def __init__(self, directory: Path, key: str, payload: dict):
         self.directory, self.key, self.payload = Path(directory), key, payload
         self.entries = self.directory / 'manifest.d'
-        self._index = (None, {})
-        self._pending = (None, {})
+        self._index = (None, {}, {})
+        self._pending = (None, {}, {})
 
     def read(self) -> dict[int, dict]:
-        """`{sim_index: entry}` of all recorded sims (a copy): the index merged with the entry files."""
-        pending = self._read_pending()  # entry files first, the index last (see the module docstring)
-        sims = dict(self._read_index())
+        """`{sim_index: entry}` of all recorded sims (a copy): the index merged with the entry files.
+
+        Malformed entries and stray files are left out; `problems()` names them."""
+        pending, bad = self._read_pending()  # entry files first, the index last (see the module docstring)
+        sims = dict(self._read_index()[0])
+        for i, _ in bad.values():  # a malformed newer entry: the sim counts as unrecorded until its file is adopted
+            sims.pop(i, None)
         for i, entry in pending.items():
             if entry.get('removed'):
                 sims.pop(i, None)
@@ -92,44 +133,85 @@ class Manifest:
                 sims[i] = entry
         return sims
 
-    def _read_index(self) -> dict[int, dict]:
+    def problems(self) -> dict[Path, tuple[int | None, str]]:
+        """`{entry file: (sim index or None, reason)}` of the malformed entries and stray files of the last `read()`;
+        entries of `manifest.json` are named `manifest.json#<index>`."""
+        return {**self._index[2], **self._pending[2]}
+
+    def problem_of(self, sim_index: int) -> str | None:
+        """A message naming the malformed entry of sim `sim_index`, or `None` if it has none."""
+        for path, (i, reason) in self.problems().items():
+            if i == int(sim_index):
+                return f"its manifest entry {path} is malformed: {reason}"
+        return None
+
+    def _read_index(self) -> tuple[dict[int, dict], dict]:
         path = self.directory / 'manifest.json'
         try:
             stat = path.stat()
         except FileNotFoundError:
-            return {}
+            return {}, {}
         version = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
         if self._index[0] != version:  # re-read only when a compaction replaced it
             try:
-                sims = {int(k): v for k, v in json.loads(path.read_text())['sims'].items()}
-            except (ValueError, KeyError, TypeError) as err:
+                raw = json.loads(path.read_text())['sims']
+                items = {int(k): v for k, v in raw.items()}
+            except (ValueError, KeyError, TypeError, AttributeError) as err:
                 raise CacheError(
-                    f"Manifest {path} is corrupted ({err}); delete it and run generate() to rebuild it from the sim files."
+                    f"Manifest {path} is corrupted ({type(err).__name__}: {err}); delete it and run generate() to "
+                    f"rebuild it from the sim files."
                 ) from None
-            self._index = (version, sims)
-        return self._index[1]
+            sims, problems = _valid(items, lambda i: Path(f'{path}#{i}'))
+            self._index = (version, sims, problems)
+        return self._index[1:]
 
-    def _read_pending(self) -> dict[int, dict]:
+    def _read_pending(self) -> tuple[dict[int, dict], dict]:
         try:
             stat = self.entries.stat()
         except FileNotFoundError:
-            return {}
+            return {}, {}
         if self._pending[0] == (stat.st_mtime_ns, stat.st_ino):
-            return self._pending[1]
-        pending = {}
+            return self._pending[1:]
+        items, problems = {}, {}
         for name in os.listdir(self.entries):
-            if name.startswith('sim_') and name.endswith('.json'):
-                try:
-                    pending[int(name[4:-5])] = read_json(self.entries / name, 'one manifest entry')
-                except FileNotFoundError:  # compacted meanwhile: the index read next holds it
-                    continue
-        self._pending = ((stat.st_mtime_ns, stat.st_ino), pending)
-        return pending
+            match = _ENTRY_NAME.match(name)
+            if name.startswith('.') and name.endswith('.tmp'):  # an entry being written (`write_json`)
+                continue
+            if not match:
+                problems[self.entries / name] = (None, "not a manifest entry file (expected sim_<index>.json)")
+                continue
+            try:
+                items[int(match.group(1))] = json.loads((self.entries / name).read_text())
+            except FileNotFoundError:  # compacted meanwhile: the index read next holds it
+                continue
+            except ValueError as err:
+                problems[self.entries / name] = (int(match.group(1)), f"not valid JSON ({err})")
+        pending, invalid = _valid(items, lambda i: self.entries / f'sim_{i:06d}.json')
+        self._pending = ((stat.st_mtime_ns, stat.st_ino), pending, {**problems, **invalid})
+        return self._pending[1:]
+
+    def quarantine_problems(self) -> list[str]:
+        """Moves malformed entry files and stray files of `manifest.d/` to `quarantine/manifest.d/` (with a
+        `.reason.txt`) and drops malformed entries of `manifest.json` at the next compaction; returns what it did."""
+        self.read()
+        done = []
+        for path, (_, reason) in self.problems().items():
+            if path.parent == self.entries:
+                target = self.directory / 'quarantine' / 'manifest.d'
+                target.mkdir(parents=True, exist_ok=True)
+                dest = target / f'{path.name}.{time.strftime("%Y%m%d-%H%M%S")}'
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(path, dest)
+                    dest.with_name(dest.name + '.reason.txt').write_text(reason)
+                    done.append(f"{path} moved to {dest}: {reason}")
+            else:
+                done.append(f"{path} dropped: {reason}")
+        return done
 
     def present(self) -> list[int]:
         """Sorted indices of the recorded sims whose file is present (one directory listing)."""
         sims = self.read()
-        names = set(os.listdir(self.directory)) if sims else set()
+        names = {p.name for p in self.directory.iterdir() if not p.is_symlink()} if sims else set()
         return sorted(i for i, e in sims.items() if e['file'] in names)
 
     def check_config(self):
@@ -174,8 +256,10 @@ class Manifest:
             return False
         try:
             with self.locked():
-                files = {n: os.stat(self.entries / n).st_ino for n in os.listdir(self.entries) if n.endswith('.json')}
+                files = {n: os.stat(self.entries / n).st_ino for n in os.listdir(self.entries) if _ENTRY_NAME.match(n)}
                 sims = self.read()
+                bad = {p.name for p, (i, _) in self.problems().items() if p.parent == self.entries}
+                files = {n: inode for n, inode in files.items() if n not in bad}  # kept for the error and quarantine
                 index = {'key': self.key, 'sims': {str(k): sims[k] for k in sorted(sims)}}
                 write_json(self.directory / 'manifest.json', index)
                 for name, inode in files.items():  # only after the index holds them, and only the versions read
@@ -187,3 +271,15 @@ class Manifest:
                 raise
             return False
         return True
+
+
+def _valid(items: dict[int, object], where) -> tuple[dict[int, dict], dict[Path, tuple[int, str]]]:
+    """Splits `{sim: entry}` into the valid entries and `{where(sim): (sim, reason)}` of the malformed ones."""
+    valid, problems = {}, {}
+    for i, entry in items.items():
+        reason = entry_problem(i, entry)
+        if reason:
+            problems[where(i)] = (i, reason)
+        else:
+            valid[i] = entry
+    return valid, problems
