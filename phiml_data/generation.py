@@ -12,6 +12,7 @@ import fcntl
 import os
 import re
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,8 @@ def repair(manager, indices, verify: bool) -> list[int]:
     """
     if not manager.directory.exists():
         return []
+    for line in manager.manifest_file.quarantine_problems():
+        warnings.warn(f"Malformed manifest entry: {line}; its sim's file is checked and adopted again", stacklevel=3)
     recorded, present = manager.manifest(), set(os.listdir(manager.directory))
     forget, adopt, kept = [], {}, []
     for i in indices:

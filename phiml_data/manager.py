@@ -20,6 +20,7 @@ scenario; each frame's checksum is checked the first time it is read from that u
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from concurrent.futures import Executor
@@ -192,12 +193,18 @@ class DataManager:
         entry = entry or self.manifest().get(i)
         if entry is None:
             hint = (
-                "its file is not in the manifest: run generate() to verify and adopt it"
+                (self.manifest_file.problem_of(i) or "its file is not in the manifest")
+                + ": run generate() to verify and adopt its file"
                 if path.exists()
                 else "run generate() first"
             )
             raise CacheError(
                 f"Sim {i} is not cached in {self.directory} ({hint}; {len(self.cached_indices())} sims cached)."
+            )
+        if path.is_symlink():
+            raise CacheError(
+                f"Cache file {path} (sim {i}) is a symbolic link (to {os.readlink(path)}); a cache reads only its own "
+                f"files. Replace the link by a copy of the file, or run generate() to move it to quarantine/."
             )
         for _ in range(3):  # a file replaced while we open it is opened again
             before = _file_identity(path)
@@ -227,6 +234,8 @@ class DataManager:
                 f"written in format version {header['format_version']}; this phiml_data reads version {FORMAT_VERSION}. "
                 f"Regenerate the cache with this version (python -m phiml_data generate), or read it with the release that wrote it"
             ]
+        if not isinstance(meta, dict):
+            return [f"its metadata is {type(meta).__name__}, not a JSON object"]
         problems = []
         if meta.get('cache_key') != self.key:
             problems += [
@@ -234,6 +243,12 @@ class DataManager:
             ] or [f"belongs to another configuration (key {meta.get('cache_key')}, expected {self.key})"]
         if meta.get('sim_index') != i:
             problems.append(f"holds sim {meta.get('sim_index')}, not sim {i}")
+        if (
+            not problems
+        ):  # the rest of the metadata (dt, bounds, per-field grid and boundary: what `to_field` builds fields from)
+            expected = json.loads(json.dumps({**sc.metadata(i), 'key_payload': self.payload}))
+            found = {k: meta.get(k, '<missing>') for k in expected}
+            problems += [f"metadata {d} (the attribute was edited)" for d in differences(found, expected)]
         if set(reader.fields) != set(sc.fields):
             problems.append(f"fields {sorted(reader.fields)}; scenario '{sc.name}' has {sorted(sc.fields)}")
         for name in sorted(set(reader.fields) & set(sc.fields)):
@@ -347,7 +362,10 @@ class SimFile:
         Raises:
             CacheError: A frame fails its xxh3-64 checksum (names the file, sim, field and frame).
         """
-        array = self.reader.read(field, start, stop, out)
+        try:
+            array = self.reader.read(field, start, stop, out)
+        except CacheError as err:  # a format's reader names the file; add the sim and the repair
+            raise CacheError(f"Sim {self.sim_index}: {err}\n{_FIX}") from None
         done, first = self._verified[field], start or 0
         n = len(array) if self._dynamic[field] else 1  # static fields: one checksum of the whole array
         if done.find(0, first, first + n) >= 0:  # some frame of this read is not verified yet

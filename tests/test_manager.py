@@ -281,3 +281,51 @@ def test_cli_generate_and_inspect(tmp_path):
         cwd=ROOT,
     )
     assert bad.returncode == 2 and 'missing.yaml does not exist' in bad.stderr
+
+
+@pytest.mark.parametrize(
+    'edit, expected',
+    [
+        (lambda m: m.update(dt=0.5), 'metadata dt: 0.5 (found) vs 0.05 (expected)'),
+        (lambda m: m.update(bounds={'x': [0, 1], 'y': [0, 1]}), 'metadata bounds.x: [0, 1] (found)'),
+        (
+            lambda m: m['fields']['velocity'].update(boundary='zero'),
+            "metadata fields.velocity.boundary: 'zero' (found)",
+        ),
+    ],
+)
+def test_an_edited_metadata_attribute_is_refused(one_sim, edit, expected):
+    with h5py.File(one_sim.path(1), 'r+') as f:
+        meta = json.loads(f.attrs['metadata'])
+        edit(meta)
+        f.attrs['metadata'] = json.dumps(meta)
+    with pytest.raises(CacheError, match=r'sim_000001.h5 \(sim 1\) fails verification') as err:
+        one_sim.load_phiml_cache(1)
+    assert expected in str(err.value)
+    assert one_sim.generate(2, progress=False, verify=True) == [1]  # quarantined and regenerated
+    assert one_sim.load_phiml_cache(1).metadata['dt'] == 0.05
+
+
+def test_a_flipped_bit_in_a_zarr_chunk_names_file_and_sim_on_every_read_path(tmp_path):
+    import zipfile
+
+    from phiml_data import PhiMLDataset
+
+    dm = DataManager(tmp_path, Burgers2D(resolution=16, steps=4), fmt='zarr')
+    dm.generate(2, progress=False)
+    data = bytearray(dm.path(1).read_bytes())
+    with zipfile.ZipFile(dm.path(1)) as z:
+        chunk = next(i for i in z.infolist() if i.filename.startswith('velocity/c/2'))
+    data[chunk.header_offset + 30 + len(chunk.filename) + 8] ^= 1  # inside the chunk's bytes: its zip CRC fails
+    dm.path(1).write_bytes(bytes(data))
+    reads = {
+        'load': lambda: dm.load_phiml_cache(1),
+        'memory': lambda: list(PhiMLDataset(dm, mode='memory', n_targets=2, normalize=False).iterate_batches(4)),
+        'lazy': lambda: list(PhiMLDataset(dm, mode='lazy', n_targets=2, normalize=False).iterate_batches(4)),
+    }
+    for name, read in reads.items():
+        dm.forget_verification(1)
+        with pytest.raises(CacheError, match=r'Sim 1: Cache file .*sim_000001.zarr.zip: .*corrupted \(BadZipFile'):
+            read()
+    assert dm.generate(2, progress=False, verify=True) == [1]
+    assert list((dm.directory / 'quarantine').glob('sim_000001.zarr.zip.*.reason.txt'))

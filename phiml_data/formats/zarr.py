@@ -104,7 +104,13 @@ class ZarrReader(Reader):
 
     def read(self, field, start=None, stop=None, out=None):
         a = self._arrays[field]
-        values = a[...] if start is None and stop is None else a[start:stop]
+        try:
+            values = a[...] if start is None and stop is None else a[start:stop]
+        except Exception as err:  # zipfile.BadZipFile (a chunk's CRC), zarr's own decoding errors
+            raise CacheError(
+                f"Cache file {self.path}: field '{field}' {_frames(start, stop)} cannot be read, the file is corrupted "
+                f"({type(err).__name__}: {err})."
+            ) from None
         if out is None:
             return np.ascontiguousarray(values)
         out[...] = values
@@ -112,3 +118,7 @@ class ZarrReader(Reader):
 
     def close(self):
         self._store.close()
+
+
+def _frames(start, stop) -> str:
+    return 'all frames' if start is None and stop is None else f'frames {start}:{stop}'
