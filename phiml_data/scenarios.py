@@ -113,6 +113,8 @@ class Scenario:
                 f"{type(self).__name__}.resolution must be {len(self.spatial_dims)} ints >= 2 for dims {self.spatial_dims}, got {self.resolution!r}"
             )
         object.__setattr__(self, 'resolution', res)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"{type(self).__name__}.seed must be an integer >= 0, got {self.seed!r}")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"{type(self).__name__}.steps must be an integer >= 1, got {self.steps!r}")
         if not self.dt > 0 or not self.length > 0:
@@ -237,13 +239,12 @@ _DIGEST_LOCK = threading.Lock()  # CPython's AST constructor is not safe in conc
 
 
 def source_digest(cls: type) -> str:
-    """SHA-256 of the code that defines scenario class `cls`.
+    """SHA-256 of the code that defines scenario class `cls`: 16 hex digits of the hash of `covered_code(cls)`.
 
-    Covers every scenario class in its MRO and the module-level functions their bodies name (one level deep), as
-    syntax trees without docstrings, comments or formatting. Trade-off: any change of that code (a renamed local,
-    a refactoring with identical results) gives a new cache key and so a regeneration, while a change in code
-    further away (a helper of a helper, another module) is not seen: bump `version` then, or set
-    `key_source = False` and rely on `version` alone.
+    Trade-off: any change of that code (a renamed local, a refactoring with identical results) gives a new cache key
+    and so a regeneration. Code outside `covered_code` (other libraries, whose versions the key holds separately)
+    is not seen: bump `version` when a change there changes the data, or set `key_source = False` and rely on
+    `version` alone.
     """
     with _DIGEST_LOCK:
         return _source_digest(cls)
@@ -251,21 +252,78 @@ def source_digest(cls: type) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _source_digest(cls: type) -> str:
-    parts = []
-    for c in cls.__mro__:
-        if not (isinstance(c, type) and issubclass(c, Scenario)):
+    code = _covered(cls)
+    return hashlib.sha256('\n'.join(f'{k}\n{v}' for k, v in sorted(code.items())).encode()).hexdigest()[:16]
+
+
+def covered_code(cls: type) -> list[str]:
+    """Qualified names of the code that `source_digest(cls)` covers, sorted.
+
+    That is every scenario class in the MRO of `cls` and, transitively, every function, class and simple constant
+    (number, string, tuple of them) that their code names, directly or as `module.name`, if it is defined in
+    `phiml_data` or in the top-level package of the scenario's own module; as syntax trees without docstrings,
+    comments or formatting (constants by value).
+
+    Example:
+        >>> 'phiml_data.scenarios._upwind_flux' in covered_code(SmokePlume)  # called by a helper of SmokePlume.step
+        True
+    """
+    with _DIGEST_LOCK:
+        return sorted(_covered(cls))
+
+
+def _covered(cls: type) -> dict[str, str]:
+    code, roots = {}, {'phiml_data'}
+    classes = [c for c in cls.__mro__ if isinstance(c, type) and issubclass(c, Scenario)]
+    roots |= {c.__module__.split('.')[0] for c in classes}
+    todo = [(c, sys.modules.get(c.__module__)) for c in classes]
+    while todo:
+        obj, module = todo.pop()
+        name = f'{obj.__module__}.{obj.__qualname__}'
+        if name in code:
             continue
         try:
-            tree = _parse(c)
-        except ValueError:  # a class defined in a notebook or REPL: its own members instead
-            tree = _members_tree(c)
-        parts.append(_dump(tree))
-        module = sys.modules.get(c.__module__)
-        for name in sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}):
-            obj = getattr(module, name, None)
-            if inspect.isfunction(obj) and obj.__module__ == c.__module__:
-                parts.append(_dump(_parse(obj)))
-    return hashlib.sha256('\n'.join(parts).encode()).hexdigest()[:16]
+            tree = _parse(obj)
+        except ValueError:
+            if not inspect.isclass(obj):
+                raise
+            tree = _members_tree(obj)  # a class defined in a notebook or REPL: its own members instead
+        code[name] = _dump(tree)
+        for ref_name, ref in _references(tree, sys.modules.get(obj.__module__, module)):
+            if inspect.isfunction(ref) or inspect.isclass(ref):
+                if ref.__module__.split('.')[0] in roots and ref.__name__ not in ('source_digest', 'covered_code'):
+                    todo.append((ref, None))
+            elif isinstance(ref, (int, float, str, tuple)) and _simple(ref):
+                code[f'{obj.__module__}:{ref_name}'] = repr(ref)
+    return code
+
+
+def _references(tree: ast.AST, module) -> list[tuple[str, object]]:
+    """`(name, object)` of the module-level names a syntax tree uses: `name` and `module_alias.name`."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and hasattr(module, node.id):
+            out.append(
+                (
+                    node.id,
+                    inspect.unwrap(getattr(module, node.id))
+                    if callable(getattr(module, node.id))
+                    else getattr(module, node.id),
+                )
+            )
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            base = getattr(module, node.value.id, None)
+            if inspect.ismodule(base) and hasattr(base, node.attr):
+                ref = getattr(base, node.attr)
+                out.append((f'{node.value.id}.{node.attr}', inspect.unwrap(ref) if callable(ref) else ref))
+    return out
+
+
+def _simple(value) -> bool:
+    """Whether a constant has a repr that is the same in every process (no object addresses)."""
+    if isinstance(value, tuple):
+        return all(_simple(v) for v in value)
+    return isinstance(value, (bool, int, float, str)) or value is None
 
 
 def _members_tree(cls: type) -> ast.AST:
