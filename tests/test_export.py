@@ -1,0 +1,84 @@
+"""Exports (`phiml_data.export`) never touch what they do not own and never leave a partial file behind."""
+
+import resource
+import signal
+
+import pytest
+
+from phiml_data.export import export
+
+xr = pytest.importorskip('xarray')
+
+
+@pytest.fixture(scope='module')
+def dm(tmp_path_factory):
+    from phiml_data import Burgers2D, DataManager
+
+    manager = DataManager(tmp_path_factory.mktemp('export'), Burgers2D(resolution=16, steps=4))
+    manager.generate(3, progress=False)
+    return manager
+
+
+@pytest.mark.parametrize('fmt', ['netcdf', 'zarr'])
+def test_a_folder_or_file_that_is_not_an_export_is_never_replaced(dm, tmp_path, fmt):
+    folder = tmp_path / 'mine'
+    folder.mkdir()
+    (folder / 'notes.txt').write_text('precious')
+    with pytest.raises(ValueError, match=r'mine exists and is not an export of phiml_data; .*overwrite=True'):
+        export(dm, folder, fmt)
+    assert (folder / 'notes.txt').read_text() == 'precious'
+    (tmp_path / 'paper.nc').write_text('draft')
+    with pytest.raises(ValueError, match='is not an export of phiml_data'):
+        export(dm, tmp_path / 'paper.nc', fmt)
+    assert (tmp_path / 'paper.nc').read_text() == 'draft'
+    export(dm, folder, fmt, overwrite=True)  # asked for explicitly
+    assert not (folder / 'notes.txt').exists()
+
+
+@pytest.mark.parametrize('fmt', ['netcdf', 'zarr'])
+def test_an_earlier_export_is_replaced_and_a_cache_never(dm, tmp_path, fmt):
+    path = tmp_path / 'out'
+    export(dm, path, fmt, sims=[0])
+    export(dm, path, fmt, sims=[1, 2])
+    opened = xr.open_dataset(path, engine='h5netcdf') if fmt == 'netcdf' else xr.open_zarr(path)
+    assert list(opened['sim'].values) == [1, 2]
+    for target in (dm.directory, dm.directory.parent, dm.directory / 'x.nc'):
+        with pytest.raises(ValueError, match='Refusing to'):
+            export(dm, target, fmt, overwrite=True)
+    assert dm.cached_indices() == [0, 1, 2] and (dm.directory / 'config.json').exists()
+    assert not list(tmp_path.glob('.*'))  # no temporary left
+
+
+def _small_file_limit():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead of killing
+    resource.setrlimit(resource.RLIMIT_FSIZE, (12_000, 12_000))  # below the 3-sim export (30 KiB of values)
+
+
+def _contents(path):
+    if path.is_dir():
+        return sorted((p.relative_to(path).as_posix(), p.read_bytes()) for p in path.rglob('*') if p.is_file())
+    return path.read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('fmt', ['netcdf', 'zarr'])
+def test_a_failing_write_is_an_error_and_keeps_the_previous_export(dm, tmp_path, fmt):
+    """A netCDF export that hit a write error segfaulted inside HDF5 and left a partial file in place."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    path = tmp_path / 'out'
+    export(dm, path, fmt, sims=[0])
+    before = _contents(path)
+    code = (
+        "from phiml_data import DataManager, Burgers2D; from phiml_data.export import export\n"
+        f"export(DataManager({str(dm.directory.parent)!r}, Burgers2D(resolution=16, steps=4)), {str(path)!r}, {fmt!r})"
+    )
+    result = subprocess.run(
+        [sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT, preexec_fn=_small_file_limit
+    )
+    assert result.returncode == 1 and 'nothing there was changed' in result.stderr, result.stderr[-2000:]
+    assert 'File too large' in result.stderr
+    assert _contents(path) == before and not list(tmp_path.glob('.*'))
