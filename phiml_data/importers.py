@@ -162,6 +162,11 @@ _WELL_BOUNDARIES = {'periodic': 'periodic', 'wall': 'zero', 'open': 'zero-gradie
 def benchmark_description(path, layout: str, fields: dict = None) -> dict:
     """What a PDEBench or The Well HDF5 file holds, in the terms `benchmark_problems` compares with a scenario.
 
+    The file's structure is checked before anything is read from its datasets: every coordinate (and the time axis)
+    uniformly spaced and increasing, every mapped dataset numeric with the same trajectory and frame counts and
+    spatial sizes equal to the coordinates' lengths. Trajectories whose data were declared but never written
+    (unallocated HDF5 chunks, which read as zeros) are listed in `unwritten`.
+
     Args:
         path: The HDF5 file.
         layout: `'pdebench'` (datasets `tensor` or `Vx`, `Vy`, `density`, ... of shape `[N, T, X, (Y)]`, with
@@ -171,47 +176,117 @@ def benchmark_description(path, layout: str, fields: dict = None) -> dict:
             `_default_fields`.
 
     Returns:
-        `{'trajectories', 'frames', 'dt', 'resolution', 'bounds', 'boundaries' (or None), 'fields': {ours: [datasets]}}`.
+        `{'trajectories', 'frames', 'dt', 'resolution', 'bounds', 'boundaries' (or None), 'fields': {ours: [datasets]},
+        'unwritten': [trajectory indices]}`.
+
+    Raises:
+        ValueError: The file is not HDF5, lacks a part of the layout, or is malformed; names the file and every problem.
     """
     import h5py
 
     if layout not in ('pdebench', 'the_well'):
         raise ValueError(f"layout must be 'pdebench' or 'the_well', got {layout!r}")
-    with h5py.File(path, 'r') as f:
-        fields = {k: [v] if isinstance(v, str) else list(v) for k, v in (fields or _default_fields(f, layout)).items()}
-        missing = [d for names in fields.values() for d in names if d not in f]
-        if missing:
-            raise ValueError(f"{path} has no dataset(s) {missing} ({layout} layout); pass fields={{ours: theirs}}")
-        first = f[next(iter(fields.values()))[0]]
-        if layout == 'pdebench':
-            dims = [d for d in ('x', 'y', 'z') if f'{d}-coordinate' in f]
-            coords = {d: np.asarray(f[f'{d}-coordinate']) for d in dims}
-            t = np.asarray(f['t-coordinate']) if 't-coordinate' in f else None
-            boundaries = None
-        else:
-            dims = [str(d.decode() if isinstance(d, bytes) else d) for d in f['dimensions'].attrs['spatial_dims']]
-            coords = {d: np.asarray(f['dimensions'][d]) for d in dims}
-            t = np.asarray(f['dimensions']['time'])
-            boundaries = {}
-            for group in f['boundary_conditions'].values():
-                kind = group.attrs['bc_type']
-                kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-                for d in group.attrs['associated_dims']:
-                    boundaries[d.decode() if isinstance(d, bytes) else str(d)] = _WELL_BOUNDARIES.get(
-                        kind.lower(), kind
-                    )
-        frames = first.shape[1]
-        dt = float(np.mean(np.diff(t[:frames]))) if t is not None and len(t) > 1 else None
-        spacing = {d: float(c[1] - c[0]) for d, c in coords.items()}
-        return {
-            'trajectories': first.shape[0],
-            'frames': frames,
-            'dt': dt,
-            'resolution': {d: len(c) for d, c in coords.items()},
-            'bounds': {d: [float(c[0] - spacing[d] / 2), float(c[-1] + spacing[d] / 2)] for d, c in coords.items()},
-            'boundaries': boundaries,
-            'fields': fields,
-        }
+    try:
+        f = h5py.File(path, 'r')
+    except OSError as err:
+        raise ValueError(f"{path} cannot be opened as an HDF5 file ({err})") from None
+    with f:
+        try:
+            return _describe(f, path, layout, fields)
+        except (KeyError, TypeError, AttributeError, IndexError) as err:
+            raise ValueError(f"{path} is not a readable {layout} file ({type(err).__name__}: {err})") from None
+
+
+def _describe(f, path, layout: str, fields: dict) -> dict:
+    import h5py
+
+    fields = {k: [v] if isinstance(v, str) else list(v) for k, v in (fields or _default_fields(f, layout)).items()}
+    missing = [d for names in fields.values() for d in names if not isinstance(f.get(d), h5py.Dataset)]
+    if missing:
+        raise ValueError(f"{path} has no dataset(s) {missing} ({layout} layout); pass fields={{ours: theirs}}")
+    if layout == 'pdebench':
+        dims = [d for d in ('x', 'y', 'z') if f'{d}-coordinate' in f]
+        coords = {d: f[f'{d}-coordinate'][()] for d in dims}
+        t = f['t-coordinate'][()] if 't-coordinate' in f else None
+        boundaries = None
+    else:
+        dims = [str(d.decode() if isinstance(d, bytes) else d) for d in f['dimensions'].attrs['spatial_dims']]
+        coords = {d: f['dimensions'][d][()] for d in dims}
+        t = f['dimensions']['time'][()]
+        boundaries = {}
+        for group in f['boundary_conditions'].values():
+            kind = group.attrs['bc_type']
+            kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+            for d in group.attrs['associated_dims']:
+                boundaries[d.decode() if isinstance(d, bytes) else str(d)] = _WELL_BOUNDARIES.get(kind.lower(), kind)
+    datasets = {d: f[d] for names in fields.values() for d in names}
+    first = next(iter(datasets.values()))
+    problems = _structure_problems(datasets, coords, t, first.shape[:2] if first.ndim >= 2 else None)
+    if problems:
+        raise ValueError(f"{path} ({layout}) is malformed:\n  " + '\n  '.join(problems))
+    frames = first.shape[1]
+    return {
+        'trajectories': first.shape[0],
+        'frames': frames,
+        'dt': float(t[1] - t[0]) if t is not None and frames > 1 else None,
+        'resolution': {d: len(c) for d, c in coords.items()},
+        'bounds': {d: [float(c[0] - (c[1] - c[0]) / 2), float(c[-1] + (c[1] - c[0]) / 2)] for d, c in coords.items()},
+        'boundaries': boundaries,
+        'fields': fields,
+        'unwritten': sorted(set().union(*(_unwritten(ds) for ds in datasets.values()))),
+    }
+
+
+def _structure_problems(datasets: dict, coords: dict, t, leading) -> list[str]:
+    """Every way the coordinates and datasets of a benchmark file are inconsistent (checked before reading data)."""
+    problems = [p for d, c in coords.items() for p in _axis_problems(f'{d} coordinate', c, len(c))]
+    if not coords:
+        problems.append("no spatial coordinates (PDEBench: x-coordinate; The Well: dimensions/spatial_dims)")
+    if leading is None:
+        return problems + ["the first dataset has fewer than 2 axes (expected [trajectory, time, space...])"]
+    if t is not None:
+        problems += _axis_problems('time coordinate', t, leading[1])
+    sizes = tuple(len(c) for c in coords.values())
+    for name, ds in datasets.items():
+        if ds.dtype.kind not in 'fiu':
+            problems.append(f"dataset '{name}' holds {ds.dtype} values; expected numbers")
+        if ds.shape[:2] != leading or ds.shape[2 : 2 + len(sizes)] != sizes:
+            problems.append(
+                f"dataset '{name}' has shape {ds.shape}; expected {list(leading)} + the coordinates' sizes {list(sizes)}"
+            )
+    return problems
+
+
+def _axis_problems(what: str, values, frames: int) -> list[str]:
+    """Problems of a coordinate axis: not numeric, shorter than needed, or not uniformly increasing (float32 tolerance)."""
+    values = np.asarray(values)
+    if values.ndim != 1 or values.dtype.kind not in 'fiu' or len(values) < max(frames, 2):
+        return [f"{what}: expected at least {max(frames, 2)} numbers, got {values.dtype} of shape {values.shape}"]
+    values = values[:frames].astype(np.float64)
+    steps = np.diff(values)
+    step = (values[-1] - values[0]) / (len(values) - 1)
+    tolerance = 1e-4 * abs(step) + 8 * np.finfo(np.float32).eps * np.abs(values).max()
+    if not np.isfinite(values).all() or step <= 0 or np.abs(steps - step).max() > tolerance:
+        return [f"{what} is not uniformly increasing: steps from {steps.min():.6g} to {steps.max():.6g}"]
+    return []
+
+
+def _unwritten(ds) -> list[int]:
+    """Trajectories (first axis) of an HDF5 dataset some of whose data were never written (unallocated storage)."""
+    import h5py
+
+    n = ds.shape[0]
+    if ds.chunks is None:
+        contiguous = ds.id.get_create_plist().get_layout() == h5py.h5d.CONTIGUOUS
+        return list(range(n)) if contiguous and ds.size and ds.id.get_offset() is None else []
+    per_block = int(np.prod([-(-s // c) for s, c in zip(ds.shape[1:], ds.chunks[1:])]))
+    counts = np.zeros(-(-n // ds.chunks[0]), np.int64)
+
+    def visit(chunk):
+        counts[chunk.chunk_offset[0] // ds.chunks[0]] += 1
+
+    ds.id.chunk_iter(visit)
+    return [j for j in range(n) if counts[j // ds.chunks[0]] < per_block]
 
 
 def _default_fields(f, layout: str) -> dict:
@@ -269,21 +344,48 @@ def import_benchmark(
 
     scenario = manager.scenario
     d = benchmark_description(path, layout, fields)
-    problems = benchmark_problems(scenario, d)
+    requested = list(range(d['trajectories'])) if trajectories is None else [int(j) for j in trajectories]
+    problems = benchmark_problems(scenario, d) + _trajectory_problems(manager, d, requested, first_index)
     if problems:
         raise ValueError(
-            f"{path} ({layout}) does not match scenario '{scenario.name}' ({scenario.params()}):\n  "
-            + '\n  '.join(problems)
+            f"{path} ({layout}) does not match scenario '{scenario.name}' ({scenario.params()}); nothing was "
+            f"imported:\n  " + '\n  '.join(problems)
         )
     written = {}
-    with h5py.File(path, 'r') as f:
-        for j in range(d['trajectories']) if trajectories is None else trajectories:
-            data = {name: _benchmark_field(f, d['fields'][name], j, scenario, name) for name in scenario.fields}
-            written[first_index + j] = write_sim(
-                manager.directory, scenario, manager.fmt, first_index + j, data, origin='imported'
-            )
+    try:
+        with h5py.File(path, 'r') as f:
+            for j in requested:
+                data = {name: _benchmark_field(f, d['fields'][name], j, scenario, name) for name in scenario.fields}
+                try:
+                    written[first_index + j] = write_sim(
+                        manager.directory, scenario, manager.fmt, first_index + j, data, origin='imported'
+                    )
+                except ValueError as err:
+                    raise ValueError(f"{path} ({layout}) trajectory {j}: {err}\nNothing was imported.") from None
+    except BaseException:  # all or nothing: a later generate() must not adopt a partial import
+        for entry in written.values():
+            (manager.directory / entry['file']).unlink(missing_ok=True)
+        raise
     manager.record(written)
     return sorted(written)
+
+
+def _trajectory_problems(manager, description: dict, requested: list[int], first_index: int) -> list[str]:
+    """Requested trajectories that are out of range or were never written, and target sims that exist already."""
+    n, problems = description['trajectories'], []
+    outside = [j for j in requested if not 0 <= j < n]
+    if outside:
+        problems.append(f"trajectories {outside[:10]} requested; the file has {n} (0..{n - 1})")
+    unwritten = sorted(set(requested) & set(description['unwritten']))
+    if unwritten:
+        problems.append(
+            f"{len(unwritten)} of the {n} declared trajectories were never written (no data stored, they would read "
+            f"as zeros): {unwritten[:10]}{'...' if len(unwritten) > 10 else ''}; pass trajectories= with written ones"
+        )
+    taken = [first_index + j for j in requested if manager.path(first_index + j).exists()]
+    if taken:
+        problems.append(f"sims {taken[:10]} exist already in {manager.directory}; choose another first_index")
+    return problems
 
 
 def _benchmark_field(f, datasets: list[str], j: int, scenario: Scenario, name: str):
