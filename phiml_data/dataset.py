@@ -140,6 +140,8 @@ class PhiMLDataset:
         alpha: Fraction of the windows of an epoch taken from `generated`: `round(alpha * n_real / (1 - alpha))`
             of them, drawn afresh each epoch.
         shard: `(rank, world_size)`: this process sees only its share of each epoch (equal shares; see `epoch_order`).
+        worker: `(index, workers)`: this data-loading worker's part of the shard; the workers of one process
+            together read every window of the shard once per epoch (shares may differ by one window).
         **overrides: Fields of `DatasetConfig`.
 
     Example:
@@ -162,10 +164,11 @@ class PhiMLDataset:
         generated=None,
         alpha: float = 0.0,
         shard: tuple = (0, 1),
+        worker: tuple = (0, 1),
         **overrides,
     ):
         config = dataclasses.replace(config or DatasetConfig(), **overrides)
-        self.manager, self.config, self.shard = manager, config, tuple(shard)
+        self.manager, self.config, self.shard, self.worker = manager, config, tuple(shard), tuple(worker)
         scenario = manager.scenario
         cached = manager.cached_indices()
         self.sims = sorted(int(s) for s in (cached if sims is None else sims))
@@ -188,6 +191,8 @@ class PhiMLDataset:
         rank, world = self.shard
         if not 0 <= rank < world:
             raise ValueError(f"shard=({rank}, {world}): rank must be in 0..{world - 1}")
+        if not 0 <= self.worker[0] < self.worker[1]:
+            raise ValueError(f"worker={self.worker}: the index must be in 0..{self.worker[1] - 1}")
         if not 0 <= alpha < 1:
             raise ValueError(f"alpha must be in [0, 1), got {alpha}")
         plan = memory.plan(config, self.data_bytes(), self.window_bytes(), self._handle_bytes())
@@ -300,15 +305,15 @@ class PhiMLDataset:
         return int(round(self.alpha * len(self) / (1 - self.alpha)))
 
     def epoch_order(self, epoch: int) -> np.ndarray:
-        """Window ids of this shard in epoch `epoch`, in visiting order; ids `>= len(self)` are generated windows.
+        """Window ids of this shard (and worker) in epoch `epoch`, in visiting order; ids `>= len(self)` are generated.
 
-        A pure function of `(config.seed, epoch, shard)`. With `world_size > 1` shards, the last `len % world_size`
+        A pure function of `(config.seed, epoch, shard, worker)`. With `world_size > 1` shards, the last `len % world_size`
         windows of the shuffled order are left out of that epoch, so that every rank gets the same number of windows
         and takes the same number of steps (data-parallel training would otherwise wait forever on the longer ranks).
         """
         pool = len(self.generated) if self.generated is not None else 0
         return sampler.epoch_order(
-            len(self), self.n_generated(), pool, self.config.seed, epoch, self.config.shuffle, self.shard
+            len(self), self.n_generated(), pool, self.config.seed, epoch, self.config.shuffle, self.shard, self.worker
         )
 
     def n_batches(self, batch_size: int = None, epoch: int = 0) -> int:
@@ -430,9 +435,28 @@ class PhiMLDataset:
         return normalization.denormalize(t, self.stats) if self.config.normalize else t
 
     def unpack(self, t: Tensor) -> dict[str, Tensor]:
-        """Splits a packed `Tensor (..., channelsᶜ)` into `{field: Tensor (..., [vectorᶜ])}` with item names restored."""
-        items = list(t.shape['channels'].item_names[0])
+        """Splits a packed `Tensor (..., channelsᶜ)` into `{field: Tensor (..., [vectorᶜ])}` with item names restored.
+
+        Raises:
+            ValueError: `t` has no named `channels` dim, or channels this dataset does not have, or only some
+                components of a vector field; the message lists the channels it expects.
+        """
+        items = list(t.shape.get_item_names('channels') or ()) if 'channels' in t.shape else []
         fields = list(dict.fromkeys(field_of(c) for c in items))
+        known = self.layout.channels(tuple(self.layout.components))
+        unknown = [c for c in items if c not in known]
+        incomplete = [
+            f
+            for f in fields
+            if f in self.layout.components and not unknown and set(self.layout.channels((f,))) - set(items)
+        ]
+        if not items or unknown or incomplete:
+            raise ValueError(
+                f"Expected a Tensor with a 'channels' dim holding whole fields of this dataset's channels {known}; got "
+                f"{t.shape}"
+                + (f" (unknown: {unknown})" if unknown else '')
+                + (f" (incomplete: {incomplete})" if incomplete else '')
+            )
         result = {}
         for f in fields:
             comps = self.layout.components[f]

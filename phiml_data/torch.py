@@ -30,8 +30,10 @@ class TorchBatches(IterableDataset):
     Yields `{'initial_state': [B, C_in, X, (Y)], 'targets': [B, T, C_out, X, (Y)], 'window_ids', 'sim', 'start': [B]}`,
     channels first (with `n_input > 1`, `C_in` holds the frames oldest first, each with `dataset.input_channels`);
     the arrays are wrapped without a further copy. Use `DataLoader(TorchBatches(ds), batch_size=None, num_workers=N)`:
-    each DataLoader worker and each `torch.distributed` rank reads a disjoint, equal shard of the epoch (see
-    `PhiMLDataset.epoch_order`), so together they read the epoch once.
+    each `torch.distributed` rank reads a disjoint, equal shard of the epoch (see `PhiMLDataset.epoch_order`), and
+    the DataLoader workers of a rank split its shard, so that together they read every window of it exactly once.
+    `set_epoch` also reaches workers that persist between epochs (`persistent_workers=True`): epoch and start live in
+    shared memory.
 
     Args:
         dataset: The dataset (its sims, config and normalisation statistics are reused; its own shard is replaced).
@@ -43,18 +45,25 @@ class TorchBatches(IterableDataset):
         super().__init__()
         self.manager, self.sims, self.stats = dataset.manager, dataset.sims, dataset.stats
         self.config = dataclasses.replace(dataset.config, prefetch=0)  # DataLoader workers are the parallelism
-        self.epoch, self.start = epoch, start
+        self._position = torch.tensor([epoch, start], dtype=torch.int64).share_memory_()  # seen by every worker
+
+    @property
+    def epoch(self) -> int:
+        return int(self._position[0])
+
+    @property
+    def start(self) -> int:
+        return int(self._position[1])
 
     def set_epoch(self, epoch: int, start: int = 0):
-        """Selects the epoch (and resume position) that the next iteration yields."""
-        self.epoch, self.start = epoch, start
+        """Selects the epoch (and resume position) that the next iteration yields, in this process and its workers."""
+        self._position[0], self._position[1] = int(epoch), int(start)
 
     def __iter__(self):
-        worker = get_worker_info()
-        index, workers = (worker.id, worker.num_workers) if worker else (0, 1)
-        rank, world = rank_and_world()
-        shard = (rank * workers + index, world * workers)
-        ds = PhiMLDataset(self.manager, self.sims, self.config, stats=self.stats, shard=shard)
+        info = get_worker_info()
+        worker = (info.id, info.num_workers) if info else (0, 1)
+        shard = rank_and_world()
+        ds = PhiMLDataset(self.manager, self.sims, self.config, stats=self.stats, shard=shard, worker=worker)
         try:
             for batch in ds.iterate_batches(epoch=self.epoch, start=self.start):
                 arrays = to_arrays(batch, channels_first=True)

@@ -53,20 +53,6 @@ def test_a_plain_torch_module_trains_from_a_dataloader(dm):
     assert losses[-1] < 0.7 * losses[0], losses
 
 
-def test_dataloader_workers_read_each_window_of_an_epoch_once(dm):
-    from torch.utils.data import DataLoader
-
-    from phiml_data.torch import TorchBatches
-
-    ds = PhiMLDataset(dm, n_targets=2, batch_size=3, normalize=False)
-    batches = TorchBatches(ds, epoch=2)
-    seen = np.concatenate([b['window_ids'].numpy() for b in DataLoader(batches, batch_size=None, num_workers=2)])
-    assert len(seen) == len(set(seen.tolist())) == len(ds) // 2 * 2  # equal shards; the remainder waits
-    single = next(iter(DataLoader(TorchBatches(ds, epoch=2), batch_size=None)))
-    expected = to_arrays(next(ds.iterate_batches(epoch=2)), channels_first=True)
-    np.testing.assert_array_equal(single['targets'].numpy(), expected['targets'])
-
-
 def _pdebench_file(path, scenario, sims):
     """A PDEBench-layout file (`tensor [N, T, X]`, cell-centre coordinates, `t-coordinate` with one extra entry)."""
     import h5py
