@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 from .config import ConfigError, load_run_config
@@ -63,19 +66,35 @@ def main(argv=None):
     exp.add_argument('path', help='output file (netcdf) or folder (zarr)')
     exp.add_argument('--format', choices=['netcdf', 'zarr'], default='netcdf')
     exp.add_argument('--indices', help="only these sims, e.g. '0-9'")
+    exp.add_argument(
+        '--overwrite', action='store_true', help='replace PATH even if it is not an earlier export (never a cache)'
+    )
     _config_args(exp, positional_overrides=False)
     run = sub.add_parser('run', help='the whole pipeline: generate, split, train, evaluate, plot')
     _config_args(run)
     run.add_argument('--output', help='output folder (default: the config\'s `output`)')
     parser.add_argument('--debug', action='store_true', help='show the full traceback of errors')
     args = parser.parse_args(argv)
-    try:
-        return _COMMANDS[args.command](args)
-    except (ConfigError, CacheError, ValueError, FileNotFoundError, RuntimeError, OSError) as err:
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings(record=True) as caught:  # the CLI owns this process: warnings go after the result
+        warnings.simplefilter('default')
+        try:
+            status = _COMMANDS[args.command](args)
+        except (ConfigError, CacheError, ValueError, FileNotFoundError, RuntimeError, OSError) as err:
+            if args.debug:
+                traceback.print_exc()
+                _print_warnings(caught)
+            print(f"error: {err}", file=sys.stderr)
+            if caught and not args.debug:
+                print(f"({len(caught)} warnings before the error; --debug shows them)", file=sys.stderr)
+            return 2
+    _print_warnings(caught)
+    return status
+
+
+def _print_warnings(caught):
+    """One line per distinct warning."""
+    for text in dict.fromkeys(f"warning: {w.category.__name__}: {w.message}" for w in caught):
+        print(text.replace('\n', ' '), file=sys.stderr)
 
 
 def _config_args(p, positional_overrides=True):
@@ -91,12 +110,15 @@ def _config_args(p, positional_overrides=True):
         )
 
 
+_NUMBER = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+')
+
+
 def parse_overrides(items) -> dict:
     """`['dataset.batch_size=64', 'output=out/x']` -> `{'dataset': {'batch_size': 64}, 'output': 'out/x'}` (values as YAML).
 
     Example:
-        >>> parse_overrides(['training.epochs=3', 'scenario.resolution=[64, 64]'])
-        {'training': {'epochs': 3}, 'scenario': {'resolution': [64, 64]}}
+        >>> parse_overrides(['training.epochs=3', 'scenario.resolution=[64, 64]', 'training.learning_rate=1e-3'])
+        {'training': {'epochs': 3, 'learning_rate': 0.001}, 'scenario': {'resolution': [64, 64]}}
     """
     import yaml
 
@@ -110,6 +132,8 @@ def parse_overrides(items) -> dict:
             parsed = yaml.safe_load(value)
         except yaml.YAMLError as err:
             raise ConfigError(f"override {item!r}: the value is not valid YAML ({err})") from None
+        if isinstance(parsed, str) and _NUMBER.fullmatch(parsed):  # YAML 1.1 reads 1e-3 as a string
+            parsed = float(parsed)
         if name:
             out.setdefault(section, {})[name] = parsed
         else:
@@ -179,14 +203,15 @@ def _inspect(args):
     """Reads only JSON (config, manifest) and, for formats that need no pickle or with --allow-pickle, one file header."""
     from .formats import get_format
     from .keys import key_payload
-    from .manifest import Manifest, read_json
+    from .manifest import Manifest, read_json, sim_file_name
 
     directory = Path(args.directory)
     if not (directory / 'config.json').exists():
         raise CacheError(f"{directory} is not a cache directory (no config.json)")
     saved = read_json(directory / 'config.json', 'the configuration of the cache')
     current = {k: v for k, v in saved.items() if k != 'key'}
-    manifest = Manifest(directory, saved['key'], current).read()  # the index and the entries not yet compacted
+    index = Manifest(directory, saved['key'], current)
+    manifest = index.read()  # the index and the entries not yet compacted
     first = manifest[min(manifest)]['fields'] if manifest else {}
     _print_summary(
         {
@@ -198,6 +223,8 @@ def _inspect(args):
             'fields': first,
         }
     )
+    for path, (_, reason) in index.problems().items():
+        print(f"note: malformed manifest entry {path} ({reason}); generate() moves it to quarantine/")
     try:
         from .config import scenario_from_params
 
@@ -209,7 +236,10 @@ def _inspect(args):
         print(f"note: scenario {saved['params'].get('scenario')!r} is not known to this installation")
     if manifest:
         fmt = get_format(saved['format'])
-        with fmt.open(directory / manifest[min(manifest)]['file'], allow_pickle=args.allow_pickle) as reader:
+        path = directory / sim_file_name(min(manifest), fmt.suffix)  # never a path the manifest names (`../x`)
+        if path.is_symlink():
+            raise CacheError(f"{path} is a symbolic link (to {os.readlink(path)}); a cache reads only its own files")
+        with fmt.open(path, allow_pickle=args.allow_pickle) as reader:
             meta = reader.header['metadata']
         print('metadata of the first sim:')
         for k in ('dt', 'bounds', 'resolution', 'fields'):
@@ -269,7 +299,7 @@ def _export(args):
     cfg = _load(args)
     dm = cfg.data_manager()
     sims = select_sims(cfg.data.n_sims, indices=args.indices) if args.indices else None
-    print(f"wrote {export(dm, args.path, args.format, sims)}")
+    print(f"wrote {export(dm, args.path, args.format, sims, overwrite=args.overwrite)}")
     return 0
 
 

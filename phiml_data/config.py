@@ -15,6 +15,7 @@ output: outputs/burgers2d
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -80,14 +81,19 @@ def parse(cls, data, path: str = ''):
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"{path or cls.__name__}: {err}") from None
+        field = re.match(rf'{cls.__name__}\.(\w+):? (.*)', str(err), re.S)  # "Burgers2D.seed must be ..."
+        raise ConfigError(
+            f"{_join(path, field[1])}: {field[2]}" if field else f"{path or cls.__name__}: {err}"
+        ) from None
 
 
 def parse_scenario(data, path: str = 'scenario') -> Scenario:
     """Builds a scenario from `{'name': ..., **parameters}`."""
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping such as {{name: burgers2d, resolution: [32, 32]}}, got {data!r}")
     data = dict(data or {})
     name = data.pop('name', 'burgers2d')
-    if name not in SCENARIOS:
+    if not isinstance(name, str) or name not in SCENARIOS:
         raise ConfigError(f"{path}.name: unknown scenario '{name}'; valid: {sorted(SCENARIOS)}")
     return parse(SCENARIOS[name], data, path)
 
@@ -245,5 +251,7 @@ def load_run_config(path, overrides: dict = None) -> RunConfig:
     """
     data = load_yaml(path)
     for section, values in (overrides or {}).items():
+        if isinstance(values, dict) and not isinstance(data.get(section) or {}, dict):
+            raise ConfigError(f"{path}: {section}: expected a mapping, got {data[section]!r}")
         data[section] = {**(data.get(section) or {}), **values} if isinstance(values, dict) else values
     return parse_run_config(data, str(path))

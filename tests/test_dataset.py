@@ -325,3 +325,19 @@ def test_augmentations_are_chosen_by_name(burgers_dm):
         PhiMLDataset(burgers_dm, n_targets=2, augment=('rotate',))
     assert parse_run_config({'dataset': {'augment': ['flip', 'shift']}}).dataset.augment == ('flip', 'shift')
     assert parse_run_config({'dataset': {'augment': True}}).dataset.augment is True
+
+
+def test_to_fields_of_unknown_or_incomplete_channels_names_the_channels(burgers_dm):
+    ds = PhiMLDataset(burgers_dm, sims=[0], n_targets=2, normalize=False)
+    targets = next(ds.iterate_batches(4))['targets']
+    assert set(ds.to_fields(targets)) == {'velocity'}
+    cases = {
+        'incomplete': targets.channels[['velocity.x']],
+        'unknown': math.rename_dims(targets, 'channels', math.channel(channels='a,b')),
+        'no channels': targets.channels['velocity.x'],
+    }
+    for name, t in cases.items():
+        with pytest.raises(
+            ValueError, match=r"Expected a Tensor with a 'channels' dim .*\['velocity.x', 'velocity.y'\]"
+        ):
+            ds.to_fields(t)

@@ -61,7 +61,7 @@ def test_bad_counts_and_sizes_name_the_value(dm):
         dm.generate([-1], progress=False)
     with pytest.raises(ValueError, match=r'steps must be an integer >= 1, got -1'):
         Burgers2D(steps=-1)
-    with pytest.raises(ConfigError, match=r'scenario: Burgers2D.steps must be an integer >= 1'):
+    with pytest.raises(ConfigError, match=r'scenario.steps: must be an integer >= 1'):
         parse_run_config({'scenario': {'steps': -1}})
     with pytest.raises(
         ConfigError, match=r'training.epochs: a run trains, then evaluates its best checkpoint: need >= 1, got 0'

@@ -194,7 +194,7 @@ def test_config_validation_names_the_key_path(tmp_path):
             {'scenario': {'name': 'navier'}},
             r"scenario.name: unknown scenario 'navier'; valid: \['burgers1d', 'burgers2d', 'smoke'\]",
         ),
-        ({'scenario': {'name': 'burgers2d', 'resolution': [16]}}, r"scenario: Burgers2D.resolution must be 2 ints"),
+        ({'scenario': {'name': 'burgers2d', 'resolution': [16]}}, r"scenario.resolution: must be 2 ints"),
         ({'model': {'architecture': 'transformer'}}, r"model: architecture must be"),
         ({'data': {'split': [0.5, 0.6, 0.1]}}, r"data: split must be three non-negative fractions summing to 1"),
         ({'extra': 1}, r"extra: unknown section"),

@@ -1,0 +1,53 @@
+"""The command line (`phiml_data.cli`): every expected error is one line naming the key, file or value."""
+
+import warnings
+
+import pytest
+
+from conftest import ROOT
+from phiml_data import cli
+
+
+def _error(capsys, *argv) -> str:
+    assert cli.main(list(argv)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and 'Traceback' not in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    'override, expected',
+    [
+        ('scenario=5', 'scenario: expected a mapping such as {name: burgers2d'),
+        ('scenario.name=[a, b]', "scenario.name: unknown scenario '['a', 'b']'"),
+        ('scenario.seed=-5', 'scenario.seed: must be an integer >= 0, got -5'),
+        ('scenario.steps=true', 'scenario.steps: expected an integer, got True'),
+    ],
+)
+def test_bad_overrides_are_one_line_naming_the_key(capsys, override, expected):
+    err = _error(capsys, 'generate', '--config', str(ROOT / 'configs' / 'default.yaml'), '--quiet', override)
+    assert expected in err and err.count('\n') == 1, err
+
+
+def test_numbers_in_exponent_notation_are_numbers():
+    assert cli.parse_overrides(['training.learning_rate=1e-3', 'scenario.amplitude=2.5E2', 'output=1e3x']) == {
+        'training': {'learning_rate': 0.001},
+        'scenario': {'amplitude': 250.0},
+        'output': '1e3x',
+    }
+
+
+def test_warnings_before_an_error_do_not_bury_it(capsys, monkeypatch):
+    def diverging(args):
+        for i in range(18):
+            warnings.warn(f'overflow encountered in multiply ({i})', RuntimeWarning)
+        raise ValueError("Sim 0: field 'velocity' contains NaN or Inf")
+
+    monkeypatch.setitem(cli._COMMANDS, 'generate', diverging)
+    err = _error(capsys, 'generate')
+    assert err.splitlines() == [
+        "error: Sim 0: field 'velocity' contains NaN or Inf",
+        '(18 warnings before the error; --debug shows them)',
+    ]
+    assert cli.main(['--debug', 'generate']) == 2
+    assert 'overflow encountered in multiply (17)' in capsys.readouterr().err
