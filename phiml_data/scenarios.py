@@ -102,6 +102,7 @@ class Scenario:
     fields: ClassVar[dict[str, FieldSpec]] = {}
     batchable: ClassVar[bool] = True  # whether many sims can run in one vectorised batch, bit-identically
     symmetries: ClassVar[tuple[str, ...]] = ()  # axes the PDE may be reflected along, and 'swap' for x <-> y
+    learnable: ClassVar[tuple[str, ...]] = ()  # parameters `step` accepts as tensors in `params` (physical training)
 
     spatial_dims: ClassVar[tuple[str, ...]] = ('x', 'y')
 
@@ -164,6 +165,11 @@ class Scenario:
             identity['staggered_layout'] = STAGGERED_LAYOUT  # caches from before it held cell-centre samples
         return identity
 
+    @property
+    def precision(self) -> int:
+        """Floating-point bits `simulate` computes in on its reference backend (NumPy); cached values are `dtype`."""
+        return 32
+
     def stored(self, values: Tensor) -> Tensor:
         """The cached values of one simulated frame `Tensor (simᵇ, xˢ, [yˢ], [vectorᶜ])`: the values themselves, or
         (scenarios that simulate on a finer grid) their cell averages on the cache's grid."""
@@ -178,8 +184,14 @@ class Scenario:
         """Initial fields of simulation `sim_index`, drawn from its own seed."""
         raise NotImplementedError
 
-    def step(self, state: dict[str, Field]) -> dict[str, Field]:
-        """Advances the dynamic fields of `state` by `dt`; static fields are passed through unchanged."""
+    def step(self, state: dict[str, Field], params: dict = None) -> dict[str, Field]:
+        """Advances the dynamic fields of `state` by `dt`; static fields are passed through unchanged.
+
+        Args:
+            state: `{field: Field}` with any batch dims.
+            params: Values of `learnable` parameters to use instead of the scenario's own, e.g.
+                `{'viscosity': Tensor}` on the training backend (a gradient flows to them).
+        """
         raise NotImplementedError
 
     def params(self) -> dict:
@@ -403,6 +415,8 @@ class Burgers(Scenario):
     scheme: str = 'phiflow'
     refine: int = 1
     fields: ClassVar[dict[str, FieldSpec]] = {'velocity': FieldSpec('centered', 'periodic', vector=True)}
+    learnable: ClassVar[tuple[str, ...]] = ('viscosity',)
+    version: ClassVar[int] = 2  # 2: PhiML spectral step (complex FFTs) in float64, initial state at the cell centres
 
     def __post_init__(self):
         super().__post_init__()
@@ -417,6 +431,10 @@ class Burgers(Scenario):
         return dataclasses.replace(self, refine=1) if self.refine > 1 else None
 
     @property
+    def precision(self) -> int:
+        return 64 if self.scheme == 'spectral' else 32  # the spectral reference in float64, stored as float32
+
+    @property
     def simulation_grid(self) -> dict[str, int]:
         """Cells along each spatial dim of the grid the PDE is solved on: `refine` times the cache's."""
         return {d: n * self.refine for d, n in self.grid_size.items()}
@@ -428,48 +446,32 @@ class Burgers(Scenario):
         values = math.tensor(self.amplitude * noise, spatial(**sizes), channel(vector=','.join(self.spatial_dims)))
         return {'velocity': CenteredGrid(values, BOUNDARIES['periodic'], bounds=Box(**self.bounds), **sizes)}
 
-    def step(self, state):
-        v = state['velocity']
+    def step(self, state, params=None):
+        v, viscosity = state['velocity'], (params or {}).get('viscosity', self.viscosity)
         if self.scheme == 'phiflow':
-            v = diffuse.explicit(v, self.viscosity, self.dt)
+            v = diffuse.explicit(v, viscosity, self.dt)
             return {'velocity': advect.semi_lagrangian(v, v, self.dt)}
-        shape = v.values.shape
-        order = (*shape.batch.names, *self.spatial_dims, 'vector')
-        array = v.values.numpy(order).astype(np.float64)
-        lead = array.shape[: shape.batch.rank]
         dx = self.length / max(self.simulation_grid.values())
         cfl = 0.8  # RK4 substeps: time error about 2e-5 of the state at 0.8 (1e-6 at 0.4), far below the spatial error
         substeps = int(np.ceil(self.dt * 5 * self.amplitude * np.sqrt(len(self.spatial_dims)) / (cfl * dx)))
-        out = spectral_burgers(
-            array.reshape(-1, *array.shape[shape.batch.rank :]),
-            self.dt / substeps,
-            substeps,
-            self.viscosity,
-            self.length,
-        )
-        values = math.tensor(out.reshape(*lead, *out.shape[1:]).astype(np.float32), shape.only(order, reorder=True))
+        values = spectral_burgers(v.values, self.dt / substeps, substeps, viscosity, self.length)
         return {'velocity': v.with_values(values)}
 
     def stored(self, values):
         if self.refine == 1:
             return values
-        order = (*values.shape.batch.names, *self.spatial_dims, *values.shape.channel.names)
-        array = values.numpy(order)
-        lead, nb = array.shape[: values.shape.batch.rank], values.shape.batch.rank
-        blocks = [x for n in array.shape[nb : nb + len(self.spatial_dims)] for x in (n // self.refine, self.refine)]
-        averaged = array.reshape(*lead, *blocks, *array.shape[nb + len(self.spatial_dims) :]).mean(
-            axis=tuple(nb + 1 + 2 * i for i in range(len(self.spatial_dims)))
-        )
-        coarse = values.shape.only(order, reorder=True).with_sizes(averaged.shape)
-        return math.tensor(averaged.astype(np.float32), coarse)
+        for d, n in self.grid_size.items():  # cell averages: block d into (cells, refine) and average the blocks
+            values = math.mean(math.unpack_dim(values, d, spatial(**{d: n}) & batch(_block=self.refine)), '_block')
+        return values
 
 
 def band_limited_noise(
     rng: np.random.Generator, resolution: tuple, length: float, scale: float, components: int, modes: int = 15
 ) -> np.ndarray:
     """Like `smooth_noise`, but the same continuous field on every grid: random Fourier coefficients for the integer
-    wavenumbers `|n| <= modes` per axis (filtered by `exp(-(k scale)^2 / 2)`), evaluated on `resolution` (each axis
-    > 2 modes) and scaled to unit standard deviation per component by the coefficients' total power (Parseval)."""
+    wavenumbers `|n| <= modes` per axis (filtered by `exp(-(k scale)^2 / 2)`), evaluated at the cell centres
+    `(j + 1/2) length / n` of a grid of `resolution` (each axis > 2 modes, as PhiFlow places its samples), and
+    scaled to unit standard deviation per component by the coefficients' total power (Parseval)."""
     if min(resolution) <= 2 * modes:
         raise ValueError(f"band_limited_noise needs more than {2 * modes} cells per axis, got {resolution}")
     n = np.arange(-modes, modes + 1)
@@ -480,46 +482,58 @@ def band_limited_noise(
     for c in range(components):
         coefficients = (rng.standard_normal(weight.shape) + 1j * rng.standard_normal(weight.shape)) * weight
         spectrum = np.zeros(resolution, complex)
-        spectrum[tuple(g % r for g, r in zip(grids, resolution))] = coefficients
+        centres = np.exp(1j * np.pi * sum(g / r for g, r in zip(grids, resolution)))  # sampled at (j + 1/2) dx
+        spectrum[tuple(g % r for g, r in zip(grids, resolution))] = coefficients * centres
         values = np.real(np.fft.ifftn(spectrum)) * np.prod(resolution)
         power = np.sum(np.abs(coefficients) ** 2) / 2  # variance of the real part of the field
         out[..., c] = values / np.sqrt(power)
     return out
 
 
-def spectral_burgers(u: np.ndarray, h: float, substeps: int, viscosity: float, length: float) -> np.ndarray:
-    """`substeps` integrating-factor RK4 steps of size `h` of `u_t + (u·∇)u = ν∇²u` for `u [B, *space, d]`, periodic on
-    `[0, length)^d`, pseudo-spectral (real FFTs) with the 2/3 dealiasing rule."""
-    space = u.shape[1:-1]
-    axes = tuple(range(1, 1 + len(space)))
-    freqs = [2 * np.pi * np.fft.fftfreq(n, d=length / n) for n in space[:-1]]
-    freqs.append(2 * np.pi * np.fft.rfftfreq(space[-1], d=length / space[-1]))  # the half spectrum of the last axis
-    ks = np.meshgrid(*freqs, indexing='ij')
-    keep = np.ones(ks[0].shape, bool)
-    for k, n in zip(ks, space):
-        keep &= np.abs(k) < (2 / 3) * np.pi * n / length
-    keep = keep[None, ..., None]
-    derivatives = [1j * k[None, ..., None] for k in ks]
-    k2 = sum(k**2 for k in ks)[None, ..., None]
-    e, e2 = np.exp(-viscosity * k2 * h), np.exp(-viscosity * k2 * h / 2)
+def spectral_burgers(u: Tensor, h: float, substeps: int, viscosity, length: float) -> Tensor:
+    """`substeps` integrating-factor RK4 steps of size `h` of `u_t + (u·∇)u = ν∇²u`, periodic on `[0, length)^d`,
+    pseudo-spectral (`math.fft`) with the 2/3 dealiasing rule. PhiML code: runs on NumPy, torch and JAX, passes
+    gradients (to `u` and to `viscosity`, which may be a tensor) and compiles with `math.jit_compile`.
 
-    def inverse(uh):
-        return np.fft.irfftn(uh, s=space, axes=axes)
+    Args:
+        u: `Tensor (..., xˢ, [yˢ], vectorᶜ=x[,y])`, computed in the current precision (`math.precision`).
+        viscosity: ν, a float or a `Tensor` broadcast against `u`'s batch dims.
+
+    Returns:
+        `Tensor` of the shape of `u`.
+
+    Example:
+        >>> x = math.tensor((np.arange(64) + 0.5) * 2 * np.pi / 64, spatial('x'))
+        >>> u = math.expand(math.sin(x), channel(vector='x'))  # a sine wave decays as exp(-ν t) until it steepens
+        >>> out = spectral_burgers(0 * u + 1e-3 * u, 0.1, 10, 0.5, 2 * np.pi)
+        >>> round(float(math.max(out) / math.max(1e-3 * u)), 4), round(float(np.exp(-0.5)), 4)
+        (0.6065, 0.6065)
+    """
+    space = u.shape.spatial
+    u = math.to_float(u)
+    scale = math.tensor([2 * np.pi * n / length for n in space.sizes], channel(deriv=space.names))
+    k = math.rename_dims(math.fftfreq(space), 'vector', channel(deriv=space.names)) * scale  # wavenumbers
+    cutoff = math.tensor([(2 / 3) * np.pi * n / length for n in space.sizes], channel(deriv=space.names))
+    keep = math.all(abs(k) < cutoff, 'deriv')
+    k2 = math.sum(k**2, 'deriv')
+    e, e2 = math.exp(-viscosity * k2 * h), math.exp(-viscosity * k2 * h / 2)
+    along = math.rename_dims(u, 'vector', channel(deriv=space.names)) * 0  # only the item names of `deriv`
 
     def nonlinear(uh):
         uh = uh * keep
-        values = inverse(uh)
-        advection = sum(values[..., a : a + 1] * inverse(ik * uh) for a, ik in enumerate(derivatives))
-        return -np.fft.rfftn(advection, axes=axes) * keep
+        values = math.real(math.ifft(uh, space))
+        gradient = math.real(math.ifft(1j * k * uh, space))  # (..., vector=component, deriv=direction)
+        velocity = math.rename_dims(values, 'vector', along.shape['deriv'])
+        return -math.fft(math.sum(velocity * gradient, 'deriv'), space) * keep
 
-    uh = np.fft.rfftn(u, axes=axes)
+    uh = math.fft(u, space)
     for _ in range(substeps):
         a = h * nonlinear(uh)
         b = h * nonlinear(e2 * (uh + a / 2))
         c = h * nonlinear(e2 * uh + b / 2)
         d = h * nonlinear(e * uh + e2 * c)
         uh = e * uh + (e * a + 2 * e2 * (b + c) + d) / 6
-    return inverse(uh)
+    return math.real(math.ifft(uh, space))
 
 
 @dataclass(frozen=True)
@@ -578,7 +592,7 @@ class SmokePlume(Scenario):
     inflow_radius: float = 3.0
     inflow_rate: float = 0.2
     name: ClassVar[str] = 'smoke'
-    version: ClassVar[int] = 2  # 2: conservative density advection instead of MacCormack
+    version: ClassVar[int] = 3  # 2: conservative density advection instead of MacCormack; 3: in PhiML, float32
     fields: ClassVar[dict[str, FieldSpec]] = {
         'velocity': FieldSpec('staggered', 'zero', vector=True),
         'density': FieldSpec('centered', 'zero-gradient'),
@@ -586,6 +600,7 @@ class SmokePlume(Scenario):
     }
     batchable: ClassVar[bool] = False  # the pressure solve and the substeps depend on every sim of a batch
     symmetries: ClassVar[tuple[str, ...]] = ('x',)  # gravity breaks y, and the inflow sits low in the box
+    learnable: ClassVar[tuple[str, ...]] = ('buoyancy',)
 
     def initial_state(self, sim_index):
         rng = sim_rng(self.seed, sim_index)
@@ -596,75 +611,73 @@ class SmokePlume(Scenario):
         velocity = StaggeredGrid(0, BOUNDARIES['zero'], bounds=Box(**self.bounds), **self.grid_size)
         return {'velocity': velocity, 'density': self._grid(0, 'zero-gradient'), 'inflow': inflow}
 
-    def step(self, state):
+    def step(self, state, params=None):
         velocity, density = state['velocity'], state['density']
-        order = (*density.values.shape.batch.names, *self.spatial_dims)
-        faces = staggered_faces(velocity).numpy((*order, 'vector'))
-        spacing = [self.length / n for n in self.resolution]
-        advected = conservative_advection(density.values.numpy(order), faces, self.dt, spacing)
-        values = math.tensor(advected.astype(np.float32), density.values.shape.only(order, reorder=True))
+        buoyancy_factor = (params or {}).get('buoyancy', self.buoyancy)
+        spacing = {d: self.length / n for d, n in self.grid_size.items()}
+        values = conservative_advection(density.values, staggered_faces(velocity), self.dt, spacing)
         density = density.with_values(values) + self.dt * state['inflow']
-        buoyancy = (density * (0, self.buoyancy)).at(velocity)
+        buoyancy = (density * math.tensor([0, 1], channel(vector='x,y')) * buoyancy_factor).at(velocity)
         velocity = advect.semi_lagrangian(velocity, velocity, self.dt) + self.dt * buoyancy
         solve = Solve('CG', 1e-5, 1e-5, max_iterations=2000, rank_deficiency=0)
         velocity, _ = fluid.make_incompressible(velocity, (), solve)
         return {'velocity': velocity, 'density': density, 'inflow': state['inflow']}
 
 
-def conservative_advection(q: np.ndarray, faces: np.ndarray, dt: float, spacing, cfl: float = 0.5) -> np.ndarray:
-    """Advects cell averages `q [..., *space]` for `dt` in a closed box with face velocities `faces [..., *space, d]`
-    (the `staggered_faces` layout; wall faces carry no flux).
+def conservative_advection(q: Tensor, faces: Tensor, dt: float, spacing: dict, cfl: float = 0.5) -> Tensor:
+    """Advects cell averages `q` for `dt` in a closed box with face velocities `faces` (the `staggered_faces`
+    layout; wall faces carry no flux). PhiML code: runs on NumPy, torch and JAX and passes gradients to `q` and
+    `faces`; computed in the current precision.
 
     Conservative flux form: MUSCL reconstruction with the minmod limiter (zero-gradient ghost cells), upwind fluxes,
     SSP-RK2 (Heun) in time, in equal substeps with `h Σ_d max|u_d| / dx_d <= cfl`, counted for each sample of the
-    leading dims on its own (so a sample's result does not depend on the others). The total `Σ q dV` changes only by
-    round-off, and for `cfl <= 0.5` a non-negative `q` stays non-negative. Computed in float64.
+    batch dims on its own (a sample's result does not depend on the others; samples that need fewer substeps stop
+    earlier). The total `Σ q dV` changes only by round-off, and for `cfl <= 0.5` a non-negative `q` stays
+    non-negative. The substep count depends on the data, so this runs eagerly (no `jit_compile`).
+
+    Args:
+        q: `Tensor (..., xˢ, [yˢ])`.
+        faces: `Tensor (..., xˢ, [yˢ], vectorᶜ=x[,y])`, component `d` on the lower `d`-faces.
+        spacing: Cell size along each spatial dim, e.g. `{'x': 1.0, 'y': 1.0}`.
 
     Example:
-        >>> x = np.arange(16.0)
-        >>> q = np.exp(-((x - 4) ** 2) / 4)[None]  # a bump at x = 4, moved by u = 0.5 for t = 4
-        >>> out = conservative_advection(q, np.full((1, 16, 1), 0.5), dt=4.0, spacing=[1.0])
-        >>> abs(float(out.sum() - q.sum())) < 1e-12, round(float((out * x).sum() / out.sum()), 1), bool(out.min() >= 0)
+        >>> x = math.range(spatial(x=16)) * 1.0
+        >>> q = math.exp(-((x - 4) ** 2) / 4)  # a bump at x = 4, moved by u = 0.5 for t = 4
+        >>> out = conservative_advection(q, math.ones(spatial(x=16), channel(vector='x')) * 0.5, 4.0, {'x': 1.0})
+        >>> bool(abs(math.sum(out) - math.sum(q)) < 1e-5), round(float(math.sum(out * x) / math.sum(out)), 1), bool(math.min(out) >= 0)
         (True, 6.0, True)
     """
-    q, faces = np.asarray(q, np.float64), np.asarray(faces, np.float64)
-    lead = q.shape[: q.ndim - faces.shape[-1]]
-    if lead:
-        flat = zip(q.reshape(-1, *q.shape[len(lead) :]), faces.reshape(-1, *faces.shape[len(lead) :]))
-        return np.stack([conservative_advection(a, f, dt, spacing, cfl) for a, f in flat]).reshape(q.shape)
-    axes = range(q.ndim)
-    rate = sum(np.abs(faces[..., a]).max() / h for a, h in enumerate(spacing))
-    substeps = max(1, int(np.ceil(dt * rate / cfl)))
+    space = q.shape.spatial
+    rate = sum(math.max(abs(faces.vector[d]), space) / spacing[d] for d in space.names)
+    substeps = math.maximum(1, math.ceil(math.stop_gradient(dt * rate / cfl)))  # per sample
     h = dt / substeps
 
     def tendency(values):
-        out = np.zeros_like(values)
-        for a, (axis, dx) in enumerate(zip(axes, spacing)):
-            flux = _upwind_flux(values, faces[..., a], axis)  # on the lower face of each cell
-            flux[(slice(None),) * axis + (0,)] = 0  # closed walls
-            upper = np.concatenate([_take(flux, axis, 1, None), np.zeros_like(_take(flux, axis, 0, 1))], axis)
-            out -= (upper - flux) / dx
+        out = 0
+        for d in space.names:
+            flux = _upwind_flux(values, faces.vector[d], d)  # on the lower face of each cell, 0 on the lower wall
+            upper = math.pad(flux[{d: slice(1, None)}], {d: (0, 1)}, 0)  # ... and 0 on the upper wall
+            out = out - (upper - flux) / spacing[d]
         return out
 
-    for _ in range(substeps):
+    for i in range(int(math.max(substeps, substeps.shape))):
         stage = q + h * tendency(q)
-        q = 0.5 * (q + stage + h * tendency(stage))
+        q = math.where(i < substeps, 0.5 * (q + stage + h * tendency(stage)), q)
     return q
 
 
-def _upwind_flux(q: np.ndarray, u: np.ndarray, axis: int) -> np.ndarray:
-    """`u q` on the lower face of each cell along `axis`, `q` reconstructed from the upwind side (MUSCL, minmod)."""
-    n = q.shape[axis]
-    padded = np.concatenate([_take(q, axis, 0, 1)] * 2 + [q] + [_take(q, axis, n - 1, n)] * 2, axis)
-    back, forward = np.diff(_take(padded, axis, 0, n + 3), axis=axis), np.diff(_take(padded, axis, 1, n + 4), axis=axis)
-    slope = np.where(back * forward > 0, np.sign(back) * np.minimum(np.abs(back), np.abs(forward)), 0.0)
-    below = _take(padded, axis, 1, n + 1) + 0.5 * _take(slope, axis, 0, n)  # cell i-1, from below the face
-    above = _take(padded, axis, 2, n + 2) - 0.5 * _take(slope, axis, 1, n + 1)  # cell i, from above the face
-    return u * np.where(u > 0, below, above)
-
-
-def _take(a: np.ndarray, axis: int, start, stop) -> np.ndarray:
-    return a[(slice(None),) * axis + (slice(start, stop),)]
+def _upwind_flux(q: Tensor, u: Tensor, d: str) -> Tensor:
+    """`u q` on the lower face of each cell along `d`, `q` reconstructed from the upwind side (MUSCL, minmod); 0 on
+    the lower wall face."""
+    n = q.shape.get_size(d)
+    padded = math.pad(q, {d: (2, 2)}, extrapolation.ZERO_GRADIENT)
+    diff = padded[{d: slice(1, None)}] - padded[{d: slice(None, -1)}]  # n + 3 differences
+    back, forward = diff[{d: slice(0, n + 2)}], diff[{d: slice(1, n + 3)}]
+    slope = math.where(back * forward > 0, math.sign(back) * math.minimum(abs(back), abs(forward)), 0)
+    below = padded[{d: slice(1, n + 1)}] + 0.5 * slope[{d: slice(0, n)}]  # cell i-1, from below the face
+    above = padded[{d: slice(2, n + 2)}] - 0.5 * slope[{d: slice(1, n + 1)}]  # cell i, from above the face
+    flux = u * math.where(u > 0, below, above)
+    return math.pad(flux[{d: slice(1, None)}], {d: (1, 0)}, 0)  # closed lower wall
 
 
 SCENARIOS: dict[str, type[Scenario]] = {cls.name: cls for cls in (Burgers1D, Burgers2D, SmokePlume)}
@@ -705,10 +718,12 @@ def staggered_faces(f: Field) -> Tensor:
     return math.stack(faces, channel(vector=','.join(components)))
 
 
-def canonical(t: Tensor) -> Tensor:
-    """Reorders `t` to `(batch..., spatial..., channel...)` so that its NumPy layout matches the cache layout."""
+def canonical(t: Tensor, dtype: str = None) -> Tensor:
+    """Reorders `t` to `(batch..., spatial..., channel...)` so that its NumPy layout matches the cache layout; with
+    `dtype` (e.g. `'float32'`) its values are cast to it."""
     order = t.shape.batch + t.shape.instance + t.shape.spatial + t.shape.channel
-    return math.tensor(t.numpy(order.names), order)
+    values = t.numpy(order.names)
+    return math.tensor(values if dtype is None else values.astype(dtype), order)
 
 
 def simulate(scenario: Scenario, indices) -> list[dict[str, Tensor]]:
@@ -732,7 +747,7 @@ def simulate(scenario: Scenario, indices) -> list[dict[str, Tensor]]:
     indices = [int(i) for i in indices]
     if not indices:
         return []
-    with NUMPY:
+    with NUMPY, math.precision(scenario.precision):  # the reference backend: bytes never depend on ML backends
         return _simulate(scenario, indices)
 
 
@@ -752,22 +767,24 @@ def _simulate(scenario: Scenario, indices: list[int]) -> list[dict[str, Tensor]]
             {k: scenario.stored(field_values(state[k])) for k, spec in scenario.fields.items() if spec.static}
         )
         for j in range(len(group)):
-            results.append({k: canonical(v.sim[j]) for k, v in stacked.items()})
+            results.append({k: canonical(v.sim[j], scenario.dtype) for k, v in stacked.items()})
     return results
 
 
-def step_values(scenario: Scenario, values: dict[str, Tensor], metadata: dict = None) -> dict[str, Tensor]:
+def step_values(
+    scenario: Scenario, values: dict[str, Tensor], metadata: dict = None, params: dict = None
+) -> dict[str, Tensor]:
     """One `scenario.step` on stored values `{field: Tensor (batchᵇ, xˢ, [yˢ], [vectorᶜ])}` in physical units, on
-    NumPy: the fields are rebuilt with `to_field` (exactly, staggered ones too), advanced, and returned as stored
-    values (`field_values`).
+    their own backend (gradients flow through it): the fields are rebuilt with `to_field` (exactly, staggered ones
+    too), advanced, and returned as stored values (`staggered_faces` for staggered fields).
 
     Args:
         metadata: Sim metadata for `to_field`; default `scenario.metadata(0)` (pass it once for many steps).
+        params: Learnable parameters as tensors (`Scenario.step`).
     """
     metadata = metadata or scenario.metadata(0)
-    with NUMPY:
-        state = scenario.step({f: to_field(v, metadata, f) for f, v in values.items()})
-        return {f: field_values(state[f]) for f in values}
+    state = scenario.step({f: to_field(v, metadata, f) for f, v in values.items()}, params)
+    return {f: staggered_faces(state[f]) if state[f].is_staggered else state[f].values for f in values}
 
 
 def to_field(values: Tensor, metadata: dict, name: str) -> Field:
