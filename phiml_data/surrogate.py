@@ -2,7 +2,7 @@
 
 Part of step 4 of the pipeline (scenarios -> manager -> dataset -> trainer). The network predicts the change of the
 dynamic channels over one step, added to the last frame (persistence) or to the scenario's own solver on the cache's
-grid (`solver_step`: a learned correction of a coarse solver); a rollout applies it repeatedly, feeding its own
+grid (`solver_step`: a learned correction of a coarse solver, with or without gradients through the solver); a rollout applies it repeatedly, feeding its own
 prediction back, with static channels (e.g. an inflow mask) re-attached at every step. It runs on batches exactly as
 `PhiMLDataset` yields them.
 """
@@ -14,7 +14,6 @@ import itertools
 from typing import Callable
 
 from phiml import math
-from phiml.backend import NUMPY
 from phiml.math import Tensor, channel
 
 from . import normalization
@@ -114,12 +113,12 @@ def correction_scale(dataset: PhiMLDataset, base: Callable[[Tensor], Tensor] = N
     output noise stays small next to an accurate base.
 
     Returns:
-        `Tensor (channelsᶜ=targets)` on NumPy.
+        `Tensor (channelsᶜ=targets)`.
     """
     total, count = 0, 0
     for b in itertools.islice(dataset.iterate_batches(epoch=0, prefetch=0), max_batches):
         last = last_frame(b['initial_state']).channels[dataset.target_channels]
-        error = (b['targets'].time[0] - (last if base is None else math.convert(base(last), NUMPY))) ** 2
+        error = (b['targets'].time[0] - (last if base is None else base(last))) ** 2
         total, count = (
             total + math.sum(error, error.shape.without('channels')),
             count + error.shape.without('channels').volume,
@@ -127,11 +126,15 @@ def correction_scale(dataset: PhiMLDataset, base: Callable[[Tensor], Tensor] = N
     return math.maximum(math.sqrt(total / count), 1e-8)
 
 
-def solver_step(dataset: PhiMLDataset, backend) -> Callable[[Tensor], Tensor]:
+def solver_step(dataset: PhiMLDataset, gradient: bool = True) -> Callable[[Tensor], Tensor]:
     """The scenario's own solver on the cache's grid (`Scenario.coarse`) as one step on packed frames
-    `Tensor (batchᵇ, xˢ, [yˢ], channelsᶜ=targets)` in `dataset`'s (normalised) units, returning a tensor of
-    `backend`. It runs on NumPy and passes no gradient; the fields it advances are the targets (scenarios whose step
-    needs no static field).
+    `Tensor (batchᵇ, xˢ, [yˢ], channelsᶜ=targets)` in `dataset`'s (normalised) units. It runs on the backend of the
+    frame it is given (PhiML physics: no conversion), inside the training graph; the fields it advances are the
+    targets (scenarios whose step needs no static field).
+
+    Args:
+        gradient: Let gradients flow through the solver (Solver-in-the-Loop training, "SOL"); `False` stops them
+            at its input and output, so the network never sees how the solver reacts to its corrections ("NON").
 
     Raises:
         ValueError: The scenario has no coarser solver (its data were simulated on the cache's grid).
@@ -147,14 +150,13 @@ def solver_step(dataset: PhiMLDataset, backend) -> Callable[[Tensor], Tensor]:
     metadata, channels = coarse.metadata(0), dataset.target_channels
 
     def step(frame: Tensor) -> Tensor:
-        physical = dataset.denormalize(math.convert(math.stop_gradient(frame), NUMPY))
-        values = step_values(coarse, dataset.unpack(physical), metadata)
+        values = step_values(coarse, dataset.unpack(dataset.denormalize(frame)), metadata)
         packed = math.stack([_channel(values, c) for c in channels], channel(channels=','.join(channels)))
         if dataset.config.normalize:
             packed = normalization.normalize(packed, dataset.stats, channels)
-        return math.convert(packed, backend)
+        return packed
 
-    return step
+    return step if gradient else lambda frame: math.stop_gradient(step(math.stop_gradient(frame)))
 
 
 def _channel(values: dict[str, Tensor], name: str) -> Tensor:

@@ -43,7 +43,8 @@ class ModelConfig:
         activation: Activation function name.
         base: What the network's output is added to at each step: `'persistence'` (the last frame) or
             `'coarse_solver'` (the scenario's own solver on the cache's grid, for ground truth simulated on a finer
-            grid: the network learns the coarse solver's correction; torch only).
+            grid: the network learns the coarse solver's correction; the solver runs on the training backend inside
+            the graph, see `TrainConfig.solver_gradient`).
         scale_output: Multiply the network's output by the rms one-step error of its base on the training windows
             (`surrogate.correction_scale`, per channel, recomputed from the training set), so that it learns
             corrections of unit size.
@@ -73,11 +74,6 @@ class ModelConfig:
         means the same network on torch and jax (parameter counts checked: u_net and conv_net agree)."""
         if backend != 'jax':
             return
-        if self.base == 'coarse_solver':
-            raise ValueError(
-                "base 'coarse_solver' runs the NumPy solver inside the rollout, which jax cannot trace; use the "
-                "torch backend"
-            )
         if self.architecture == 'res_net':
             raise ValueError(
                 "res_net is a different network on phiml 1.16.1's jax backend (2130 vs 1946 parameters for "
@@ -117,6 +113,9 @@ class TrainConfig:
             machines; an oversubscribed torch ran 10x slower). `0` leaves torch's own setting.
         reattach_static: Re-attach the static input channels at every rollout step (else they are zeroed after
             the first step).
+        solver_gradient: With `model.base: coarse_solver`, let gradients flow through the solver over the
+            `dataset.n_targets` unrolled steps of the training rollout (Solver-in-the-Loop "SOL-n", Um et al. 2020:
+            the network learns how the solver reacts to its corrections); `False` stops them at the solver ("NON").
         loss: `'mse'`: the mean squared error over steps, cells and channels (normalised units). `'relative'`: per
             window, step and channel, the mean squared error divided by the target's mean square (plus 1e-6), then
             averaged: every window weighs the same, so states of small magnitude (a plume starting from rest) are
@@ -135,6 +134,7 @@ class TrainConfig:
     threads: int = 1
     reattach_static: bool = True
     loss: str = 'mse'
+    solver_gradient: bool = True
     progress: bool = True
 
     def __post_init__(self):
@@ -224,8 +224,10 @@ class Trainer:
                     len(train.input_channels) * lay.n_input, len(train.target_channels), len(lay.spatial), periodic
                 )
             self.optimizer = nn.adam(net, learning_rate=config.learning_rate)
-        base = solver_step(train, self.backend) if self.model_config and model.base == 'coarse_solver' else None
-        scale = correction_scale(train, base) if self.model_config and model.scale_output else None
+        with self.backend:
+            coarse = self.model_config and model.base == 'coarse_solver'
+            base = solver_step(train, config.solver_gradient) if coarse else None
+            scale = correction_scale(train, base) if self.model_config and model.scale_output else None
         self.surrogate = Surrogate(
             net, train.input_channels, train.target_channels, self.backend, config.reattach_static, base, scale
         )

@@ -161,7 +161,7 @@ def test_cache_key_covers_class_fields_code_and_version():
         )
     }
     assert len(keys) == 4
-    assert SCENARIO.identity()['class'] == 'phiml_data.scenarios.Burgers2D'
+    assert SCENARIO.identity()['class'] == 'phiml_data.scenarios.burgers.Burgers2D'
 
 
 def test_config_json_of_another_configuration_names_each_difference(cache):

@@ -82,6 +82,6 @@ def test_editing_code_the_scenario_reaches_changes_the_digest(tmp_path, edit):
 def test_the_smoke_key_covers_the_helpers_of_its_helpers():
     covered = covered_code(SmokePlume)
     for name in ('SmokePlume', 'conservative_advection', '_upwind_flux', 'staggered_faces'):
-        assert f'phiml_data.scenarios.{name}' in covered, name
+        assert any(c.endswith(f'.{name}') and c.startswith('phiml_data.scenarios.') for c in covered), name
     assert not any('source_digest' in name or 'covered_code' in name for name in covered)
     assert cache_key(SmokePlume()) == cache_key(SmokePlume())

@@ -1,0 +1,141 @@
+"""Physics in PhiML (`phiml_data.scenarios`): one step is the same on NumPy, torch and JAX, gradients through
+several steps match central differences, and training through the solver converts nothing to NumPy."""
+
+import numpy as np
+import pytest
+from phiml import math
+from phiml.backend import NUMPY
+
+from phiml_data import Burgers1D, Burgers2D, SmokePlume
+from phiml_data.scenarios import field_values, step_values
+
+torch = pytest.importorskip('torch')
+from phiml.backend.torch import TORCH  # noqa: E402
+
+SCENARIOS = {
+    'burgers1d-spectral': Burgers1D(resolution=32, steps=3, scheme='spectral', refine=1, viscosity=0.05),
+    'burgers2d-spectral': Burgers2D(resolution=32, steps=3, scheme='spectral', refine=1, viscosity=0.05),
+    'burgers2d-phiflow': Burgers2D(resolution=16, steps=3),
+    'smoke': SmokePlume(resolution=16, steps=3),
+}
+
+
+def _state(scenario):
+    """Stored values of sim 0 after one step (the smoke is at rest initially), on NumPy."""
+    with NUMPY:
+        state = scenario.initial_state(0)
+        state = scenario.step(state)
+        return {k: field_values(v) for k, v in state.items()}
+
+
+def _backends():
+    out = {'numpy': NUMPY, 'torch': TORCH}
+    try:
+        from phiml.backend.jax import JAX
+
+        out['jax'] = JAX
+    except ImportError:
+        pass
+    return out
+
+
+@pytest.mark.parametrize('name', sorted(SCENARIOS))
+def test_one_step_is_the_same_on_every_backend(name):
+    scenario = SCENARIOS[name]
+    values = _state(scenario)
+    results = {}
+    for backend_name, backend in _backends().items():
+        with backend:
+            inputs = {k: math.convert(v, backend) for k, v in values.items()}
+            out = step_values(scenario, inputs)
+            assert all(v.default_backend == backend for v in out.values()), backend_name  # no silent conversion
+            results[backend_name] = {k: v.numpy(v.shape.names) for k, v in out.items()}
+    for backend_name, result in results.items():
+        for k, v in result.items():
+            scale = np.abs(results['numpy'][k]).max() + 1e-12
+            np.testing.assert_allclose(v, results['numpy'][k], atol=2e-5 * scale, err_msg=f'{backend_name} {k}')
+
+
+def _loss(scenario, values, param, steps=3):
+    """Mean square of the state after `steps` steps, with the learnable parameter `param` (a tensor)."""
+    name = scenario.learnable[0]
+    for _ in range(steps):
+        values = {**values, **step_values(scenario, values, params={name: param})}
+    dynamic = [k for k, spec in scenario.fields.items() if not spec.static]
+    return sum(math.mean(values[k] ** 2, values[k].shape) for k in dynamic)
+
+
+@pytest.mark.parametrize('name', ['burgers1d-spectral', 'burgers2d-spectral', 'smoke'])
+def test_gradients_through_three_steps_match_central_differences_on_torch(name):
+    scenario = SCENARIOS[name]
+    value = getattr(scenario, scenario.learnable[0])
+    with TORCH, math.precision(64):
+        values = {k: math.convert(math.to_float(v), TORCH) for k, v in _state(scenario).items()}
+        param = math.convert(math.tensor(value), TORCH)
+        grad = math.gradient(lambda p: _loss(scenario, values, p), 'p', get_output=False)(param)
+        eps = 1e-4 * value
+        numeric = (_loss(scenario, values, param + eps) - _loss(scenario, values, param - eps)) / (2 * eps)
+        u = values[next(iter(values))]
+        grad_u = math.gradient(
+            lambda u_: _loss(scenario, {**values, next(iter(values)): u_}, param), 'u_', get_output=False
+        )(u)
+    assert float(abs(grad)) > 0 and float(math.max(abs(grad_u), grad_u.shape)) > 0  # no silent cut
+    assert float(grad) == pytest.approx(float(numeric), rel=1e-4)
+
+
+@pytest.mark.slow
+def test_gradients_through_three_steps_on_jax():
+    from phiml.backend.jax import JAX
+
+    scenario = SCENARIOS['burgers2d-spectral']
+    with JAX:
+        values = {k: math.convert(v, JAX) for k, v in _state(scenario).items()}
+        param = math.convert(math.tensor(scenario.viscosity), JAX)
+        grad = math.gradient(lambda p: _loss(scenario, values, p), 'p', get_output=False)(param)
+        eps = 1e-2 * scenario.viscosity
+        numeric = (_loss(scenario, values, param + eps) - _loss(scenario, values, param - eps)) / (2 * eps)
+        compiled = math.jit_compile(lambda p: _loss(scenario, values, p))
+        assert float(compiled(param)) == pytest.approx(float(_loss(scenario, values, param)), rel=1e-5)
+    assert float(grad) == pytest.approx(float(numeric), rel=2e-2)
+
+
+def test_a_training_step_through_the_solver_converts_nothing_to_numpy(tmp_path, monkeypatch):
+    from phiml import nn
+    from phiml.backend.torch._torch_backend import TorchBackend
+
+    from phiml_data import DataManager, ModelConfig, PhiMLDataset, TrainConfig, Trainer
+
+    dm = DataManager(tmp_path, Burgers2D(resolution=16, steps=4, scheme='spectral', refine=2))
+    dm.generate(2, progress=False)
+    train = PhiMLDataset(dm, n_targets=3, batch_size=4, augment=False)
+    trainer = Trainer(
+        train, None, ModelConfig('conv_net', filters=4, layers=1, base='coarse_solver'), TrainConfig(progress=False)
+    )
+    b = next(train.iterate_batches())
+
+    def refuse(*args, **kwargs):
+        raise AssertionError('a torch tensor was converted to NumPy inside the training step')
+
+    monkeypatch.setattr(TorchBackend, 'numpy', refuse)
+    with trainer.backend:
+        weights = [p.detach().clone() for p in trainer.net.parameters()]
+        loss = nn.update_weights(trainer.net, trainer.optimizer, trainer.loss, b['initial_state'], b['targets'])
+    assert float(math.stop_gradient(loss)) > 0
+    assert any(not torch.equal(w, p) for w, p in zip(weights, trainer.net.parameters()))
+
+
+@pytest.mark.slow
+def test_generation_compiled_on_jax_matches_the_numpy_reference():
+    import dataclasses
+
+    from phiml_data import simulate
+
+    scenario = Burgers2D(resolution=32, steps=4, scheme='spectral', refine=2)
+    reference = simulate(scenario, [0, 1])
+    compiled = simulate(dataclasses.replace(scenario, backend='jax'), [0, 1])
+    for a, b in zip(reference, compiled):
+        np.testing.assert_allclose(
+            a['velocity'].numpy('time,x,y,vector'), b['velocity'].numpy('time,x,y,vector'), rtol=0, atol=1e-6
+        )
+    with pytest.raises(ValueError, match=r"SmokePlume.backend must be 'numpy' \(its step does not compile\)"):
+        SmokePlume(backend='jax')
