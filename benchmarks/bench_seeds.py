@@ -2,10 +2,10 @@
 window order (`training.seed` and `dataset.seed` set to each seed).
 
 Usage:
-    python benchmarks/bench_seeds.py --config configs/default.yaml [--seeds 0 1 2] [key=value ...]
+    python benchmarks/bench_seeds.py --config configs/default.yaml [--seeds 0 1 2] [--name NAME] [key=value ...]
 
 Each seed runs the whole main job (the cache is shared, so only the first run simulates) into
-`outputs/seeds/<config>-seed<N>/`, then one table lists per field the model's mean relative L2, the best baseline
+`outputs/seeds/<name>-seed<N>/` (`--name`, default the config's name), then one table lists per field the model's mean relative L2, the best baseline
 and their ratio per seed, with the mean and the sample standard deviation over the seeds, and whether every seed
 beats the best baseline at every step.
 """
@@ -27,9 +27,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--config', default='configs/default.yaml')
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--name', help='name of this study in outputs/seeds/ (default: the config file name)')
     p.add_argument('overrides', nargs='*', help='key=value, as for `python -m phiml_data run`')
     args = p.parse_args()
-    name = Path(args.config).stem
+    name = args.name or Path(args.config).stem
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; {time.strftime('%Y-%m-%d %H:%M')}")
     results = {}
     for seed in args.seeds:
