@@ -125,17 +125,20 @@ def test_a_training_step_through_the_solver_converts_nothing_to_numpy(tmp_path, 
 
 
 @pytest.mark.slow
-def test_generation_compiled_on_jax_matches_the_numpy_reference():
+def test_generation_compiled_on_jax_matches_the_numpy_reference(tmp_path):
     import dataclasses
 
-    from phiml_data import simulate
+    from phiml_data import DataManager, simulate
 
     scenario = Burgers2D(resolution=32, steps=4, scheme='spectral', refine=2)
     reference = simulate(scenario, [0, 1])
     compiled = simulate(dataclasses.replace(scenario, backend='jax'), [0, 1])
     for a, b in zip(reference, compiled):
+        assert b['velocity'].dtype == a['velocity'].dtype and b['velocity'].default_backend.name == 'numpy'
         np.testing.assert_allclose(
             a['velocity'].numpy('time,x,y,vector'), b['velocity'].numpy('time,x,y,vector'), rtol=0, atol=1e-6
         )
+    dm = DataManager(tmp_path, dataclasses.replace(scenario, backend='jax'))
+    assert dm.generate(2, progress=False) == [0, 1] and dm.load_phiml_cache(1)['velocity'].dtype == a['velocity'].dtype
     with pytest.raises(ValueError, match=r"SmokePlume.backend must be 'numpy' \(its step does not compile\)"):
         SmokePlume(backend='jax')

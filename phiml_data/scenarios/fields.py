@@ -52,7 +52,7 @@ def canonical(t: Tensor, dtype: str = None) -> Tensor:
     `dtype` (e.g. `'float32'`) its values are cast to it."""
     order = t.shape.batch + t.shape.instance + t.shape.spatial + t.shape.channel
     values = t.numpy(order.names)
-    return math.tensor(values if dtype is None else values.astype(dtype), order)
+    return math.tensor(values if dtype is None else values.astype(dtype), order, convert=False)  # stays NumPy
 
 
 def to_field(values: Tensor, metadata: dict, name: str) -> Field:

@@ -3,6 +3,8 @@ values on any backend."""
 
 from __future__ import annotations
 
+import functools
+
 from phi.field import Field
 from phiml import math
 from phiml.backend import NUMPY
@@ -64,14 +66,16 @@ def _simulate(scenario: Scenario, indices: list[int], jit: bool = False) -> list
     return results
 
 
+@functools.lru_cache(maxsize=16)
+def _compiled(scenario: Scenario):
+    """`step_values` of `scenario` compiled with `math.jit_compile` (once per process and scenario; centred fields)."""
+    metadata = scenario.metadata(0)
+    return math.jit_compile(lambda values: step_values(scenario, values, metadata))
+
+
 def _compiled_step(scenario: Scenario, template: dict[str, Field]):
     """`scenario.step` on fields like `template` (centred grids), compiled on their values."""
-
-    def on_values(values: dict[str, Tensor]) -> dict[str, Tensor]:
-        state = scenario.step({f: template[f].with_values(v) for f, v in values.items()})
-        return {k: state[k].values for k in values}
-
-    compiled = math.jit_compile(on_values)
+    compiled = _compiled(scenario)
     return lambda state: {
         k: template[k].with_values(v) for k, v in compiled({k: f.values for k, f in state.items()}).items()
     }
