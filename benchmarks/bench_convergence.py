@@ -1,7 +1,7 @@
 """Convergence study: how far the cached trajectories are from the same data simulated on a 2x finer grid.
 
 Usage:
-    python benchmarks/bench_convergence.py [--sims 3] [--full] [--smoke | --research]
+    python benchmarks/bench_convergence.py [--sims 3] [--full] [--smoke | --research] [--backend numpy]
 
 For 1D Burgers (as `configs/burgers1d.yaml`: 128 cells, 60 steps of 0.05, nu = 0.01) and 2D Burgers (as
 `configs/default.yaml`: 32x32, 40 steps of 0.05), prints the relative L2 difference between the stored trajectories at
@@ -14,7 +14,10 @@ with `--full`, several minutes per sim).
 
 `--smoke`: the smoke plume as `configs/smoke.yaml` (32x32, 30 steps of 1.0) against the same plume (same inflow disc,
 position and rate) at 64x64 with steps of 0.5 (and 128x128, steps of 0.25, with `--full`), the finer frames at the
-same times averaged over 2x2 cells: relative L2 of density and of the cell-centred velocity, maximum over frames.
+same times averaged over 2x2 cells: relative L2 of density and of the cell-centred velocity, maximum over frames;
+and the CFL number `max |u| dt / dx` (faces, all frames) of each shipped-size sim, its range over the sims.
+
+Burgers runs on `--backend` (default `jax`, as the shipped configs generate; `numpy` is the reference).
 """
 
 from __future__ import annotations
@@ -51,8 +54,10 @@ def coarsen(a: np.ndarray, factor: int, spatial_axes: int) -> np.ndarray:
 def smoke_frames(scenario, sims, every: int) -> dict[str, np.ndarray]:
     """Density `[sims, time, x, y]` and cell-centred velocity `[sims, time, x, y, 2]` (PhiFlow's `at_centers` of the
     stored staggered grid), every `every`-th frame."""
-    out, metadata = {'density': [], 'velocity': []}, scenario.metadata(0)
+    out, metadata = {'density': [], 'velocity': [], 'cfl': []}, scenario.metadata(0)
+    dx = scenario.length / scenario.resolution[0]
     for sim in simulate(scenario, sims):
+        out['cfl'].append(float(np.abs(sim['velocity'].numpy('time,x,y,vector')).max()) * scenario.dt / dx)
         out['density'].append(sim['density'].numpy('time,x,y')[::every].astype(np.float64))
         centred = to_field(sim['velocity'], metadata, 'velocity').at_centers().values
         out['velocity'].append(centred.numpy('time,x,y,vector')[::every].astype(np.float64))
@@ -68,7 +73,12 @@ def smoke_study(sims, full: bool):
         runs[factor] = smoke_frames(scenario, sims, factor)
         seconds = time.perf_counter() - t
         if factor == 1:
+            cfl = runs[1].pop('cfl')
+            print(
+                f"| smoke CFL max|u| dt/dx | {len(sims)} sims at 32², dt 1 | {cfl.min():.2f} – {cfl.max():.2f} (range) | {seconds:.1f} |"
+            )
             continue
+        runs[factor].pop('cfl')
         for name, fine in runs[factor].items():
             coarse = runs[factor // 2][name]
             if name == 'velocity':
@@ -84,6 +94,7 @@ def main():
     p.add_argument('--full', action='store_true')
     p.add_argument('--smoke', action='store_true', help='the smoke plume instead of Burgers')
     p.add_argument('--research', action='store_true', help='2D Burgers at the research config size')
+    p.add_argument('--backend', default='jax', choices=['numpy', 'jax'], help='what simulates Burgers')
     args = p.parse_args()
     sims = list(range(args.sims))
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; {time.strftime('%Y-%m-%d %H:%M')}")
@@ -103,7 +114,7 @@ def main():
         runs = {}
         for r in refinements:
             t = time.perf_counter()
-            runs[r] = trajectories(cls(**params, scheme='spectral', refine=r), sims)
+            runs[r] = trajectories(cls(**params, scheme='spectral', refine=r, backend=args.backend), sims)
             seconds = time.perf_counter() - t
             if r // 2 in runs:
                 d = difference(runs[r // 2], runs[r])

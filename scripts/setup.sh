@@ -2,7 +2,7 @@
 # The extras are the same list as environment.yml's pip section (tests/test_packaging.py checks this).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-EXTRAS="torch,jax,dask,zarr,xarray,test"
+EXTRAS="torch,jax,dask,zarr,xarray,bench,test"
 VENV="${PHIML_DATA_VENV:-$ROOT/.venv}"
 STAMP="$VENV/.installed-$(cat "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
 if [ ! -x "$VENV/bin/python" ]; then
