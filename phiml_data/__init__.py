@@ -2,8 +2,8 @@
 
 The pipeline, one module per step:
 
-    scenarios  ->  manager  ->  dataset  ->  trainer  ->  evaluation
-    (simulate)     (cache)      (windows)    (train)      (rollouts)
+    scenarios  ->  manager  ->  dataset  ->  trainer / physical / hybrid  ->  evaluation
+    (simulate)     (cache)      (windows)    (network, PDE parameters, both)  (rollouts)
 
 Everything between the steps is a PhiML `Tensor` with named dims, e.g. a cached trajectory
 `Tensor (timeᵇ, xˢ, yˢ, vectorᶜ=x,y)` or a batch `Tensor (batchᵇ, xˢ, yˢ, channelsᶜ=velocity.x,velocity.y)`.
@@ -22,8 +22,10 @@ Example:
 from .config import ConfigError, DataConfig, load_run_config
 from .dataset import DatasetConfig, PhiMLDataset, split_sims
 from .formats import CacheError
+from .hybrid import HybridConfig, HybridTrainer
 from .importers import scenario_from_scene
 from .manager import DataManager, SimulationData
+from .physical import PhysicalConfig, PhysicalTrainer
 from .scenarios import Burgers1D, Burgers2D, Scenario, SmokePlume, simulate, to_field
 
 __all__ = [
@@ -43,6 +45,10 @@ __all__ = [
     'DataConfig',
     'ConfigError',
     'load_run_config',
+    'PhysicalTrainer',
+    'PhysicalConfig',
+    'HybridTrainer',
+    'HybridConfig',
     'Trainer',
     'TrainConfig',
     'ModelConfig',

@@ -76,7 +76,6 @@ def main(argv=None):
     parser.add_argument('--debug', action='store_true', help='show the full traceback of errors')
     args = parser.parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:  # the CLI owns this process: warnings go after the result
-        warnings.simplefilter('default')
         try:
             status = _COMMANDS[args.command](args)
         except (ConfigError, CacheError, ValueError, FileNotFoundError, RuntimeError, OSError) as err:

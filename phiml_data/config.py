@@ -7,7 +7,9 @@ scenario: {name: burgers2d, resolution: [32, 32], steps: 40, seed: 0}   # any Sc
 data: {cache_dir: cache, n_sims: 16, format: h5, split: [0.75, 0.125, 0.125]}
 dataset: {n_input: 1, n_targets: 3, hop: 1, batch_size: 16, ...}     # DatasetConfig
 model: {architecture: u_net, levels: 3, filters: 16}                    # ModelConfig
-training: {backend: torch, epochs: 10, learning_rate: 0.001, ...}       # TrainConfig
+training: {backend: torch, mode: synthetic, epochs: 10, ...}           # TrainConfig
+physical: {initial: {viscosity: 0.05}, optimizer: lbfgs, epochs: 3}     # PhysicalConfig (modes physical, hybrid)
+hybrid: {warmup_epochs: 2, cycles: 2, alpha: 0.2, ...}                 # HybridConfig (mode hybrid)
 output: outputs/burgers2d
 ```
 """
@@ -26,6 +28,8 @@ from .scenarios import SCENARIOS, Scenario
 
 if TYPE_CHECKING:  # annotations only: importing the trainer here would pull in an ML backend
     from .dataset import DatasetConfig
+    from .hybrid import HybridConfig
+    from .physical import PhysicalConfig
     from .trainer import ModelConfig, TrainConfig
 
 
@@ -187,6 +191,8 @@ class RunConfig:
     training: 'TrainConfig'
     evaluation: EvalConfig
     output: str = 'outputs/run'
+    physical: 'PhysicalConfig' = None
+    hybrid: 'HybridConfig' = None
 
     def data_manager(self):
         """The `DataManager` of this run's cache (`data.cache_dir`, `scenario`, `data.format`)."""
@@ -196,7 +202,8 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         """The resolved configuration as plain data (what `run` writes to `config.yaml`)."""
-        d = {k: _plain(getattr(self, k)) for k in ('data', 'dataset', 'model', 'training', 'evaluation')}
+        sections = ('data', 'dataset', 'model', 'training', 'evaluation', 'physical', 'hybrid')
+        d = {k: _plain(getattr(self, k)) for k in sections if getattr(self, k) is not None}
         params = self.scenario.params()
         return {'scenario': {'name': params.pop('scenario'), **params}, **d, 'output': self.output}
 
@@ -208,9 +215,11 @@ def _plain(obj):
 def parse_run_config(data: dict, source: str = 'config') -> RunConfig:
     """Builds a `RunConfig` from a dict (e.g. parsed YAML); errors name `source` and the key path."""
     from .dataset import DatasetConfig
+    from .hybrid import HybridConfig
+    from .physical import PhysicalConfig
     from .trainer import ModelConfig, TrainConfig
 
-    sections = {'scenario', 'data', 'dataset', 'model', 'training', 'evaluation', 'output'}
+    sections = {'scenario', 'data', 'dataset', 'model', 'training', 'evaluation', 'output', 'physical', 'hybrid'}
     unknown = sorted(set(data) - sections)
     try:
         if unknown:
@@ -236,6 +245,8 @@ def parse_run_config(data: dict, source: str = 'config') -> RunConfig:
             training,
             parse(EvalConfig, data.get('evaluation'), 'evaluation'),
             output,
+            parse(PhysicalConfig, data.get('physical'), 'physical'),
+            parse(HybridConfig, data.get('hybrid'), 'hybrid'),
         )
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None

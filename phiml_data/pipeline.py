@@ -5,9 +5,11 @@ Writes to the output folder:
 | file                      | content                                                              |
 |---------------------------|----------------------------------------------------------------------|
 | `config.yaml`             | the resolved configuration                                           |
-| `splits.json`             | train / val / test sim indices                                       |
+| `splits.json`             | train / val / test sim indices; the fraction of generated windows in each (hybrid: train only) |
 | `history.json`            | per epoch: train and validation loss, learning rate, seconds, steps  |
 | `checkpoints/{best,last}` | network, optimizer and training state                                |
+| `physical/`, `hybrid/`    | modes physical / hybrid: the physical model's history and checkpoint, the cycle log |
+| `parameters.png`          | modes physical / hybrid: the fitted parameters per epoch              |
 | `metrics.json`            | per-step and mean relative L2 of model and baselines, spread, timings |
 | `evaluation.csv`          | per-step relative L2 table                                           |
 | `loss.png`, `errors.png`, `rollout_<field>.png`, `.gif` | plots (animation with `evaluation.animate`) |
@@ -33,7 +35,6 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
     from . import distributed, plots
     from .dataset import PhiMLDataset, record_split, split_sims
     from .evaluation import evaluate, summarize, write_table
-    from .trainer import Trainer
 
     rank, world = distributed.init_from_environment() if cfg.training.backend == 'torch' else (0, 1)
     out = Path(output or cfg.output)
@@ -55,7 +56,10 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
         (out / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         dm.generate(cfg.data.n_sims, progress=progress)
         record_split(dm, splits, cfg.data.split, cfg.data.split_seed)
-        (out / 'splits.json').write_text(json.dumps(splits, indent=1))
+        generated = {'train': 0.0, 'val': 0.0, 'test': 0.0}  # fraction of windows from a model's predictions
+        if cfg.training.mode == 'hybrid':
+            generated['train'] = cfg.hybrid.alpha
+        (out / 'splits.json').write_text(json.dumps({**splits, 'generated_fraction': generated}, indent=1))
     distributed.barrier()
     t_sim = time.perf_counter() - t_start
 
@@ -66,15 +70,16 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
         else None
     )
     training = cfg.training if progress else dataclasses.replace(cfg.training, progress=False)
-    trainer = Trainer(train, val, cfg.model, training, output=out)
     t0 = time.perf_counter()
-    history = trainer.fit()
+    trainer, physical, hybrid_log = _train(cfg, train, val, training, out)
     t_train = time.perf_counter() - t0
+    history = trainer.history
     steps = sum(r['steps'] for r in history)
     distributed.barrier()
     if rank != 0:
         return {}
-    trainer.load_checkpoint(out / 'checkpoints' / 'best')
+    if trainer is not physical:
+        trainer.load_checkpoint(out / 'checkpoints' / 'best')
 
     test_sims = splits['test']
     metrics = evaluate(trainer, test_sims, cfg.evaluation.rollout_steps)
@@ -110,10 +115,54 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
         'train_steps_per_second': steps / t_train if t_train else None,
         'final_train_loss': history[-1]['train_loss'] if history else None,
         'final_val_loss': history[-1]['val_loss'] if history else None,
+        'mode': cfg.training.mode,
     }
+    if physical is not None:
+        result['parameters'] = _parameters(physical, dm.scenario)
+        result['hybrid'] = hybrid_log
+        plots.plot_parameters(
+            physical.history, {k: v['simulated_with'] for k, v in result['parameters'].items()}, out / 'parameters.png'
+        )
     (out / 'metrics.json').write_text(json.dumps(result, indent=1))
     _report(result, out)
     return result
+
+
+def _train(cfg: RunConfig, train, val, training, out: Path):
+    """Trains as `training.mode` says; returns `(the model evaluated, the physical trainer or None, hybrid log)`."""
+    from .hybrid import HybridTrainer
+    from .physical import PhysicalTrainer
+    from .trainer import Trainer
+
+    mode = training.mode
+    physical = (
+        PhysicalTrainer(train, val, cfg.physical, training.backend, out / 'physical') if mode != 'synthetic' else None
+    )
+    if mode == 'physical':
+        physical.fit()
+        return physical, physical, None
+    trainer = Trainer(train, val, cfg.model, training, output=out)
+    if mode == 'synthetic':
+        trainer.fit()
+        return trainer, None, None
+    return trainer, physical, HybridTrainer(trainer, physical, cfg.hybrid, out / 'hybrid').fit()
+
+
+def _parameters(physical, scenario) -> dict:
+    """Per learnable parameter: first guess, fitted value, the value the data were simulated with, relative error
+    of the fit, and its value after each epoch."""
+    fitted, history = physical.params(), physical.history
+    out = {}
+    for name, value in fitted.items():
+        true = float(getattr(scenario, name))
+        out[name] = {
+            'initial': float(physical.config.initial.get(name, true)),
+            'fitted': value,
+            'simulated_with': true,
+            'relative_error': abs(value - true) / abs(true),
+            'history': [r['params'][name] for r in history],
+        }
+    return out
 
 
 def _report(result: dict, out: Path):
@@ -124,6 +173,12 @@ def _report(result: dict, out: Path):
         f"({result['train_steps_per_second'] or 0:.1f} steps/s), total {s['total']:.1f} s"
     )
     from .evaluation import BASELINES
+
+    for name, p in result.get('parameters', {}).items():
+        print(
+            f"{name}: fitted {p['fitted']:.5g} from {p['initial']:.5g} (simulated with {p['simulated_with']:.5g}: "
+            f"relative error {p['relative_error']:.2%})"
+        )
 
     for field, m in result['summary'].items():
         baselines = ', '.join(f"{n.replace('_', ' ')} {m[n]:.4f}" for n in BASELINES if n in m)

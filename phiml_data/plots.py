@@ -203,6 +203,21 @@ def plot_history(history: list[dict], path=None):
     return _save(fig, path)
 
 
+def plot_parameters(history: list[dict], reference: dict = None, path=None):
+    """The physical model's parameters after each epoch (`PhysicalTrainer.history`), log scale, with the values the
+    data were simulated with (`reference`, dashed) where known."""
+    names = list(history[0]['params']) if history else []
+    fig, axes = _figure(
+        1, max(len(names), 1), figsize=(4.5 * max(len(names), 1), 3.5), squeeze=False, layout='constrained'
+    )
+    for ax, name in zip(axes[0], names):
+        ax.semilogy([r['epoch'] + 1 for r in history], [r['params'][name] for r in history], 'o-', label='fitted')
+        if reference and name in reference:
+            ax.axhline(reference[name], color='k', linestyle='--', label='simulated with')
+        ax.set_xlabel('epoch'), ax.set_ylabel(name), ax.legend()
+    return _save(fig, path)
+
+
 def plot_errors(metrics: dict, path=None):
     """Relative L2 error over rollout steps: the model (mean and spread over test sims) and each baseline, per field."""
     fig, ax = _figure(figsize=(6, 4), layout='constrained')

@@ -147,16 +147,22 @@ def solver_step(dataset: PhiMLDataset, gradient: bool = True) -> Callable[[Tenso
             f"scheme: spectral, refine: 4); scenario '{scenario.name}' solves on the cache's grid, so its solver "
             f"is the one that made the data"
         )
-    metadata, channels = coarse.metadata(0), dataset.target_channels
+    return _packed_step(dataset, coarse, gradient)
 
-    def step(frame: Tensor) -> Tensor:
-        values = step_values(coarse, dataset.unpack(dataset.denormalize(frame)), metadata)
+
+def _packed_step(dataset: PhiMLDataset, solver, gradient: bool = True) -> Callable[..., Tensor]:
+    """`solver`'s step on packed frames in `dataset`'s units: `step(frame, params=None)`, `params` the learnable
+    parameters as tensors (`Scenario.step`)."""
+    metadata, channels = solver.metadata(0), dataset.target_channels
+
+    def step(frame: Tensor, params: dict = None) -> Tensor:
+        values = step_values(solver, dataset.unpack(dataset.denormalize(frame)), metadata, params)
         packed = math.stack([_channel(values, c) for c in channels], channel(channels=','.join(channels)))
         if dataset.config.normalize:
             packed = normalization.normalize(packed, dataset.stats, channels)
         return packed
 
-    return step if gradient else lambda frame: math.stop_gradient(step(math.stop_gradient(frame)))
+    return step if gradient else lambda frame, params=None: math.stop_gradient(step(math.stop_gradient(frame), params))
 
 
 def _channel(values: dict[str, Tensor], name: str) -> Tensor:

@@ -105,6 +105,9 @@ class TrainConfig:
 
     Attributes:
         backend: `'torch'` or `'jax'`.
+        mode: `'synthetic'` (a network, this trainer), `'physical'` (the scenario's learnable parameters fitted
+            through its solver: `physical.PhysicalTrainer`, the run config's `physical:` section) or `'hybrid'`
+            (both in cycles that exchange generated samples: `hybrid.HybridTrainer`, the `hybrid:` section).
         epochs: Training epochs.
         learning_rate: Initial Adam learning rate.
         lr_decay: Learning rate factor applied after each epoch.
@@ -127,6 +130,7 @@ class TrainConfig:
     """
 
     backend: str = 'torch'
+    mode: str = 'synthetic'
     epochs: int = 10
     learning_rate: float = 1e-3
     lr_decay: float = 1.0
@@ -140,6 +144,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.backend not in ('torch', 'jax'):
             raise ValueError(f"backend must be 'torch' or 'jax', got '{self.backend}'")
+        if self.mode not in ('synthetic', 'physical', 'hybrid'):
+            raise ValueError(f"mode must be 'synthetic', 'physical' or 'hybrid', got '{self.mode}'")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got '{self.loss}'")
         if self.epochs < 0 or self.learning_rate <= 0 or not 0 < self.lr_decay <= 1 or self.threads < 0:

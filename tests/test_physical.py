@@ -1,0 +1,51 @@
+"""The physical trainer (`phiml_data.physical`): a scenario's learnable parameters fitted through its PhiML solver."""
+
+import pytest
+
+from phiml_data import Burgers1D, DataManager, PhiMLDataset
+from phiml_data.physical import PhysicalConfig, PhysicalTrainer
+
+pytest.importorskip('torch')
+
+
+@pytest.fixture(scope='module')
+def windows(tmp_path_factory):
+    """Burgers data made with viscosity 0.05 by the same solver the physical model runs (spectral, refine 1)."""
+    dm = DataManager(
+        tmp_path_factory.mktemp('physical'), Burgers1D(resolution=32, steps=10, scheme='spectral', viscosity=0.05)
+    )
+    dm.generate(4, progress=False)
+    train = PhiMLDataset(dm, [0, 1, 2], n_targets=3, batch_size=8)
+    return train, PhiMLDataset(dm, [3], n_targets=3, stats=train.stats, shuffle=False)
+
+
+def test_a_known_viscosity_is_recovered_from_a_guess_off_by_5x(windows):
+    train, val = windows
+    fit = PhysicalTrainer(train, val, PhysicalConfig({'viscosity': 0.25}, epochs=2))
+    history = fit.fit()
+    assert fit.params()['viscosity'] == pytest.approx(0.05, rel=1e-3)
+    assert history[-1]['val_loss'] < 1e-6 < history[0]['params']['viscosity']
+    assert [sorted(r) for r in history][0] == ['epoch', 'params', 'seconds', 'steps', 'train_loss', 'val_loss']
+
+
+def test_adam_moves_towards_it_and_a_checkpoint_resumes_exactly(windows, tmp_path):
+    train, _ = windows
+    config = PhysicalConfig({'viscosity': 0.25}, optimizer='adam', learning_rate=0.1, epochs=4)
+    whole = PhysicalTrainer(train, config=config)
+    whole.fit()
+    assert 0.05 < whole.params()['viscosity'] < 0.15
+    first = PhysicalTrainer(train, config=config, output=tmp_path)
+    first.fit(2)
+    resumed = PhysicalTrainer(train, config=config).load_checkpoint(tmp_path)
+    resumed.fit()
+    same = lambda h: [(r['epoch'], r['params'], r['train_loss']) for r in h]
+    assert resumed.params() == whole.params() and same(resumed.history) == same(whole.history)
+
+
+def test_parameters_the_scenario_cannot_learn_are_refused(windows):
+    with pytest.raises(
+        ValueError, match=r"physical.initial: scenario 'burgers1d' can learn \['viscosity'\]; got \['buoyancy'\]"
+    ):
+        PhysicalTrainer(windows[0], config=PhysicalConfig({'buoyancy': 1.0}))
+    with pytest.raises(ValueError, match='initial must map parameter names to numbers > 0'):
+        PhysicalConfig({'viscosity': -1})
