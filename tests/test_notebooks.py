@@ -7,7 +7,7 @@ import pytest
 from conftest import ROOT
 
 NOTEBOOKS = sorted((ROOT / 'notebooks').glob('*.ipynb'))
-TOPICS = ['caching', 'named_dimensions', 'batch_iteration', 'training', 'migration', 'extending']
+TOPICS = ['caching', 'named_dimensions', 'batch_iteration', 'training', 'migration', 'extending', 'hybrid']
 
 
 def test_numbered_notebooks_cover_the_pipeline():
