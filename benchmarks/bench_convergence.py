@@ -1,7 +1,7 @@
 """Convergence study: how far the cached trajectories are from the same data simulated on a 2x finer grid.
 
 Usage:
-    python benchmarks/bench_convergence.py [--sims 3] [--full] [--smoke | --research] [--backend numpy]
+    python benchmarks/bench_convergence.py [--sims 3] [--full] [--smoke [--cfl-only] | --research] [--backend numpy]
 
 For 1D Burgers (as `configs/burgers1d.yaml`: 128 cells, 60 steps of 0.05, nu = 0.01) and 2D Burgers (as
 `configs/default.yaml`: 32x32, 40 steps of 0.05), prints the relative L2 difference between the stored trajectories at
@@ -15,7 +15,8 @@ with `--full`, several minutes per sim).
 `--smoke`: the smoke plume as `configs/smoke.yaml` (32x32, 30 steps of 1.0) against the same plume (same inflow disc,
 position and rate) at 64x64 with steps of 0.5 (and 128x128, steps of 0.25, with `--full`), the finer frames at the
 same times averaged over 2x2 cells: relative L2 of density and of the cell-centred velocity, maximum over frames;
-and the CFL number `max |u| dt / dx` (faces, all frames) of each shipped-size sim, its range over the sims.
+and the CFL number `max |u| dt / dx` (faces, all frames) of each shipped-size sim, its range over the sims
+(`--cfl-only`: only that, e.g. `--sims 12`).
 
 Burgers runs on `--backend` (default `jax`, as the shipped configs generate; `numpy` is the reference).
 """
@@ -64,7 +65,7 @@ def smoke_frames(scenario, sims, every: int) -> dict[str, np.ndarray]:
     return {k: np.stack(v) for k, v in out.items()}
 
 
-def smoke_study(sims, full: bool):
+def smoke_study(sims, full: bool, cfl_only: bool = False):
     base = dict(resolution=32, steps=30, dt=1.0, buoyancy=0.5)
     runs = {}
     for factor in (1, 2, 4) if full else (1, 2):
@@ -93,6 +94,7 @@ def main():
     p.add_argument('--sims', type=int, default=3)
     p.add_argument('--full', action='store_true')
     p.add_argument('--smoke', action='store_true', help='the smoke plume instead of Burgers')
+    p.add_argument('--cfl-only', action='store_true', help='with --smoke: only the CFL range at the shipped size')
     p.add_argument('--research', action='store_true', help='2D Burgers at the research config size')
     p.add_argument('--backend', default='jax', choices=['numpy', 'jax'], help='what simulates Burgers')
     args = p.parse_args()
@@ -101,7 +103,7 @@ def main():
     print('\n| scenario | compared | max over frames of relative L2 (mean / max over sims) | seconds for the finer |')
     print('|---|---|---:|---:|')
     if args.smoke:
-        return smoke_study(sims, args.full)
+        return smoke_study(sims, args.full, args.cfl_only)
     research = [
         (Burgers2D, dict(resolution=64, steps=100, dt=0.02, viscosity=0.005), (1, 2, 4, 8) if args.full else (1, 2, 4))
     ]

@@ -99,7 +99,8 @@ def test_gradients_through_three_steps_on_jax():
     assert float(grad) == pytest.approx(float(numeric), rel=2e-2)
 
 
-def test_a_training_step_through_the_solver_converts_nothing_to_numpy(tmp_path, monkeypatch):
+@pytest.mark.parametrize('solver_gradient', [False, True])
+def test_a_training_step_through_the_solver_converts_nothing_to_numpy(tmp_path, monkeypatch, solver_gradient):
     from phiml import nn
     from phiml.backend.torch._torch_backend import TorchBackend
 
@@ -109,7 +110,10 @@ def test_a_training_step_through_the_solver_converts_nothing_to_numpy(tmp_path, 
     dm.generate(2, progress=False)
     train = PhiMLDataset(dm, n_targets=3, batch_size=4, augment=False)
     trainer = Trainer(
-        train, None, ModelConfig('conv_net', filters=4, layers=1, base='coarse_solver'), TrainConfig(progress=False)
+        train,
+        None,
+        ModelConfig('conv_net', filters=4, layers=1, base='coarse_solver'),
+        TrainConfig(progress=False, solver_gradient=solver_gradient),
     )
     b = next(train.iterate_batches())
 
