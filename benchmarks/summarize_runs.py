@@ -2,10 +2,14 @@
 
 Usage:
     python benchmarks/summarize_runs.py outputs/default outputs/burgers1d outputs/smoke
+    python benchmarks/summarize_runs.py --group NON outputs/seeds/default-non-seed* --group SOL outputs/seeds/default-sol-seed*
 
 Per run and field: the mean relative L2 over the rollout of the model and of every baseline, the model's ratio to the
 best baseline, the steps (1-based) at which the best baseline at that step is at least as good as the model, the
 model's step-1 and last-step errors with the spread over test sims, and the job's time.
+
+`--group NAME RUN...` (repeatable): per rollout step, each group's model error as mean ± std over its runs (e.g. training
+seeds), next to the best baseline, and the steps where that baseline is at least as good as the group's mean.
 """
 
 from __future__ import annotations
@@ -49,10 +53,44 @@ def rows(run: Path):
         )
 
 
+def per_step(groups: list[list[str]], steps=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 40)):
+    """Prints the per-step table of `--group` (see the module docstring)."""
+    import statistics
+
+    runs = {g[0]: [json.loads((Path(r) / 'metrics.json').read_text()) for r in g[1:]] for g in groups}
+    first = next(iter(runs.values()))[0]
+    for field, m in first['per_step'].items():
+        present = [b for b in BASELINES if b in m]
+        n = len(m['model'])
+        best = [min(present, key=lambda b: m[b][k]) for k in range(n)]
+        print(f"\n{field}: model error per rollout step, mean ± std over runs; best baseline per step")
+        print('| step | ' + ' | '.join(runs) + ' | best baseline |\n|---:|' + '---:|' * len(runs) + '---|')
+        means = {}
+        for name, group in runs.items():
+            errors = [[r['per_step'][field]['model'][k] for r in group] for k in range(n)]
+            means[name] = [statistics.mean(e) for e in errors]
+            runs[name] = (group, errors)
+        for k in [s - 1 for s in steps if s <= n]:
+            cells = [
+                f"{means[g][k]:.4f} ± {statistics.stdev(runs[g][1][k]) if len(runs[g][1][k]) > 1 else 0:.4f}"
+                for g in runs
+            ]
+            print(f"| {k + 1} | " + ' | '.join(cells) + f" | {m[best[k]][k]:.4f} ({best[k].replace('_', ' ')}) |")
+        for g in runs:
+            losing = [k + 1 for k in range(n) if means[g][k] >= m[best[k]][k]]
+            overall = statistics.mean(means[g]) / min(statistics.mean(m[b]) for b in present)
+            print(
+                f"{g}: {len(runs[g][0])} runs; mean over the rollout {overall:.3f}x the best baseline; steps where a baseline is as good: {_steps(losing)}"
+            )
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('runs', nargs='+', type=Path)
+    p.add_argument('runs', nargs='*', type=Path)
+    p.add_argument('--group', action='append', nargs='+', metavar=('NAME', 'RUN'), help='a named group of runs')
     args = p.parse_args()
+    if args.group:
+        return per_step(args.group)
     head = ['run', 'field', 'model', *(b.replace('_', ' ') for b in BASELINES), 'model / best baseline']
     head += ['steps where a baseline is as good', 'model step 1 (range over sims)', 'model last step (range)', 'job']
     print('| ' + ' | '.join(head) + ' |')

@@ -1,6 +1,8 @@
 """Physics in PhiML (`phiml_data.scenarios`): one step is the same on NumPy, torch and JAX, gradients through
 several steps match central differences, and training through the solver converts nothing to NumPy."""
 
+import warnings
+
 import numpy as np
 import pytest
 from phiml import math
@@ -136,7 +138,11 @@ def test_generation_compiled_on_jax_matches_the_numpy_reference(tmp_path):
 
     scenario = Burgers2D(resolution=32, steps=4, scheme='spectral', refine=2)
     reference = simulate(scenario, [0, 1])
-    compiled = simulate(dataclasses.replace(scenario, backend='jax'), [0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            'error', RuntimeWarning
+        )  # PhiML warns when jit_compile gets NumPy tensors and runs eagerly
+        compiled = simulate(dataclasses.replace(scenario, backend='jax'), [0, 1])
     for a, b in zip(reference, compiled):
         assert b['velocity'].dtype == a['velocity'].dtype and b['velocity'].default_backend.name == 'numpy'
         np.testing.assert_allclose(

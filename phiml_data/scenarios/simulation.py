@@ -51,34 +51,47 @@ def _simulate(scenario: Scenario, indices: list[int], jit: bool = False) -> list
     for group in groups:
         states = [scenario.initial_state(i) for i in group]
         state = {k: math.stack([s[k] for s in states], batch('sim')) for k in states[0]}
-        step = _compiled_step(scenario, state) if jit else scenario.step
-        trajectory = {k: [scenario.stored(field_values(v))] for k, v in state.items() if not scenario.fields[k].static}
-        for _ in range(scenario.steps):
-            state = step(state)
-            for k in trajectory:
-                trajectory[k].append(scenario.stored(field_values(state[k])))
-        stacked = {k: math.stack(frames, batch('time')) for k, frames in trajectory.items()}
-        stacked.update(
-            {k: scenario.stored(field_values(state[k])) for k, spec in scenario.fields.items() if spec.static}
-        )
+        stacked = (_trajectory_compiled if jit else _trajectory)(scenario, state)
         for j in range(len(group)):
             results.append({k: canonical(v.sim[j], scenario.dtype) for k, v in stacked.items()})
     return results
 
 
+def _trajectory(scenario: Scenario, state: dict[str, Field]) -> dict[str, Tensor]:
+    """Stored frames `{field: Tensor (simᵇ, timeᵇ, ...)}` (static fields without `time`) of stepping `state`."""
+    trajectory = {k: [scenario.stored(field_values(v))] for k, v in state.items() if not scenario.fields[k].static}
+    for _ in range(scenario.steps):
+        state = scenario.step(state)
+        for k in trajectory:
+            trajectory[k].append(scenario.stored(field_values(state[k])))
+    stacked = {k: math.stack(frames, batch('time')) for k, frames in trajectory.items()}
+    statics = {k: scenario.stored(field_values(state[k])) for k, spec in scenario.fields.items() if spec.static}
+    return {**stacked, **statics}
+
+
+def _trajectory_compiled(scenario: Scenario, state: dict[str, Field]) -> dict[str, Tensor]:
+    """`_trajectory` with step and storing compiled into one function (`jittable` scenarios: centred, no statics)."""
+    names = tuple(state)
+    values = tuple(state[k].values for k in names)  # on the backend (field_values would give NumPy arrays)
+    frames = [tuple(scenario.stored(v) for v in values)]
+    compiled = _compiled(scenario, names)
+    for _ in range(scenario.steps):
+        values, stored = compiled(values)
+        frames.append(stored)
+    return {k: math.stack([f[i] for f in frames], batch('time')) for i, k in enumerate(names)}
+
+
 @functools.lru_cache(maxsize=16)
-def _compiled(scenario: Scenario):
-    """`step_values` of `scenario` compiled with `math.jit_compile` (once per process and scenario; centred fields)."""
+def _compiled(scenario: Scenario, names: tuple[str, ...]):
+    """One step of the fields `names` and their stored frames, compiled with `math.jit_compile` once per process and
+    scenario. Its inputs must be tensors of the compiling backend: on NumPy tensors PhiML runs it uncompiled."""
     metadata = scenario.metadata(0)
-    return math.jit_compile(lambda values: step_values(scenario, values, metadata))
 
+    def step(values: tuple) -> tuple:
+        out = step_values(scenario, dict(zip(names, values)), metadata)
+        return tuple(out[k] for k in names), tuple(scenario.stored(out[k]) for k in names)
 
-def _compiled_step(scenario: Scenario, template: dict[str, Field]):
-    """`scenario.step` on fields like `template` (centred grids), compiled on their values."""
-    compiled = _compiled(scenario)
-    return lambda state: {
-        k: template[k].with_values(v) for k, v in compiled({k: f.values for k, f in state.items()}).items()
-    }
+    return math.jit_compile(step)
 
 
 def step_values(
