@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -78,12 +77,6 @@ class DataManager:
         self.directory = Path(cache_dir).absolute() / f'{scenario.name}-{self.key}'
         self.manifest_file = Manifest(self.directory, self.key, self.payload)
         self._verified = {}  # sim -> (file identity, {field: frames verified}) for files that passed the identity check
-
-    @property
-    def config(self) -> Scenario:
-        """Deprecated alias of `scenario`."""
-        warnings.warn("DataManager.config is deprecated; use DataManager.scenario", DeprecationWarning, stacklevel=2)
-        return self.scenario
 
     def __repr__(self):
         return f"DataManager({self.directory}, {len(self.cached_indices())} sims cached)"
@@ -290,11 +283,6 @@ class DataManager:
             )
         with self.open_sim(sim_index) as sim:
             return SimulationData({f: sim.tensor(f) for f in fields}, sim.metadata)
-
-    def load_metadata(self, sim_index: int) -> dict:
-        """Metadata of one cached sim (identity-checked) without reading its fields."""
-        with self.open_sim(sim_index) as sim:
-            return sim.metadata
 
     def summary(self) -> dict:
         """What the cache holds: directory, key, sims, fields with shape spec and dtype, size on disk in bytes."""

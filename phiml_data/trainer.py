@@ -10,7 +10,7 @@ Backends: `'torch'` (default; fastest on CPU here) and `'jax'`. The trainer chan
 caller: its methods run inside a PhiML backend context (`with backend:`), the initial weights come from a seeded,
 forked RNG state, and the torch thread count (`TrainConfig.threads`) is set for `fit` and restored afterwards. PhiML 1.16.1's jax optimizer never advances
 Adam's step counter and, under `jit_compile`, restarts every step from the initial weights; the jax path therefore
-runs the update eagerly and advances the counter itself (`_JaxStepFix`).
+runs the update eagerly and advances the counter itself (`_jax_update`).
 """
 
 from __future__ import annotations
