@@ -78,6 +78,8 @@ def smoke_study(sims, full: bool, cfl_only: bool = False):
             print(
                 f"| smoke CFL max|u| dt/dx | {len(sims)} sims at 32², dt 1 | {cfl.min():.2f} – {cfl.max():.2f} (range) | {seconds:.1f} |"
             )
+            if cfl_only:
+                return
             continue
         runs[factor].pop('cfl')
         for name, fine in runs[factor].items():
