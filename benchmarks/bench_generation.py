@@ -117,7 +117,7 @@ def vs_exponax():
         t_numpy = time.perf_counter() - t0
         fast = dataclasses.replace(scenario, backend='jax')
         t0 = time.perf_counter()
-        simulate(fast, [n])  # compiles the step once per process
+        simulate(fast, list(range(n, 2 * n)))  # compiles the step once per process and batch shape
         compile_ours = time.perf_counter() - t0
         t0 = time.perf_counter()
         simulate(fast, sims)

@@ -28,18 +28,17 @@ class Burgers(Scenario):
     - `scheme='phiflow'` (default): PhiFlow's explicit diffusion and semi-Lagrangian advection on the cache's grid. Cheap,
       but not a converged solution of the PDE at the shipped sizes (issue #12 measured 0.3–1.0 relative L2 against a
       converged reference, and the periodic mean drifts).
-    - `scheme='spectral'`: pseudo-spectral (real FFTs) with the 2/3 dealiasing rule and integrating-factor RK4
-      (viscosity exact), substeps keeping the advective CFL number <= 0.8 for |u| <= 5 amplitude (time error about
-      2e-5 of the state), on a grid `refine` times finer than the cache's; frames are stored as cell averages. The
-      initial condition is a band-limited field (Fourier modes |n| <= 15 per axis) evaluated on that grid, so every
-      `refine` starts from the same continuous field. Measured convergence (`python benchmarks/bench_convergence.py
-      --full`, nu = 0.01, amplitude 1, noise scale 1, length 2 pi; maximum over frames of the relative L2 difference
-      to the same data simulated at 2x `refine`, mean / max over 3 sims): 1D at 128 cells, 60 steps of 0.05: refine 4
-      vs 8 1.7 / 1.9 % (refine 2 vs 4: 3.7 / 4.4 %); 2D at 32x32, 40 steps of 0.05: refine 4 vs 8 3.4 / 4.1 % (refine
-      2 vs 4: 15 / 18 %, refine 1 vs 2: 87 / 111 %; so use refine 4, about 3 s per sim on one core); 2D at 64x64,
-      nu = 0.005, 100 steps of 0.02 (`--research --full`, 1 sim): refine 4 vs 8 2.5 % (refine 2 vs 4: 10.6 %; refine 1
-      diverges). The 1D mean of u is conserved to round-off; in 2D the advective form does not conserve it (its
-      integral is -∫ u ∇·u).
+    - `scheme='spectral'`: pseudo-spectral (`spectral_burgers`: PhiML FFTs, so it runs on NumPy, torch and JAX and
+      passes gradients) with the 2/3 dealiasing rule and integrating-factor RK4 (viscosity exact), substeps keeping
+      the advective CFL number <= 0.8 for |u| <= 5 amplitude (time error about 2e-5 of the state), on a grid `refine`
+      times finer than the cache's; frames are stored as cell averages. The initial condition is a band-limited
+      field (Fourier modes |n| <= 15 per axis) sampled at the cell centres of that grid, so every `refine` starts from
+      the same continuous field. Measured convergence (`python benchmarks/bench_convergence.py --full`, nu = 0.01,
+      amplitude 1, noise scale 1, length 2 pi; maximum over frames of the relative L2 difference to the same data
+      simulated at 2x `refine`, mean / max over 3 sims): 1D at 128 cells, 60 steps of 0.05: refine 4 vs 8 0.16 /
+      0.27 % (refine 2 vs 4: 1.2 / 2.0 %); 2D at 32x32, 40 steps of 0.05: refine 4 vs 8 1.4 / 1.7 % (refine 2 vs 4:
+      15 / 17 %, refine 1 vs 2: 87 / 111 %; so use refine 4). The 1D mean of u is conserved to round-off; in 2D the
+      advective form does not conserve it (its integral is -∫ u ∇·u).
 
     Attributes:
         viscosity: Kinematic viscosity nu.

@@ -30,7 +30,8 @@ class SmokePlume(Scenario):
     conservative flux form (`conservative_advection`: minmod-limited MUSCL, upwind fluxes, SSP-RK2 in substeps with
     `dt Σ_d max|u_d| / dx <= 0.5`), so the smoke in the box equals the inflow's total to round-off and stays
     non-negative; then the inflow is added, the velocity is advected semi-Lagrangian with PhiFlow (unconditionally
-    stable; at the shipped 32x32 its CFL number `max|u| dt / dx` reaches 3.4-3.7, and its time error is part of the
+    stable; at the shipped 32x32 its CFL number `max|u| dt / dx` reaches 3.05-4.48 over 12 sims,
+    `bench_convergence.py --smoke --cfl-only --sims 12`, and its time error is part of the
     convergence below), buoyancy is added on the faces and PhiFlow's pressure projection (CG, tolerance 1e-5) makes
     it divergence-free.
 
