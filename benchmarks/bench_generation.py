@@ -150,8 +150,7 @@ def _exponax_rollout(scenario, sims):
 
     d, refine = len(scenario.spatial_dims), scenario.refine
     n = scenario.resolution[0] * refine
-    dx = scenario.length / n
-    substeps = int(np.ceil(scenario.dt * 5 * scenario.amplitude * np.sqrt(d) / (0.8 * dx)))  # as Burgers.step
+    substeps = scenario.substeps
     stepper = exponax.RepeatedStepper(
         exponax.stepper.Burgers(d, scenario.length, n, scenario.dt / substeps, diffusivity=scenario.viscosity),
         substeps,

@@ -42,20 +42,30 @@ def _backends():
 
 
 @pytest.mark.parametrize('name', sorted(SCENARIOS))
-def test_one_step_is_the_same_on_every_backend(name):
+def test_one_step_is_the_same_on_every_backend(name, monkeypatch):
+    from phiml.backend.torch._torch_backend import TorchBackend
+
     scenario = SCENARIOS[name]
     values = _state(scenario)
     results = {}
     for backend_name, backend in _backends().items():
-        with backend:
+        with backend, monkeypatch.context() as patch:
+            if backend_name == 'torch' and name != 'smoke':  # no NumPy in a step: a conversion to NumPy fails the test
+                patch.setattr(
+                    TorchBackend, 'numpy', _refuse
+                )  # (PhiFlow's own advection checks a pad constant via NumPy)
             inputs = {k: math.convert(v, backend) for k, v in values.items()}
             out = step_values(scenario, inputs)
             assert all(v.default_backend == backend for v in out.values()), backend_name  # no silent conversion
-            results[backend_name] = {k: v.numpy(v.shape.names) for k, v in out.items()}
+        results[backend_name] = {k: v.numpy(v.shape.names) for k, v in out.items()}
     for backend_name, result in results.items():
         for k, v in result.items():
             scale = np.abs(results['numpy'][k]).max() + 1e-12
             np.testing.assert_allclose(v, results['numpy'][k], atol=2e-5 * scale, err_msg=f'{backend_name} {k}')
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError('a torch tensor was converted to NumPy inside a step')
 
 
 def _loss(scenario, values, param, steps=3):
@@ -152,3 +162,19 @@ def test_generation_compiled_on_jax_matches_the_numpy_reference(tmp_path):
     assert dm.generate(2, progress=False) == [0, 1] and dm.load_phiml_cache(1)['velocity'].dtype == a['velocity'].dtype
     with pytest.raises(ValueError, match=r"SmokePlume.backend must be 'numpy' \(its step does not compile\)"):
         SmokePlume(backend='jax')
+
+
+def test_our_smoke_numerics_convert_nothing_to_numpy(monkeypatch):
+    from phiml.backend.torch._torch_backend import TorchBackend
+
+    from phiml_data.scenarios import conservative_advection, staggered_faces, to_field
+
+    scenario = SCENARIOS['smoke']
+    values = _state(scenario)
+    with TORCH:
+        faces = math.convert(values['velocity'], TORCH)
+        density = math.convert(values['density'], TORCH)
+        grid = to_field(faces, scenario.metadata(0), 'velocity')
+        monkeypatch.setattr(TorchBackend, 'numpy', _refuse)
+        out = conservative_advection(density, staggered_faces(grid), scenario.dt, {'x': 2.0, 'y': 2.0})
+    assert out.default_backend == TORCH

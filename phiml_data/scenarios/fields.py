@@ -43,7 +43,7 @@ def staggered_faces(f: Field) -> Tensor:
                 f"Staggered grid with boundary {f.boundary} has {values.shape.get_size(d)} {d}-faces per row for "
                 f"{f.resolution.get_size(d)} cells; only boundaries {STAGGERED_BOUNDARIES} can be stored"
             )
-        faces.append(math.pad(values, {d: (missing, 0)}, 0))  # the lower wall face, 0 by the boundary condition
+        faces.append(pad_zeros(values, d, missing, 0))  # the lower wall face, 0 by the boundary condition
     return math.stack(faces, channel(vector=','.join(components)))
 
 
@@ -79,3 +79,16 @@ def to_field(values: Tensor, metadata: dict, name: str) -> Field:
     faces = [values.vector[d][{d: slice(1, None)}] if wall else values.vector[d] for d in components]
     faces = math.stack(faces, dual(vector=','.join(components)))
     return StaggeredGrid(faces, boundary, bounds=bounds, **metadata['resolution'])
+
+
+def pad_zeros(t: Tensor, dim: str, lower: int, upper: int) -> Tensor:
+    """`t` with `lower` / `upper` zero slices added along `dim`, on `t`'s own backend (PhiML's `math.pad` with a
+    constant checks the constant through NumPy, which a step on torch must not do).
+
+    Example:
+        >>> from phiml.math import spatial
+        >>> pad_zeros(math.ones(spatial(x=2)), 'x', 1, 0).numpy('x').tolist()
+        [0.0, 1.0, 1.0]
+    """
+    zero = math.zeros_like(t[{dim: slice(0, 1)}])
+    return math.concat([zero] * lower + [t] + [zero] * upper, dim) if lower or upper else t

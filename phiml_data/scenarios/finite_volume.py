@@ -5,6 +5,8 @@ from __future__ import annotations
 from phiml import math
 from phiml.math import Tensor, extrapolation
 
+from .fields import pad_zeros
+
 
 def conservative_advection(q: Tensor, faces: Tensor, dt: float, spacing: dict, cfl: float = 0.5) -> Tensor:
     """Advects cell averages `q` for `dt` in a closed box with face velocities `faces` (the `staggered_faces`
@@ -39,7 +41,7 @@ def conservative_advection(q: Tensor, faces: Tensor, dt: float, spacing: dict, c
         out = 0
         for d in space.names:
             flux = _upwind_flux(values, faces.vector[d], d)  # on the lower face of each cell, 0 on the lower wall
-            upper = math.pad(flux[{d: slice(1, None)}], {d: (0, 1)}, 0)  # ... and 0 on the upper wall
+            upper = pad_zeros(flux[{d: slice(1, None)}], d, 0, 1)  # ... and 0 on the upper wall
             out = out - (upper - flux) / spacing[d]
         return out
 
@@ -60,4 +62,4 @@ def _upwind_flux(q: Tensor, u: Tensor, d: str) -> Tensor:
     below = padded[{d: slice(1, n + 1)}] + 0.5 * slope[{d: slice(0, n)}]  # cell i-1, from below the face
     above = padded[{d: slice(2, n + 2)}] - 0.5 * slope[{d: slice(1, n + 1)}]  # cell i, from above the face
     flux = u * math.where(u > 0, below, above)
-    return math.pad(flux[{d: slice(1, None)}], {d: (1, 0)}, 0)  # closed lower wall
+    return pad_zeros(flux[{d: slice(1, None)}], d, 1, 0)  # closed lower wall

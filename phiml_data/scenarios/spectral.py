@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
+import math as pymath
+
 from phiml import math
 from phiml.math import Tensor, channel
 
@@ -30,9 +31,9 @@ def spectral_burgers(u: Tensor, h: float, substeps: int, viscosity, length: floa
     """
     space = u.shape.spatial
     u = math.to_float(u)
-    scale = math.tensor([2 * np.pi * n / length for n in space.sizes], channel(deriv=space.names))
+    scale = math.tensor([2 * pymath.pi * n / length for n in space.sizes], channel(deriv=space.names))
     k = math.rename_dims(math.fftfreq(space), 'vector', channel(deriv=space.names)) * scale  # wavenumbers
-    cutoff = math.tensor([(2 / 3) * np.pi * n / length for n in space.sizes], channel(deriv=space.names))
+    cutoff = math.tensor([(2 / 3) * pymath.pi * n / length for n in space.sizes], channel(deriv=space.names))
     keep = math.all(abs(k) < cutoff, 'deriv')
     k2 = math.sum(k**2, 'deriv')
     e, e2 = math.exp(-viscosity * k2 * h), math.exp(-viscosity * k2 * h / 2)
