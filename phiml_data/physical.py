@@ -101,14 +101,18 @@ class PhysicalTrainer:
             guess = [float(config.initial.get(n, getattr(scenario, n))) for n in self.names]
             self.theta = math.log(math.tensor(guess, channel(param=','.join(self.names))))
             self._moments = (self.theta * 0, self.theta * 0, 0)
-        self.surrogate = Surrogate(
-            None, train.input_channels, train.target_channels, self.backend, True, base=self._base(lambda: self.theta)
-        )
         self.history: list[dict] = []
         self.epoch = 0
 
-    def _base(self, theta):
-        return lambda frame: self.step_fn(frame, {n: math.exp(theta().param[n]) for n in self.names})
+    def _surrogate(self, theta: Tensor) -> Surrogate:
+        """The solver with parameters `exp(theta)` as a `Surrogate` without a network (rolled out with `correct=False`)."""
+        base = lambda frame: self.step_fn(frame, {n: math.exp(theta.param[n]) for n in self.names})
+        return Surrogate(None, self.train.input_channels, self.train.target_channels, self.backend, True, base)
+
+    @property
+    def surrogate(self) -> Surrogate:
+        """The solver with the current parameters (what evaluation and the hybrid cycle roll out)."""
+        return self._surrogate(self.theta)
 
     def params(self) -> dict[str, float]:
         """The current parameter values, e.g. `{'viscosity': 0.0101}`."""
@@ -120,19 +124,11 @@ class PhysicalTrainer:
 
     def loss(self, theta: Tensor, initial_state: Tensor, targets: Tensor) -> Tensor:
         """Mean squared error (normalised units) of the solver's rollout with parameters `exp(theta)`; a scalar."""
-        model = Surrogate(
-            None,
-            self.surrogate.input_channels,
-            self.surrogate.target_channels,
-            self.backend,
-            True,
-            self._base(lambda: theta),
-        )
-        pred = model.rollout(initial_state, targets.shape.get_size('time'), correct=False)
+        pred = self._surrogate(theta).rollout(initial_state, targets.shape.get_size('time'), correct=False)
         return math.mean((pred - targets) ** 2, math.shape(targets))
 
     def fit(self, epochs: int = None) -> list[dict]:
-        """Runs Adam until `epochs` (default `config.epochs`) epochs are done; after each: appends `{'epoch',
+        """Optimises until `epochs` (default `config.epochs`) epochs are done; after each: appends `{'epoch',
         'train_loss', 'val_loss', 'params', 'seconds', 'steps'}` to the history and writes history and checkpoint."""
         epochs = self.config.epochs if epochs is None else epochs
         with self.backend:
