@@ -22,7 +22,7 @@ from phiml import math
 from phiml.math import Tensor, batch
 
 from .dataset import PhiMLDataset
-from .physical import PhysicalConfig, PhysicalTrainer
+from .physical import PhysicalTrainer
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ def predictions(model, dataset: PhiMLDataset) -> tuple[Tensor, Tensor]:
 
     Returns:
         `(initial_state, targets)` in physical units with `windowᵇ` for `batchᵇ`: `PhiMLDataset(generated=...)`.
+        Held in memory: every training window with its `n_targets` predicted frames.
     """
     plain = PhiMLDataset(
         dataset.manager, dataset.sims, dataset.config, stats=dataset.stats, shuffle=False, augment=False, prefetch=0
@@ -145,6 +146,3 @@ class HybridTrainer:
         self.physical.load_checkpoint(path / 'physical')
         self.cycle, self.log = state['cycle'], state['log']
         return self
-
-
-__all__ = ['HybridConfig', 'HybridTrainer', 'PhysicalConfig', 'PhysicalTrainer', 'predictions']
