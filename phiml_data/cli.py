@@ -1,15 +1,18 @@
-"""Command line: `python -m phiml_data {generate,inspect,migrate,run} ...`.
+"""Command line: `python -m phiml_data {generate,inspect,migrate,import,export,run} ...`.
 
 Examples:
     python -m phiml_data generate --config configs/default.yaml
     python -m phiml_data inspect cache/burgers2d-<key>
     python -m phiml_data migrate legacy_caches/ --config configs/default.yaml
+    python -m phiml_data import 1D_Burgers_Sols_Nu0.01.hdf5 --from pdebench --config configs/burgers1d.yaml
+    python -m phiml_data export out.nc --config configs/default.yaml
     python -m phiml_data run --config configs/default.yaml
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -23,8 +26,15 @@ from .formats import CacheError
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m phiml_data', description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog='python -m phiml_data', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    debug = argparse.ArgumentParser(add_help=False)  # --debug before or after the command
+    debug.add_argument(
+        '--debug', action='store_true', default=argparse.SUPPRESS, help='show the full traceback of errors'
+    )
     sub = parser.add_subparsers(dest='command', required=True)
+    sub.add_parser = functools.partial(sub.add_parser, parents=[debug])
     gen = sub.add_parser('generate', help='simulate and cache the sims that are missing')
     _config_args(gen)
     gen.add_argument('--scheduler', help='address of a Dask scheduler (tcp://host:8786) to run the simulations on')
@@ -142,7 +152,7 @@ def parse_overrides(items) -> dict:
 
 def _load(args):
     overrides = parse_overrides(getattr(args, 'overrides', None) or [])
-    if args.n_sims:
+    if args.n_sims is not None:
         overrides.setdefault('data', {})['n_sims'] = args.n_sims
     return load_run_config(args.config, overrides)
 

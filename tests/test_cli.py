@@ -51,3 +51,16 @@ def test_warnings_before_an_error_do_not_bury_it(capsys, monkeypatch):
     ]
     assert cli.main(['--debug', 'generate']) == 2
     assert 'overflow encountered in multiply (17)' in capsys.readouterr().err
+
+
+def test_zero_sims_is_refused_debug_works_after_the_command_and_help_lists_every_command(capsys):
+    config = str(ROOT / 'configs' / 'default.yaml')
+    assert 'n_sims must be >= 1, got 0' in _error(capsys, 'generate', '--config', config, '--n-sims', '0')
+    assert cli.main(['generate', '--config', config, '--n-sims', '0', '--debug']) == 2
+    assert 'Traceback' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(['--help'])
+    usage = capsys.readouterr().out
+    assert all(
+        f'python -m phiml_data {c}' in usage for c in ('generate', 'inspect', 'migrate', 'import', 'export', 'run')
+    )

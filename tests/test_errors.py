@@ -107,6 +107,7 @@ def cli(*args, **kwargs):
 
 def _config(tmp_path, cache_dir, n_sims=4, **sections):
     text = f"scenario: {{name: burgers2d, resolution: [16, 16], steps: 6}}\ndata: {{cache_dir: '{cache_dir}', n_sims: {n_sims}}}\n"
+    text += f"output: '{tmp_path / 'out'}'\n"  # never the checkout's outputs/
     text += ''.join(f"{k}: {json.dumps(v)}\n" for k, v in sections.items())
     path = tmp_path / 'c.yaml'
     path.write_text(text)
