@@ -2,4 +2,4 @@
 # Every test: the unit tests, then the notebooks under strict nbval.
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 python -m pytest -n 2 tests phiml_data --doctest-modules "$@"
-python -m pytest -n 2 --dist loadscope --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/ -p no:cacheprovider
+python -m pytest -n 2 --dist loadscope --nbval --nbval-current-env notebooks/ -p no:cacheprovider
