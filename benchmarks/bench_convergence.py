@@ -1,7 +1,7 @@
 """Convergence study: how far the cached trajectories are from the same data simulated on a 2x finer grid.
 
 Usage:
-    python benchmarks/bench_convergence.py [--sims 3] [--full] [--smoke [--cfl-only] | --research] [--backend numpy]
+    python benchmarks/bench_convergence.py [--sims 3] [--full] [--smoke [--cfl-only] | --research | --exponax] [--backend numpy]
 
 For 1D Burgers (as `configs/burgers1d.yaml`: 128 cells, 60 steps of 0.05, nu = 0.01) and 2D Burgers (as
 `configs/default.yaml`: 32x32, 40 steps of 0.05), prints the relative L2 difference between the stored trajectories at
@@ -17,6 +17,10 @@ position and rate) at 64x64 with steps of 0.5 (and 128x128, steps of 0.25, with 
 same times averaged over 2x2 cells: relative L2 of density and of the cell-centred velocity, maximum over frames;
 and the CFL number `max |u| dt / dx` (faces, all frames) of each shipped-size sim, its range over the sims
 (`--cfl-only`: only that, e.g. `--sims 12`).
+
+`--exponax`: an independent reference. The shipped Burgers data (refine 4) against Exponax's ETDRK2 solver (0.2.0,
+float64, extra `bench`) started from the same continuous initial condition on a much finer grid (1D: 32x, 4096
+cells; 2D: 16x, 512x512; time steps as fine as the grid demands) and averaged to the training grid.
 
 Burgers runs on `--backend` (default `jax`, as the shipped configs generate; `numpy` is the reference).
 """
@@ -91,6 +95,28 @@ def smoke_study(sims, full: bool, cfl_only: bool = False):
             print(f"| smoke {name} | {label} | {d.mean():.4f} / {d.max():.4f} | {seconds:.1f} |")
 
 
+def exponax_reference(sims, backend: str):
+    """The shipped Burgers data against Exponax on a much finer grid (see the module docstring)."""
+    import jax
+    from bench_generation import _exponax_rollout  # benchmarks/ is this script's folder
+
+    cases = [
+        (Burgers1D, dict(resolution=128, steps=60, dt=0.05, viscosity=0.01), 32),
+        (Burgers2D, dict(resolution=32, steps=40, dt=0.05, viscosity=0.01), 16),
+    ]
+    for cls, params, refine in cases:
+        ours = trajectories(cls(**params, scheme='spectral', refine=4, backend=backend), sims)
+        t = time.perf_counter()
+        with jax.enable_x64(True):
+            rollout, initial = _exponax_rollout(cls(**params, scheme='spectral', refine=refine), sims)
+            reference = np.moveaxis(np.asarray(rollout(initial)), 2, -1)  # [sims, time, *space, vector]
+        d = difference(ours, reference)
+        print(
+            f"| {cls.name} {params['resolution']} | shipped (refine 4) vs Exponax ETDRK2 at refine {refine} | "
+            f"{d.mean():.4f} / {d.max():.4f} | {time.perf_counter() - t:.1f} |"
+        )
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--sims', type=int, default=3)
@@ -99,6 +125,7 @@ def main():
     p.add_argument('--cfl-only', action='store_true', help='with --smoke: only the CFL range at the shipped size')
     p.add_argument('--research', action='store_true', help='2D Burgers at the research config size')
     p.add_argument('--backend', default='jax', choices=['numpy', 'jax'], help='what simulates Burgers')
+    p.add_argument('--exponax', action='store_true', help='the shipped Burgers data against a fine Exponax reference')
     args = p.parse_args()
     sims = list(range(args.sims))
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; {time.strftime('%Y-%m-%d %H:%M')}")
@@ -106,6 +133,8 @@ def main():
     print('|---|---|---:|---:|')
     if args.smoke:
         return smoke_study(sims, args.full, args.cfl_only)
+    if args.exponax:
+        return exponax_reference(sims, args.backend)
     research = [
         (Burgers2D, dict(resolution=64, steps=100, dt=0.02, viscosity=0.005), (1, 2, 4, 8) if args.full else (1, 2, 4))
     ]
