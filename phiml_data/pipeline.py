@@ -85,7 +85,7 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
     metrics = evaluate(trainer, test_sims, cfg.evaluation.rollout_steps)
     write_table(metrics, out / 'evaluation.csv')
     plots.plot_history(history, out / 'loss.png')
-    plots.plot_errors(metrics, out / 'errors.png')
+    plots.plot_errors(metrics, out / 'errors.png', dt=dm.scenario.dt)
     truth, pred = train.unpack(metrics['truth']), train.unpack(metrics['prediction'])
     for field in truth:
         for i in range(min(cfg.evaluation.plot_sims, len(test_sims))):

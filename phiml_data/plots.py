@@ -161,7 +161,7 @@ def plot_rollout(truth: dict, prediction: dict, field: str, metadata: dict = Non
         not vector,
         label,
     )
-    fig.suptitle(field)
+    fig.suptitle(f"{field}, sim {metadata['sim_index']}" if metadata and 'sim_index' in metadata else field)
     return _save(fig, path)
 
 
@@ -218,26 +218,44 @@ def plot_parameters(history: list[dict], reference: dict = None, path=None):
     return _save(fig, path)
 
 
-def plot_errors(metrics: dict, path=None):
-    """Relative L2 error over rollout steps: the model (mean and spread over test sims) and each baseline, per field."""
-    fig, ax = _figure(figsize=(6, 4), layout='constrained')
-    styles = {'zero': ':', 'persistence': '--', 'damped_persistence': '-.', 'coarse_solver': (0, (1, 3))}
-    for field, m in metrics['fields'].items():
-        steps = np.arange(1, len(m['model']) + 1)
-        (line,) = ax.plot(steps, m['model'], lw=2, label=f'{field}: model')
-        spread = m.get('spread', {}).get('model')
-        if spread:
-            ax.fill_between(steps, spread['min'], spread['max'], color=line.get_color(), alpha=0.2)
-        for name, style in styles.items():
-            if name in m:
-                ax.plot(
-                    steps, m[name], linestyle=style, color=line.get_color(), label=f'{field}: {name.replace("_", " ")}'
-                )
-    (
-        ax.set_xlabel('rollout step'),
-        ax.set_ylabel('relative L2 error (band: min-max over test sims)'),
-        ax.legend(fontsize='small'),
-    )
+ERROR_STYLES = {  # one colour and line style per curve, the same in every figure
+    'model': ('C0', '-'),
+    'zero': ('C7', ':'),
+    'persistence': ('C1', '--'),
+    'damped_persistence': ('C2', '-.'),
+    'coarse_solver': ('C3', (0, (5, 1, 1, 1))),
+}
+
+
+def plot_errors(metrics: dict, path=None, dt: float = None, log: bool = True):
+    """Relative L2 error over the rollout, per field: the model and each baseline, each with its own colour and line
+    style and a band spanning its min-max over the test sims.
+
+    Args:
+        metrics: `evaluation.evaluate(...)` results.
+        dt: Time step: the x axis shows physical time `step * dt` (default: rollout steps).
+        log: Logarithmic error axis (the first steps, where errors are small, stay visible).
+    """
+    fields = list(metrics['fields'])
+    fig, axes = _figure(1, len(fields), figsize=(6 * len(fields), 4), squeeze=False, layout='constrained')
+    for ax, field in zip(axes[0], fields):
+        m = metrics['fields'][field]
+        x = np.arange(1, len(m['model']) + 1) * (dt or 1)
+        for name, (color, style) in ERROR_STYLES.items():
+            if name not in m:
+                continue
+            ax.plot(
+                x, m[name], color=color, linestyle=style, lw=2 if name == 'model' else 1.2, label=name.replace('_', ' ')
+            )
+            spread = m.get('spread', {}).get(name)
+            if spread:
+                ax.fill_between(x, spread['min'], spread['max'], color=color, alpha=0.15, lw=0)
+        if log:
+            ax.set_yscale('log')
+        ax.set_title(field)
+        ax.set_xlabel('time' if dt else 'rollout step')
+        ax.set_ylabel('relative L2 error (bands: min-max over test sims)')
+        ax.legend(fontsize='small')
     return _save(fig, path)
 
 

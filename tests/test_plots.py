@@ -64,3 +64,19 @@ def test_animation_writes_one_gif_frame_per_rollout_step(tmp_path):
     )
     plots.animate_rollout({'v': truth}, {'v': truth}, 'v', path=tmp_path / 'r.gif')
     assert Image.open(tmp_path / 'r.gif').n_frames == 4
+
+
+def test_error_plot_gives_every_curve_its_own_style_a_band_and_a_log_time_axis():
+    import matplotlib
+
+    matplotlib.use('Agg')
+    from phiml_data import plots
+
+    names = ('model', 'zero', 'persistence', 'damped_persistence', 'coarse_solver')
+    per_step = {n: [0.1 * (i + 1), 0.2 * (i + 1), 0.3] for i, n in enumerate(names)}
+    per_step['spread'] = {n: {'min': [0.05] * 3, 'max': [1.0] * 3, 'std': [0.1] * 3} for n in names}
+    fig = plots.plot_errors({'fields': {'velocity': per_step}}, dt=0.5)
+    ax = fig.axes[0]
+    styles = {(line.get_color(), str(line.get_linestyle())) for line in ax.lines}
+    assert len(ax.lines) == len(styles) == 5 and len(ax.collections) == 5  # one band per curve
+    assert ax.get_yscale() == 'log' and ax.get_xlabel() == 'time' and list(ax.lines[0].get_xdata()) == [0.5, 1.0, 1.5]
