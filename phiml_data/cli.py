@@ -158,27 +158,39 @@ def _load(args):
 
 
 def _generate(args):
-
     cfg = _load(args)
     dm = cfg.data_manager()
     sims = select_sims(cfg.data.n_sims, args.shard, args.indices)
     options = dict(
         batch_size=args.batch_size, progress=not args.quiet, verify=args.verify, claims=sims == cfg.data.n_sims
     )
+    quarantined = set(_quarantined(dm.directory))
     if args.scheduler:
         from distributed import Client
 
         with Client(args.scheduler) as client:
-            dm.generate(sims, executor=client, **options)
+            generated = dm.generate(sims, executor=client, **options)
     elif args.workers:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(args.workers) as pool:
-            dm.generate(sims, executor=pool, **options)
+            generated = dm.generate(sims, executor=pool, **options)
     else:
-        dm.generate(sims, **options)
+        generated = dm.generate(sims, **options)
+    moved = sorted(set(_quarantined(dm.directory)) - quarantined)
+    checked = 'every frame' if args.verify else 'size and header'
+    print(
+        f"checked {len(sims) if isinstance(sims, list) else sims} sims ({checked}); moved {len(moved)} broken files to "
+        f"quarantine/{' ' + str(moved) if moved else ''}; simulated {len(generated)} sims{' ' + str(generated) if generated else ''}"
+    )
     _print_summary(dm.summary())
     return 0
+
+
+def _quarantined(directory: Path) -> list[str]:
+    """Names of the files in a cache's `quarantine/` (without their reason files)."""
+    folder = Path(directory) / 'quarantine'
+    return [p.name for p in folder.iterdir() if not p.name.endswith('.reason.txt')] if folder.is_dir() else []
 
 
 def select_sims(n_sims: int, shard: str = None, indices: str = None):

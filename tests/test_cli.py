@@ -64,3 +64,25 @@ def test_zero_sims_is_refused_debug_works_after_the_command_and_help_lists_every
     assert all(
         f'python -m phiml_data {c}' in usage for c in ('generate', 'inspect', 'migrate', 'import', 'export', 'run')
     )
+
+
+def test_generate_verify_reports_what_it_checked_quarantined_and_regenerated(tmp_path, capsys):
+    import h5py
+
+    config = tmp_path / 'c.yaml'
+    config.write_text(
+        f"scenario: {{name: burgers1d, resolution: [32], steps: 3}}\ndata: {{cache_dir: '{tmp_path}', n_sims: 2}}\n"
+    )
+    assert cli.main(['generate', '--config', str(config), '--quiet']) == 0
+    assert (
+        'checked 2 sims (size and header); moved 0 broken files to quarantine/; simulated 2 sims [0, 1]'
+        in capsys.readouterr().out
+    )
+    path = next(tmp_path.glob('burgers1d-*/sim_000001.h5'))
+    with h5py.File(path, 'r+') as f:
+        f['root[velocity]'][2, 0, 0] += 1
+    assert cli.main(['generate', '--config', str(config), '--quiet', '--verify']) == 0
+    out = capsys.readouterr().out
+    assert (
+        'checked 2 sims (every frame); moved 1 broken files to quarantine/ [' in out and 'simulated 1 sims [1]' in out
+    )
