@@ -83,6 +83,9 @@ def main(argv=None):
     run = sub.add_parser('run', help='the whole pipeline: generate, split, train, evaluate, plot')
     _config_args(run)
     run.add_argument('--output', help='output folder (default: the config\'s `output`)')
+    run.add_argument(
+        '--overwrite', action='store_true', help='write into the output folder even if it holds an earlier run'
+    )
     parser.add_argument('--debug', action='store_true', help='show the full traceback of errors')
     args = parser.parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:  # the CLI owns this process: warnings go after the result
@@ -286,10 +289,28 @@ def _run(args):
     from .pipeline import run_pipeline
 
     cfg = _load(args)
-    print('resolved config (also saved as config.yaml in the output folder):')
+    output = Path(args.output or cfg.output)
+    if not args.overwrite:
+        output = fresh_folder(output)
+    print(f'resolved config (also saved as {output / "config.yaml"}):')
     print(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
-    run_pipeline(cfg, output=args.output, progress=not args.quiet)
+    run_pipeline(cfg, output=output, progress=not args.quiet)
     return 0
+
+
+def fresh_folder(path: Path) -> Path:
+    """`path`, or where it holds an earlier run (a `config.yaml`), the first free `path-2`, `path-3`, ...
+
+    Example:
+        >>> fresh_folder(tmp / 'out') == tmp / 'out'
+        True
+    """
+    path, n = Path(path), 1
+    candidate = path
+    while (candidate / 'config.yaml').exists():
+        n += 1
+        candidate = path.with_name(f'{path.name}-{n}')
+    return candidate
 
 
 def _print_summary(s: dict):

@@ -86,3 +86,12 @@ def test_generate_verify_reports_what_it_checked_quarantined_and_regenerated(tmp
     assert (
         'checked 2 sims (every frame); moved 1 broken files to quarantine/ [' in out and 'simulated 1 sims [1]' in out
     )
+
+
+def test_a_run_never_overwrites_an_earlier_run_unless_asked(tmp_path):
+    out = tmp_path / 'out'
+    assert cli.fresh_folder(out) == out
+    for n in (2, 3):
+        (cli.fresh_folder(out)).mkdir()
+        (cli.fresh_folder(out) / 'config.yaml').write_text('earlier run')
+        assert cli.fresh_folder(out) == tmp_path / f'out-{n}'
