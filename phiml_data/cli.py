@@ -7,6 +7,7 @@ Examples:
     python -m phiml_data import 1D_Burgers_Sols_Nu0.01.hdf5 --from pdebench --config configs/burgers1d.yaml
     python -m phiml_data export out.nc --config configs/default.yaml
     python -m phiml_data run --config configs/default.yaml
+    python -m phiml_data evaluate outputs/default --indices 16-19
 """
 
 from __future__ import annotations
@@ -86,6 +87,15 @@ def main(argv=None):
     run.add_argument(
         '--overwrite', action='store_true', help='write into the output folder even if it holds an earlier run'
     )
+    ev = sub.add_parser('evaluate', help="evaluate a finished run's model on any sims, without retraining")
+    ev.add_argument(
+        'run',
+        help="a run's output folder (config.yaml, splits.json, checkpoints/ or physical/); a relative cache_dir is read from here",
+    )
+    ev.add_argument('--indices', help="sims, e.g. '100-119' (default: the run's test sims); missing ones are simulated")
+    ev.add_argument('--checkpoint', choices=['best', 'last'], default='best', help='network checkpoint (default: best)')
+    ev.add_argument('--output', help='output folder (default: a fresh RUN/evaluate)')
+    ev.add_argument('--quiet', action='store_true', help='no progress bars')
     parser.add_argument('--debug', action='store_true', help='show the full traceback of errors')
     args = parser.parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:  # the CLI owns this process: warnings go after the result
@@ -313,6 +323,37 @@ def fresh_folder(path: Path) -> Path:
     return candidate
 
 
+def _evaluate(args):
+    from .config import load_run_config
+    from .evaluation import summarize
+    from .pipeline import evaluate_and_plot, load_model
+
+    run = Path(args.run)
+    if not (run / 'config.yaml').exists():
+        raise FileNotFoundError(f"{run} is not the output folder of a run (no config.yaml)")
+    cfg = load_run_config(run / 'config.yaml')
+    sims = (
+        select_sims(0, indices=args.indices) if args.indices else json.loads((run / 'splits.json').read_text())['test']
+    )
+    train = json.loads((run / 'splits.json').read_text())['train']  # their statistics normalise the model's inputs
+    cfg.data_manager().generate(sorted(set(sims) | set(train)), progress=not args.quiet)  # whatever is missing
+    model = load_model(cfg, run, args.checkpoint)
+    out = Path(args.output) if args.output else fresh_folder(run / 'evaluate')
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = evaluate_and_plot(cfg, model, sims, out)
+    summary = summarize(metrics)
+    (out / 'metrics.json').write_text(
+        json.dumps({'sims': sims, 'summary': summary, 'per_step': metrics['fields']}, indent=1)
+    )
+    print(f"wrote {out}: metrics.json, evaluation.csv, errors.png, rollout_*.png")
+    for field, m in summary.items():
+        print(
+            f"{field}: mean relative L2 on sims {sims}: model {m['model']:.4f}, best baseline {m['best_baseline']} "
+            f"{m[m['best_baseline']]:.4f}: {m['model_over_best_baseline']:.2f}x"
+        )
+    return 0
+
+
 def _print_summary(s: dict):
     """Prints a `DataManager.summary()`-like dict."""
     print(f"cache: {s['directory']}")
@@ -352,4 +393,5 @@ _COMMANDS = {
     'inspect': _inspect,
     'migrate': _migrate,
     'run': _run,
+    'evaluate': _evaluate,
 }

@@ -34,7 +34,7 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
 
     from . import distributed, plots
     from .dataset import PhiMLDataset, record_split, split_sims
-    from .evaluation import evaluate, summarize, write_table
+    from .evaluation import summarize
 
     rank, world = distributed.init_from_environment() if cfg.training.backend == 'torch' else (0, 1)
     out = Path(output or cfg.output)
@@ -82,27 +82,8 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
         trainer.load_checkpoint(out / 'checkpoints' / 'best')
 
     test_sims = splits['test']
-    metrics = evaluate(trainer, test_sims, cfg.evaluation.rollout_steps)
-    write_table(metrics, out / 'evaluation.csv')
+    metrics = evaluate_and_plot(cfg, trainer, test_sims, out)
     plots.plot_history(history, out / 'loss.png')
-    plots.plot_errors(metrics, out / 'errors.png', dt=dm.scenario.dt)
-    truth, pred = train.unpack(metrics['truth']), train.unpack(metrics['prediction'])
-    for field in truth:
-        for i in range(min(cfg.evaluation.plot_sims, len(test_sims))):
-            suffix = f'_{test_sims[i]}' if cfg.evaluation.plot_sims > 1 else ''
-            pair = (
-                {field: truth[field].batch[i]},
-                {field: pred[field].batch[i]},
-                field,
-                dm.scenario.metadata(test_sims[i]),
-            )
-            plots.plot_rollout(*pair, path=out / f'rollout_{field}{suffix}.png')
-            if cfg.evaluation.animate and truth[field].shape.spatial.rank == 2:
-                plots.animate_rollout(*pair, path=out / f'rollout_{field}{suffix}.gif')
-    import matplotlib.pyplot as plt
-
-    plt.close('all')
-
     summary = summarize(metrics)
     result = {
         'cache': str(dm.directory),
@@ -126,6 +107,45 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
     (out / 'metrics.json').write_text(json.dumps(result, indent=1))
     _report(result, out)
     return result
+
+
+def evaluate_and_plot(cfg: RunConfig, model, sims: list[int], out: Path) -> dict:
+    """Rolls `model` (a `Trainer` or `PhysicalTrainer`) out on `sims` against truth and baselines; writes
+    `evaluation.csv`, `errors.png` and `rollout_<field>.png` (and `.gif`) to `out`; returns the metrics."""
+    import matplotlib.pyplot as plt
+
+    from . import plots
+    from .evaluation import evaluate, write_table
+
+    metrics = evaluate(model, sims, cfg.evaluation.rollout_steps)
+    write_table(metrics, out / 'evaluation.csv')
+    scenario = model.train.manager.scenario
+    plots.plot_errors(metrics, out / 'errors.png', dt=scenario.dt)
+    truth, pred = model.train.unpack(metrics['truth']), model.train.unpack(metrics['prediction'])
+    for field in truth:
+        for i in range(min(cfg.evaluation.plot_sims, len(sims))):
+            suffix = f'_{sims[i]}' if cfg.evaluation.plot_sims > 1 else ''
+            pair = ({field: truth[field].batch[i]}, {field: pred[field].batch[i]}, field, scenario.metadata(sims[i]))
+            plots.plot_rollout(*pair, path=out / f'rollout_{field}{suffix}.png')
+            if cfg.evaluation.animate and truth[field].shape.spatial.rank == 2:
+                plots.animate_rollout(*pair, path=out / f'rollout_{field}{suffix}.gif')
+    plt.close('all')
+    return metrics
+
+
+def load_model(cfg: RunConfig, run: Path, checkpoint: str = 'best'):
+    """The model a finished run (output folder `run`, its `config.yaml` parsed as `cfg`) trained, ready to evaluate:
+    the network's `checkpoint` (`'best'` or `'last'`), or the physical model's fit."""
+    from .dataset import PhiMLDataset
+    from .physical import PhysicalTrainer
+    from .trainer import Trainer
+
+    splits = json.loads((Path(run) / 'splits.json').read_text())
+    train = PhiMLDataset(cfg.data_manager(), splits['train'], cfg.dataset)  # statistics and damping from training sims
+    if cfg.training.mode == 'physical':
+        return PhysicalTrainer(train, None, cfg.physical, cfg.training.backend).load_checkpoint(Path(run) / 'physical')
+    training = dataclasses.replace(cfg.training, progress=False)
+    return Trainer(train, None, cfg.model, training).load_checkpoint(Path(run) / 'checkpoints' / checkpoint)
 
 
 def _train(cfg: RunConfig, train, val, training, out: Path):

@@ -85,3 +85,8 @@ def test_the_main_job_runs_every_mode_and_records_parameters(tmp_path):
     assert metrics['parameters']['viscosity']['fitted'] > 0 and len(metrics['hybrid']) == 2
     physical = json.loads((tmp_path / 'physical' / 'metrics.json').read_text())['parameters']['viscosity']
     assert physical['relative_error'] < 1e-2
+    for mode in ('synthetic', 'physical'):  # a saved model evaluated again on its test sims gives the run's numbers
+        assert main(['evaluate', str(tmp_path / mode), '--quiet']) == 0
+        again = json.loads((tmp_path / mode / 'evaluate' / 'metrics.json').read_text())['summary']['velocity']['model']
+        run = json.loads((tmp_path / mode / 'metrics.json').read_text())['summary']['velocity']['model']
+        assert again == pytest.approx(run, rel=1e-6)
