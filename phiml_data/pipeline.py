@@ -97,6 +97,7 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
         'final_train_loss': history[-1]['train_loss'] if history else None,
         'final_val_loss': history[-1]['val_loss'] if history else None,
         'mode': cfg.training.mode,
+        'versions': _versions(),
     }
     if physical is not None:
         result['parameters'] = _parameters(physical, dm.scenario)
@@ -183,6 +184,21 @@ def _parameters(physical, scenario) -> dict:
             'history': [r['params'][name] for r in history],
         }
     return out
+
+
+def _versions() -> dict[str, str]:
+    """Python and the versions of the packages a run's numbers depend on (`importlib.metadata`)."""
+    import platform
+    from importlib import metadata
+
+    packages = ('phiml_data', 'phiml', 'phiflow', 'numpy', 'scipy', 'torch', 'jax', 'jaxlib', 'h5py')
+    found = {}
+    for name in packages:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {'python': platform.python_version(), **found}
 
 
 def _report(result: dict, out: Path):

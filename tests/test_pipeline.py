@@ -54,12 +54,14 @@ output: '{tmp_path / 'out'}'
     ).exists()
     metrics = json.loads((out / 'metrics.json').read_text())
     assert metrics['rollout_steps'] == 8 and set(metrics['summary']) == {'velocity'}
+    assert metrics['versions']['phiml'] == '1.16.1' and 'numpy' in metrics['versions']  # what the numbers came from
     assert 'model/persistence' in first.stdout
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / 'cache').rglob('sim_*.h5')}
     second = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert second.returncode == 0 and mtimes == {
         p: p.stat().st_mtime_ns for p in (tmp_path / 'cache').rglob('sim_*.h5')
     }
+    assert (tmp_path / 'out-2' / 'metrics.json').exists() and json.loads((out / 'metrics.json').read_text()) == metrics
     bad = tmp_path / 'bad.yaml'
     bad.write_text('training: {epochs: -1}\n')
     result = subprocess.run(
