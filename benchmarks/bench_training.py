@@ -24,7 +24,7 @@ from phiml import math, nn
 from phiml.backend import NUMPY
 
 from phiml_data import PhiMLDataset, Trainer
-from phiml_data._backend_state import threads
+from phiml_data.backends import threads
 from phiml_data.cli import parse_overrides
 from phiml_data.config import load_run_config
 from phiml_data.dataset import split_sims

@@ -27,7 +27,7 @@ from pathlib import Path
 from phiml import math
 from phiml.math import NotConverged, Solve, Tensor, channel
 
-from ._backend_state import backend_named
+from .backends import backend_named
 from .dataset import PhiMLDataset
 from .surrogate import Surrogate, _packed_step
 

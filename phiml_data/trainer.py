@@ -25,7 +25,8 @@ from phiml import math, nn
 from phiml.math import Tensor
 
 from . import distributed
-from ._backend_state import backend_named, seeded, threads
+from ._phiml import adam_step, set_adam_step
+from .backends import backend_named, seeded, threads
 from .dataset import PhiMLDataset
 from .surrogate import Surrogate, correction_scale, solver_step
 
@@ -382,7 +383,7 @@ class Trainer:
             'training': asdict(self.config),
         }
         if self.config.backend == 'jax':
-            state['adam_step'] = self.optimizer._step_i
+            state['adam_step'] = adam_step(self.optimizer)
         (path / 'state.json').write_text(json.dumps(state, indent=1))
 
     @_in_backend
@@ -395,7 +396,7 @@ class Trainer:
         nn.load_state(self.net, str(path / state['files']['net']))
         nn.load_state(self.optimizer, str(path / state['files']['optimizer']))
         if 'adam_step' in state:
-            self.optimizer._step_i = state['adam_step']
+            set_adam_step(self.optimizer, state['adam_step'])
         self.epoch, self.history = state['epoch'], state['history']
         return self
 
@@ -403,5 +404,5 @@ class Trainer:
 def _jax_update(net, optimizer, loss_function, *args):
     """`nn.update_weights` for jax without phiml 1.16.1's bugs: eager update, Adam step counter advanced."""
     loss = nn.update_weights(net, optimizer, loss_function, *args)
-    optimizer._step_i += 1
+    set_adam_step(optimizer, adam_step(optimizer) + 1)
     return loss

@@ -3,7 +3,7 @@
 1. `with backend:` pushes onto ONE process-wide stack (`phiml.backend._backend._DEFAULT`), not a thread-local one:
    a context entered in one thread is the default in every other thread until it exits. So generation draws every
    random number from per-sim NumPy generators and creates its arrays as NumPy arrays, and the trainer enters its
-   backend's context only around its own calls (`phiml_data.trainer`, `phiml_data._backend_state`).
+   backend's context only around its own calls (`phiml_data.trainer`, `phiml_data.backends`).
 2. `math.seed` reseeds NumPy's, torch's and jax's global generators (and Python's `random`): two threads generating
    sims with it interleave their draws. Per-sim generators (`phiml_data.scenarios.sim_rng`) do not.
 3. `Tensor.numpy()` converts to the CURRENT precision: a float64 tensor comes back as float32 under the default

@@ -98,7 +98,7 @@ print(_stream_digest(PhiMLDataset(dm, n_targets=2, augment=True, seed=3, mode='l
 
 
 def test_prefetched_batches_do_not_depend_on_the_consumers_backend(burgers_dm):
-    from phiml_data._backend_state import backend_named
+    from phiml_data.backends import backend_named
 
     expected = list(PhiMLDataset(burgers_dm, n_targets=2, prefetch=0).iterate_batches(8))
     with backend_named('torch'):  # a trainer holds torch's (process-wide) context while the prefetch thread works

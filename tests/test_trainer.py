@@ -273,7 +273,7 @@ def test_a_config_means_the_same_network_on_both_backends():
 
 def test_trainer_accepts_a_ready_network(datasets, tmp_path):
     train, val = datasets
-    from phiml_data._backend_state import backend_named
+    from phiml_data.backends import backend_named
 
     with backend_named('torch'):
         net = nn.conv_net(2, 2, layers=[8], in_spatial=2, periodic=True)

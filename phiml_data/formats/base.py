@@ -14,6 +14,8 @@ import numpy as np
 import xxhash
 from phiml.math import Shape, Tensor
 
+from .._phiml import shape_from_spec, shape_to_spec
+
 FORMAT_VERSION = 2  # 2: per-frame xxh3-64 checksums, identity metadata (class, version, source digest) in every file
 FORMATS: dict[str, 'Format'] = {}
 
@@ -59,16 +61,12 @@ def array_of(t: Tensor) -> np.ndarray:
 
 def shape_spec(shape: Shape) -> str:
     """Text form of a shape with names, types, sizes and item names, e.g. `(time:b=5,x:s=16,vector:c=(x))`."""
-    from phiml.math._shape import to_spec_str  # PhiML's own spec format, also what its HDF5 reader parses
-
-    return to_spec_str(shape)
+    return shape_to_spec(shape)  # PhiML's own spec format, also what its HDF5 reader parses
 
 
 def parse_shape_spec(spec: str) -> Shape:
     """Inverse of `shape_spec`."""
-    from phiml.math._shape import from_spec_str
-
-    return from_spec_str(spec)
+    return shape_from_spec(spec)
 
 
 @dataclass(frozen=True)

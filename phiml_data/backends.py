@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextlib
 
+from ._phiml import get_backend
+
 
 def backend_named(name: str):
     """The PhiML backend `name` (`'torch'`, `'jax'`, `'numpy'`), initialised if needed, without making it the default."""
-    from phiml.backend._backend import get_backend  # PhiML has no public lookup by name that leaves the default alone
-
     return get_backend(name)
 
 
