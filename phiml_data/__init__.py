@@ -19,7 +19,7 @@ Example:
     (('batch', 'time', 'x', 'y', 'channels'), ('velocity.x', 'velocity.y'))
 """
 
-from .config import ConfigError, DataConfig, load_run_config
+from .config import ConfigError, DataConfig, ModelConfig, TrainConfig, load_run_config
 from .dataset import DatasetConfig, PhiMLDataset, split_sims
 from .formats import CacheError
 from .hybrid import HybridConfig, HybridTrainer
@@ -57,7 +57,7 @@ __all__ = [
 
 def __getattr__(name):
     """The trainer is imported on first use, so that the data modules never pull in an ML backend."""
-    if name in ('Trainer', 'TrainConfig', 'ModelConfig'):
+    if name == 'Trainer':
         from . import trainer
 
         return getattr(trainer, name)

@@ -26,11 +26,10 @@ from typing import TYPE_CHECKING, Optional
 
 from .scenarios import SCENARIOS, Scenario
 
-if TYPE_CHECKING:  # annotations only: importing the trainer here would pull in an ML backend
+if TYPE_CHECKING:  # annotations only
     from .dataset import DatasetConfig
     from .hybrid import HybridConfig
     from .physical import PhysicalConfig
-    from .trainer import ModelConfig, TrainConfig
 
 
 class ConfigError(ValueError):
@@ -164,6 +163,127 @@ def load_yaml(path) -> dict:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """The network (the `model:` section of a run config).
+
+    Attributes:
+        architecture: `'u_net'`, `'res_net'` or `'conv_net'`.
+        levels: U-Net levels (every resolution must be divisible by `2 ** (levels - 1)`).
+        filters: U-Net base filters, or the width of each res_net / conv_net layer.
+        layers: Hidden layers of res_net / conv_net.
+        batch_norm: Use batch normalisation.
+        activation: Activation function name.
+        base: What the network's output is added to at each step: `'persistence'` (the last frame) or
+            `'coarse_solver'` (the scenario's own solver on the cache's grid, for ground truth simulated on a finer
+            grid: the network learns the coarse solver's correction; the solver runs on the training backend inside
+            the graph, see `TrainConfig.solver_gradient`).
+        scale_output: Multiply the network's output by the rms one-step error of its base on the training windows
+            (`surrogate.correction_scale`, per channel, recomputed from the training set), so that it learns
+            corrections of unit size.
+    """
+
+    architecture: str = 'u_net'
+    levels: int = 3
+    filters: int = 16
+    layers: int = 2
+    batch_norm: bool = False
+    activation: str = 'ReLU'
+    base: str = 'persistence'
+    scale_output: bool = False
+
+    def __post_init__(self):
+        if self.architecture not in ('u_net', 'res_net', 'conv_net'):
+            raise ValueError(f"architecture must be 'u_net', 'res_net' or 'conv_net', got '{self.architecture}'")
+        if self.base not in ('persistence', 'coarse_solver'):
+            raise ValueError(f"base must be 'persistence' or 'coarse_solver', got '{self.base}'")
+        if self.levels < 1 or self.filters < 1 or self.layers < 1:
+            raise ValueError(
+                f"levels, filters and layers must be >= 1, got {self.levels}, {self.filters}, {self.layers}"
+            )
+
+    def check_backend(self, backend: str):
+        """Refuses architectures that phiml 1.16.1 builds differently (or not at all) on `backend`, so that a config
+        means the same network on torch and jax (parameter counts checked: u_net and conv_net agree)."""
+        if backend != 'jax':
+            return
+        if self.architecture == 'res_net':
+            raise ValueError(
+                "res_net is a different network on phiml 1.16.1's jax backend (2130 vs 1946 parameters for "
+                "the same config on torch); use u_net or conv_net, or the torch backend"
+            )
+        if self.architecture == 'conv_net' and self.layers > 1:
+            raise ValueError(
+                "conv_net with layers > 1 does not build on phiml 1.16.1's jax backend (KeyError 'conv2'); "
+                "use u_net or conv_net with layers: 1"
+            )
+
+
+LOSSES = ('mse', 'relative', 'over_base')
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (the `training:` section of a run config).
+
+    Attributes:
+        backend: `'torch'` or `'jax'`.
+        mode: `'synthetic'` (a network, this trainer), `'physical'` (the scenario's learnable parameters fitted
+            through its solver: `physical.PhysicalTrainer`, the run config's `physical:` section) or `'hybrid'`
+            (both in cycles that exchange generated samples: `hybrid.HybridTrainer`, the `hybrid:` section).
+        epochs: Training epochs.
+        learning_rate: Initial Adam learning rate.
+        lr_decay: Learning rate factor applied after each epoch.
+        seed: Seed of the network's initial weights.
+        threads: Torch intra-op threads while training (1 measured fastest on this project's shared 2-core
+            machines; an oversubscribed torch ran 10x slower). `0` leaves torch's own setting.
+        reattach_static: Re-attach the static input channels at every rollout step (else they are zeroed after
+            the first step).
+        solver_gradient: With `model.base: coarse_solver`, let gradients flow through the solver over the
+            `dataset.n_targets` unrolled steps of the training rollout (Solver-in-the-Loop "SOL-n", Um et al. 2020:
+            the network learns how the solver reacts to its corrections); `False` (default) stops them at the
+            solver ("NON"), which measured better on the default config (README: 0.19 vs 0.32 of the coarse
+            solver's error over 3 seeds).
+        loss: `'mse'`: the mean squared error over steps, cells and channels (normalised units). `'relative'`: per
+            window, step and channel, the mean squared error divided by the target's mean square (plus 1e-6), then
+            averaged: every window weighs the same, so states of small magnitude (a plume starting from rest) are
+            learned as well as large ones. `'over_base'`: per window and step, the squared error over that of the
+            model's base alone (persistence or the coarse solver, `ModelConfig.base`) rolled out from the same state
+            (plus 1e-4 of the target's mean square), averaged: where the base is nearly exact, any error is costly,
+            so the network learns to leave it alone there.
+        progress: Show progress bars.
+    """
+
+    backend: str = 'torch'
+    mode: str = 'synthetic'
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    lr_decay: float = 1.0
+    seed: int = 0
+    threads: int = 1
+    reattach_static: bool = True
+    loss: str = 'mse'
+    solver_gradient: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.backend not in ('torch', 'jax'):
+            raise ValueError(f"backend must be 'torch' or 'jax', got '{self.backend}'")
+        if self.mode not in ('synthetic', 'physical', 'hybrid'):
+            raise ValueError(f"mode must be 'synthetic', 'physical' or 'hybrid', got '{self.mode}'")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got '{self.loss}'")
+        if self.epochs < 0 or self.learning_rate <= 0 or not 0 < self.lr_decay <= 1 or self.threads < 0:
+            raise ValueError(
+                f"need epochs >= 0, learning_rate > 0, 0 < lr_decay <= 1, threads >= 0; "
+                f"got {self.epochs}, {self.learning_rate}, {self.lr_decay}, {self.threads}"
+            )
+        if self.backend == 'jax' and self.lr_decay != 1:
+            raise ValueError(
+                "lr_decay must be 1 with backend 'jax': phiml 1.16.1's jax optimizer cannot change its learning rate"
+            )
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """Evaluation settings (the `evaluation:` section).
 
@@ -187,8 +307,8 @@ class RunConfig:
     scenario: Scenario
     data: DataConfig
     dataset: 'DatasetConfig'
-    model: 'ModelConfig'
-    training: 'TrainConfig'
+    model: ModelConfig
+    training: TrainConfig
     evaluation: EvalConfig
     output: str = 'outputs/run'
     physical: 'PhysicalConfig' = None
@@ -217,7 +337,6 @@ def parse_run_config(data: dict, source: str = 'config') -> RunConfig:
     from .dataset import DatasetConfig
     from .hybrid import HybridConfig
     from .physical import PhysicalConfig
-    from .trainer import ModelConfig, TrainConfig
 
     sections = {'scenario', 'data', 'dataset', 'model', 'training', 'evaluation', 'output', 'physical', 'hybrid'}
     unknown = sorted(set(data) - sections)
