@@ -218,9 +218,6 @@ class ModelConfig:
             )
 
 
-LOSSES = ('mse', 'relative', 'over_base')
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings (the `training:` section of a run config).
@@ -243,13 +240,9 @@ class TrainConfig:
             the network learns how the solver reacts to its corrections); `False` (default) stops them at the
             solver ("NON"), which measured better on the default config (README: 0.19 vs 0.32 of the coarse
             solver's error over 3 seeds).
-        loss: `'mse'`: the mean squared error over steps, cells and channels (normalised units). `'relative'`: per
-            window, step and channel, the mean squared error divided by the target's mean square (plus 1e-6), then
-            averaged: every window weighs the same, so states of small magnitude (a plume starting from rest) are
-            learned as well as large ones. `'over_base'`: per window and step, the squared error over that of the
-            model's base alone (persistence or the coarse solver, `ModelConfig.base`) rolled out from the same state
-            (plus 1e-4 of the target's mean square), averaged: where the base is nearly exact, any error is costly,
-            so the network learns to leave it alone there.
+        loss: A registered loss (`phiml_data.losses.LOSSES`): `'mse'` (mean squared error, normalised units),
+            `'relative'` (every window weighs the same) or `'over_base'` (the error over that of the model's base
+            alone: where the base is nearly exact, any error is costly); see their docstrings.
         progress: Show progress bars.
     """
 
@@ -270,8 +263,10 @@ class TrainConfig:
             raise ValueError(f"backend must be 'torch' or 'jax', got '{self.backend}'")
         if self.mode not in ('synthetic', 'physical', 'hybrid'):
             raise ValueError(f"mode must be 'synthetic', 'physical' or 'hybrid', got '{self.mode}'")
+        from .losses import LOSSES
+
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got '{self.loss}'")
+            raise ValueError(f"loss must be one of {tuple(LOSSES)}, got '{self.loss}'")
         if self.epochs < 0 or self.learning_rate <= 0 or not 0 < self.lr_decay <= 1 or self.threads < 0:
             raise ValueError(
                 f"need epochs >= 0, learning_rate > 0, 0 < lr_decay <= 1, threads >= 0; "

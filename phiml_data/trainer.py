@@ -29,6 +29,7 @@ from ._phiml import adam_step, set_adam_step
 from .backends import backend_named, seeded, threads
 from .config import ModelConfig, TrainConfig  # noqa: F401  (also reachable as phiml_data.trainer.TrainConfig)
 from .dataset import PhiMLDataset
+from .losses import LOSSES
 from .surrogate import Surrogate, correction_scale, solver_step
 
 
@@ -154,17 +155,9 @@ class Trainer:
         Runs inside `fit` / `validate` (their backend context); it is not wrapped itself because `nn.update_weights`
         differentiates it by its signature.
         """
-        pred = self.rollout(initial_state, targets.shape.get_size('time'))
-        if self.config.loss == 'mse':
-            return math.mean((pred - targets) ** 2, math.shape(targets))
-        cells = targets.shape.spatial
-        if self.config.loss == 'relative':
-            relative = math.mean((pred - targets) ** 2, cells) / (math.mean(targets**2, cells) + 1e-6)
-            return math.mean(relative, relative.shape)
-        cells = cells & targets.shape['channels']
-        base = math.stop_gradient(self.surrogate.rollout(initial_state, targets.shape.get_size('time'), correct=False))
-        reference = math.mean((base - targets) ** 2, cells) + 1e-4 * math.mean(targets**2, cells)
-        return math.mean(math.mean((pred - targets) ** 2, cells) / reference, reference.shape)
+        steps = targets.shape.get_size('time')
+        base = lambda: math.stop_gradient(self.surrogate.rollout(initial_state, steps, correct=False))
+        return LOSSES[self.config.loss](self.rollout(initial_state, steps), targets, base)
 
     # --- training ---
 
