@@ -445,11 +445,7 @@ class PhiMLDataset:
         fields = list(dict.fromkeys(field_of(c) for c in items))
         known = self.layout.channels(tuple(self.layout.components))
         unknown = [c for c in items if c not in known]
-        incomplete = [
-            f
-            for f in fields
-            if f in self.layout.components and not unknown and set(self.layout.channels((f,))) - set(items)
-        ]
+        incomplete = [] if unknown else [f for f in fields if set(self.layout.channels((f,))) - set(items)]
         if not items or unknown or incomplete:
             raise ValueError(
                 f"Expected a Tensor with a 'channels' dim holding whole fields of this dataset's channels {known}; got "

@@ -236,9 +236,7 @@ class DataManager:
             ] or [f"belongs to another configuration (key {meta.get('cache_key')}, expected {self.key})"]
         if meta.get('sim_index') != i:
             problems.append(f"holds sim {meta.get('sim_index')}, not sim {i}")
-        if (
-            not problems
-        ):  # the rest of the metadata (dt, bounds, per-field grid and boundary: what `to_field` builds fields from)
+        if not problems:  # the rest of the metadata: dt, bounds, per-field grid and boundary (what `to_field` uses)
             expected = json.loads(json.dumps({**sc.metadata(i), 'key_payload': self.payload}))
             found = {k: meta.get(k, '<missing>') for k in expected}
             problems += [f"metadata {d} (the attribute was edited)" for d in differences(found, expected)]

@@ -29,7 +29,7 @@ from phiml.math import NotConverged, Solve, Tensor, channel
 
 from .backends import backend_named
 from .dataset import PhiMLDataset
-from .surrogate import Surrogate, _packed_step
+from .surrogate import Surrogate, packed_step
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class PhysicalTrainer:
             )
         self.solver = scenario.coarse() or scenario
         self.backend = backend_named(backend)
-        self.step_fn = _packed_step(train, self.solver)
+        self.step_fn = packed_step(train, self.solver)
         with self.backend:
             guess = [float(config.initial.get(n, getattr(scenario, n))) for n in self.names]
             self.theta = math.log(math.tensor(guess, channel(param=','.join(self.names))))

@@ -147,10 +147,10 @@ def solver_step(dataset: PhiMLDataset, gradient: bool = True) -> Callable[[Tenso
             f"scheme: spectral, refine: 4); scenario '{scenario.name}' solves on the cache's grid, so its solver "
             f"is the one that made the data"
         )
-    return _packed_step(dataset, coarse, gradient)
+    return packed_step(dataset, coarse, gradient)
 
 
-def _packed_step(dataset: PhiMLDataset, solver, gradient: bool = True) -> Callable[..., Tensor]:
+def packed_step(dataset: PhiMLDataset, solver, gradient: bool = True) -> Callable[..., Tensor]:
     """`solver`'s step on packed frames in `dataset`'s units: `step(frame, params=None)`, `params` the learnable
     parameters as tensors (`Scenario.step`)."""
     metadata, channels = solver.metadata(0), dataset.target_channels

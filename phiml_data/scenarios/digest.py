@@ -54,9 +54,9 @@ def _covered(cls: type) -> dict[str, str]:
     code, roots = {}, {'phiml_data'}
     classes = [c for c in cls.__mro__ if isinstance(c, type) and issubclass(c, Scenario)]
     roots |= {c.__module__.split('.')[0] for c in classes}
-    todo = [(c, sys.modules.get(c.__module__)) for c in classes]
+    todo = list(classes)
     while todo:
-        obj, module = todo.pop()
+        obj = todo.pop()
         name = f'{obj.__module__}.{obj.__qualname__}'
         if name in code:
             continue
@@ -67,10 +67,10 @@ def _covered(cls: type) -> dict[str, str]:
                 raise
             tree = _members_tree(obj)  # a class defined in a notebook or REPL: its own members instead
         code[name] = _dump(tree)
-        for ref_name, ref in _references(tree, sys.modules.get(obj.__module__, module)):
+        for ref_name, ref in _references(tree, sys.modules.get(obj.__module__)):
             if inspect.isfunction(ref) or inspect.isclass(ref):
                 if ref.__module__.split('.')[0] in roots and ref.__name__ not in ('source_digest', 'covered_code'):
-                    todo.append((ref, None))
+                    todo.append(ref)
             elif isinstance(ref, (int, float, str, tuple)) and _simple(ref):
                 code[f'{obj.__module__}:{ref_name}'] = repr(ref)
     return code
@@ -78,22 +78,15 @@ def _covered(cls: type) -> dict[str, str]:
 
 def _references(tree: ast.AST, module) -> list[tuple[str, object]]:
     """`(name, object)` of the module-level names a syntax tree uses: `name` and `module_alias.name`."""
+    unwrapped = lambda obj: inspect.unwrap(obj) if callable(obj) else obj
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and hasattr(module, node.id):
-            out.append(
-                (
-                    node.id,
-                    inspect.unwrap(getattr(module, node.id))
-                    if callable(getattr(module, node.id))
-                    else getattr(module, node.id),
-                )
-            )
+            out.append((node.id, unwrapped(getattr(module, node.id))))
         elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             base = getattr(module, node.value.id, None)
             if inspect.ismodule(base) and hasattr(base, node.attr):
-                ref = getattr(base, node.attr)
-                out.append((f'{node.value.id}.{node.attr}', inspect.unwrap(ref) if callable(ref) else ref))
+                out.append((f'{node.value.id}.{node.attr}', unwrapped(getattr(base, node.attr))))
     return out
 
 
