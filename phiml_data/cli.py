@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .config import ConfigError, load_run_config
 from .formats import CacheError
+from .layouts import LAYOUTS
 
 
 def main(argv=None):
@@ -67,7 +68,7 @@ def main(argv=None):
     _config_args(mig, positional_overrides=False)
     imp = sub.add_parser('import', help='import a PDEBench or The Well HDF5 file into the cache of --config')
     imp.add_argument('path', help='the HDF5 file')
-    imp.add_argument('--from', dest='layout', required=True, choices=['pdebench', 'the_well'], help='the file layout')
+    imp.add_argument('--from', dest='layout', required=True, choices=sorted(LAYOUTS), help='the file layout')
     imp.add_argument(
         '--field', action='append', default=[], metavar='OURS=THEIRS[,THEIRS2]', help='map a field to dataset(s)'
     )

@@ -15,6 +15,8 @@ import numpy as np
 from phiml import math
 
 from .generation import dtype_name, write_sim
+from .layouts import get_layout
+from .layouts.base import shortest32
 from .scenarios import BOUNDARIES, Scenario, field_values
 
 
@@ -154,166 +156,82 @@ def scenario_from_scene(scene_path, scenario: Scenario | type[Scenario], dt: flo
     )
 
 
-# --- public PDE benchmark files (PDEBench, The Well) ---
-
-_WELL_BOUNDARIES = {'periodic': 'periodic', 'wall': 'zero', 'open': 'zero-gradient'}
+# --- public PDE benchmark files (PDEBench, The Well; one registered layout each in `phiml_data.layouts`) ---
 
 
 def benchmark_description(path, layout: str, fields: dict = None) -> dict:
-    """What a PDEBench or The Well HDF5 file holds, in the terms `benchmark_problems` compares with a scenario.
+    """What a benchmark HDF5 file holds, in the terms `benchmark_problems` compares with a scenario.
 
     The file's structure is checked before anything is read from its datasets: every coordinate (and the time axis)
-    uniformly spaced and increasing, every mapped dataset numeric with the same trajectory and frame counts and
-    spatial sizes equal to the coordinates' lengths. Trajectories whose data were declared but never written
-    (unallocated HDF5 chunks, which read as zeros) are listed in `unwritten`.
+    uniformly spaced and increasing, every mapped dataset numeric with the trajectory, frame and spatial sizes its
+    layout implies. Trajectories whose data were declared but never written (unallocated HDF5 chunks, which read as
+    zeros) are listed in `unwritten`.
 
     Args:
         path: The HDF5 file.
-        layout: `'pdebench'` (datasets `tensor` or `Vx`, `Vy`, `density`, ... of shape `[N, T, X, (Y)]`, with
-            `x-coordinate`, `y-coordinate`, `t-coordinate`) or `'the_well'` (groups `t0_fields`, `t1_fields` of shape
-            `[N, T, X, (Y), (D)]`, `dimensions/{time, x, y}`, `boundary_conditions`).
-        fields: `{our field: their dataset, or a list of datasets for the vector components}`; defaults see
-            `_default_fields`.
+        layout: A registered layout (`phiml_data.layouts.LAYOUTS`): `'pdebench'` or `'the_well'`.
+        fields: `{our field: their dataset, or a list of datasets for the vector components}`; by default every field
+            the file holds, under its own name.
 
     Returns:
-        `{'trajectories', 'frames', 'dt', 'resolution', 'bounds', 'boundaries' (or None), 'fields': {ours: [datasets]},
-        'unwritten': [trajectory indices]}`.
+        The layout's description (see `phiml_data.layouts.BenchmarkLayout`).
 
     Raises:
         ValueError: The file is not HDF5, lacks a part of the layout, or is malformed; names the file and every problem.
     """
     import h5py
 
-    if layout not in ('pdebench', 'the_well'):
-        raise ValueError(f"layout must be 'pdebench' or 'the_well', got {layout!r}")
+    reader = get_layout(layout)
     try:
         f = h5py.File(path, 'r')
     except OSError as err:
         raise ValueError(f"{path} cannot be opened as an HDF5 file ({err})") from None
     with f:
         try:
-            return _describe(f, path, layout, fields)
+            return {**reader.describe(f, path, fields), 'layout': layout}
         except (KeyError, TypeError, AttributeError, IndexError) as err:
             raise ValueError(f"{path} is not a readable {layout} file ({type(err).__name__}: {err})") from None
 
 
-def _describe(f, path, layout: str, fields: dict) -> dict:
-    import h5py
-
-    fields = {k: [v] if isinstance(v, str) else list(v) for k, v in (fields or _default_fields(f, layout)).items()}
-    missing = [d for names in fields.values() for d in names if not isinstance(f.get(d), h5py.Dataset)]
-    if missing:
-        raise ValueError(f"{path} has no dataset(s) {missing} ({layout} layout); pass fields={{ours: theirs}}")
-    if layout == 'pdebench':
-        dims = [d for d in ('x', 'y', 'z') if f'{d}-coordinate' in f]
-        coords = {d: f[f'{d}-coordinate'][()] for d in dims}
-        t = f['t-coordinate'][()] if 't-coordinate' in f else None
-        boundaries = None
-    else:
-        dims = [str(d.decode() if isinstance(d, bytes) else d) for d in f['dimensions'].attrs['spatial_dims']]
-        coords = {d: f['dimensions'][d][()] for d in dims}
-        t = f['dimensions']['time'][()]
-        boundaries = {}
-        for group in f['boundary_conditions'].values():
-            kind = group.attrs['bc_type']
-            kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-            for d in group.attrs['associated_dims']:
-                boundaries[d.decode() if isinstance(d, bytes) else str(d)] = _WELL_BOUNDARIES.get(kind.lower(), kind)
-    datasets = {d: f[d] for names in fields.values() for d in names}
-    first = next(iter(datasets.values()))
-    problems = _structure_problems(datasets, coords, t, first.shape[:2] if first.ndim >= 2 else None)
-    if problems:
-        raise ValueError(f"{path} ({layout}) is malformed:\n  " + '\n  '.join(problems))
-    frames = first.shape[1]
-    return {
-        'trajectories': first.shape[0],
-        'frames': frames,
-        'dt': float(t[1] - t[0]) if t is not None and frames > 1 else None,
-        'resolution': {d: len(c) for d, c in coords.items()},
-        'bounds': {d: [float(c[0] - (c[1] - c[0]) / 2), float(c[-1] + (c[1] - c[0]) / 2)] for d, c in coords.items()},
-        'boundaries': boundaries,
-        'fields': fields,
-        'unwritten': sorted(set().union(*(_unwritten(ds) for ds in datasets.values()))),
-    }
-
-
-def _structure_problems(datasets: dict, coords: dict, t, leading) -> list[str]:
-    """Every way the coordinates and datasets of a benchmark file are inconsistent (checked before reading data)."""
-    problems = [p for d, c in coords.items() for p in _axis_problems(f'{d} coordinate', c, len(c))]
-    if not coords:
-        problems.append("no spatial coordinates (PDEBench: x-coordinate; The Well: dimensions/spatial_dims)")
-    if leading is None:
-        return problems + ["the first dataset has fewer than 2 axes (expected [trajectory, time, space...])"]
-    if t is not None:
-        problems += _axis_problems('time coordinate', t, leading[1])
-    sizes = tuple(len(c) for c in coords.values())
-    for name, ds in datasets.items():
-        if ds.dtype.kind not in 'fiu':
-            problems.append(f"dataset '{name}' holds {ds.dtype} values; expected numbers")
-        if ds.shape[:2] != leading or ds.shape[2 : 2 + len(sizes)] != sizes:
+def benchmark_problems(scenario: Scenario, description: dict) -> list[str]:
+    """Every difference between a benchmark file's description and what `scenario` caches, each on its own line."""
+    problems = timing_problems(scenario, description['frames'], description['dt'], rtol=1e-6)  # float32 times
+    if description['resolution'] != scenario.grid_size:
+        problems.append(f"resolution {description['resolution']}; scenario has {scenario.grid_size}")
+    if not _same_bounds(description['bounds'], {k: list(v) for k, v in scenario.bounds.items()}):
+        problems.append(f"bounds {description['bounds']}; scenario has {dict(scenario.bounds)}")
+    for d, convention in description['convention'].items():
+        if convention != 'cell centres':
+            c = description['coordinates'][d]
             problems.append(
-                f"dataset '{name}' has shape {ds.shape}; expected {list(leading)} + the coordinates' sizes {list(sizes)}"
+                f"{d}: the file samples {len(c)} points from {float(c[0]):g} to {float(c[-1]):g}, both domain ends "
+                f"included; the scenario stores cell averages at the cell centres, a different grid"
             )
+    for name, (value, origin) in description['parameters'].items():
+        ours = getattr(scenario, name, None)
+        if ours is None or not np.isclose(ours, value, rtol=1e-6, atol=0):
+            problems.append(f"{name}: {origin} means {name} {value:.7g}; scenario has {ours}")
+    for name, spec in scenario.fields.items():
+        problems += _field_problems(name, spec, description)
     return problems
 
 
-def _axis_problems(what: str, values, frames: int) -> list[str]:
-    """Problems of a coordinate axis: not numeric, shorter than needed, or not uniformly increasing (float32 tolerance)."""
-    values = np.asarray(values)
-    if values.ndim != 1 or values.dtype.kind not in 'fiu' or len(values) < max(frames, 2):
-        return [f"{what}: expected at least {max(frames, 2)} numbers, got {values.dtype} of shape {values.shape}"]
-    values = values[:frames].astype(np.float64)
-    steps = np.diff(values)
-    step = (values[-1] - values[0]) / (len(values) - 1)
-    tolerance = 1e-4 * abs(step) + 8 * np.finfo(np.float32).eps * np.abs(values).max()
-    if not np.isfinite(values).all() or step <= 0 or np.abs(steps - step).max() > tolerance:
-        return [f"{what} is not uniformly increasing: steps from {steps.min():.6g} to {steps.max():.6g}"]
-    return []
-
-
-def _unwritten(ds) -> list[int]:
-    """Trajectories (first axis) of an HDF5 dataset some of whose data were never written (unallocated storage)."""
-    import h5py
-
-    n = ds.shape[0]
-    if ds.chunks is None:
-        contiguous = ds.id.get_create_plist().get_layout() == h5py.h5d.CONTIGUOUS
-        return list(range(n)) if contiguous and ds.size and ds.id.get_offset() is None else []
-    per_block = int(np.prod([-(-s // c) for s, c in zip(ds.shape[1:], ds.chunks[1:])]))
-    counts = np.zeros(-(-n // ds.chunks[0]), np.int64)
-
-    def visit(chunk):
-        counts[chunk.chunk_offset[0] // ds.chunks[0]] += 1
-
-    ds.id.chunk_iter(visit)
-    return [j for j in range(n) if counts[j // ds.chunks[0]] < per_block]
-
-
-def _default_fields(f, layout: str) -> dict:
-    if layout == 'pdebench':
-        if 'tensor' in f:
-            return {'velocity': 'tensor'}
-        return {
-            'velocity': [v for v in ('Vx', 'Vy', 'Vz') if v in f],
-            **{k: k for k in ('density', 'pressure') if k in f},
-        }
-    return {**{k: f't0_fields/{k}' for k in f['t0_fields']}, **{k: f't1_fields/{k}' for k in f['t1_fields']}}
-
-
-def benchmark_problems(scenario: Scenario, description: dict) -> list[str]:
-    """Every difference between a benchmark file's description and what `scenario` caches."""
-    problems = timing_problems(scenario, description['frames'], description['dt'], rtol=1e-6)  # dt from float32 times
-    if description['resolution'] != scenario.grid_size:
-        problems.append(f"resolution {description['resolution']}; scenario has {scenario.grid_size}")
-    elif not _same_bounds(description['bounds'], {k: list(v) for k, v in scenario.bounds.items()}):
-        problems.append(f"bounds {description['bounds']}; scenario has {dict(scenario.bounds)}")
-    for name, spec in scenario.fields.items():
-        if name not in description['fields']:
-            problems.append(
-                f"no field for '{name}' (mapped: {sorted(description['fields'])}); pass fields={{'{name}': ...}}"
-            )
-        elif description['boundaries'] and any(b != spec.boundary for b in description['boundaries'].values()):
-            problems.append(f"field '{name}': boundaries {description['boundaries']}; scenario has {spec.boundary}")
+def _field_problems(name: str, spec, description: dict) -> list[str]:
+    """Differences of one scenario field: not in the file, grid type, constant vs evolving, boundaries per side."""
+    if name not in description['fields']:
+        return [f"no field for '{name}' (mapped: {sorted(description['fields'])}); pass fields={{'{name}': ...}}"]
+    problems = []
+    if spec.grid == 'staggered':
+        problems.append(
+            f"field '{name}' is staggered (stored on cell faces) in the scenario; benchmark files store every field "
+            f"collocated at the coordinates"
+        )
+    constant = not any(description['varying'][d][1] for d in description['fields'][name])
+    if constant and not spec.static:
+        problems.append(f"field '{name}' is constant in time in the file; the scenario's evolves")
+    sides = (description['boundaries'] or {}).get(name)
+    if sides and any(side != spec.boundary for pair in sides.values() for side in pair):
+        problems.append(f"field '{name}': boundaries (lower, upper) {sides}; scenario has {spec.boundary}")
     return problems
 
 
@@ -355,7 +273,7 @@ def import_benchmark(
     try:
         with h5py.File(path, 'r') as f:
             for j in requested:
-                data = {name: _benchmark_field(f, d['fields'][name], j, scenario, name) for name in scenario.fields}
+                data = {name: _benchmark_field(f, d, name, j, scenario) for name in scenario.fields}
                 try:
                     written[first_index + j] = write_sim(
                         manager.directory, scenario, manager.fmt, first_index + j, data, origin='imported'
@@ -388,20 +306,22 @@ def _trajectory_problems(manager, description: dict, requested: list[int], first
     return problems
 
 
-def _benchmark_field(f, datasets: list[str], j: int, scenario: Scenario, name: str):
-    """Trajectory `j` of one field as `Tensor (timeᵇ, xˢ, [yˢ], [vectorᶜ])` (float32)."""
-    spec = scenario.fields[name]
-    arrays = [np.asarray(f[d][j], np.float32) for d in datasets]
+def _benchmark_field(f, description: dict, name: str, j: int, scenario: Scenario):
+    """Trajectory `j` of one field as `Tensor (timeᵇ, xˢ, [yˢ], [vectorᶜ])`, or without `time` if static (float32)."""
+    spec, reader = scenario.fields[name], get_layout(description['layout'])
+    arrays = [reader.read(f, description, d, j) for d in description['fields'][name]]
     values = np.stack(arrays, -1) if len(arrays) > 1 else arrays[0]
-    if (
-        spec.vector and len(arrays) == 1 and values.ndim == 1 + len(scenario.spatial_dims)
-    ):  # a 1D vector field as one dataset
+    space = math.spatial(
+        **dict(zip(scenario.spatial_dims, [description['resolution'][d] for d in scenario.spatial_dims]))
+    )
+    has_time = values.ndim > space.rank + (spec.vector and (len(arrays) > 1 or values.ndim > space.rank + 1))
+    if spec.vector and values.ndim == space.rank + has_time:  # a 1D vector field as one dataset
         values = values[..., None]
-    shape = math.batch(time=values.shape[0]) & math.spatial(**dict(zip(scenario.spatial_dims, values.shape[1:])))
+    shape = (math.batch(time=values.shape[0]) if has_time else math.EMPTY_SHAPE) & space
     if spec.vector:
         shape = shape & math.channel(vector=','.join(scenario.spatial_dims))
     t = math.tensor(values, shape)
-    return t.time[0] if spec.static else t
+    return t.time[0] if spec.static and has_time else t
 
 
 def scenario_from_benchmark(path, layout: str, scenario: Scenario | type[Scenario], fields: dict = None) -> Scenario:
@@ -409,15 +329,21 @@ def scenario_from_benchmark(path, layout: str, scenario: Scenario | type[Scenari
     d = benchmark_description(path, layout, fields)
     base = scenario() if isinstance(scenario, type) else scenario
     lower = {k: v[0] for k, v in d['bounds'].items()}
-    lengths = {round(v[1] - v[0], 6) for v in d['bounds'].values()}
+    lengths = {shortest32(v[1] - v[0]) for v in d['bounds'].values()}
     if any(abs(v) > 1e-6 for v in lower.values()) or len(lengths) != 1 or d['dt'] is None:
         raise ValueError(
             f"{path} has bounds {d['bounds']} and dt {d['dt']}; scenario '{base.name}' needs [0, L] on every axis and a dt"
         )
+    if any(c != 'cell centres' for c in d['convention'].values()):
+        raise ValueError(f"{path} samples points on both domain ends ({d['convention']}); scenarios store cell centres")
+    same32 = lambda ours, theirs: (
+        ours if np.isclose(ours, theirs, rtol=1e-6, atol=0) else theirs
+    )  # float32 files: keep 2π
     return dataclasses.replace(
         base,
         resolution=tuple(d['resolution'][k] for k in base.spatial_dims),
-        length=lengths.pop(),
+        length=same32(base.length, lengths.pop()),
         steps=d['frames'] - 1,
-        dt=d['dt'],
+        dt=same32(base.dt, d['dt']),
+        **{k: value for k, (value, _) in d['parameters'].items() if hasattr(base, k)},
     )

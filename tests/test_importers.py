@@ -59,13 +59,13 @@ CASES = {
     'unwritten': (_declared_only, '199 of the 200 declared trajectories were never written'),
     '20 TiB': (
         _huge,
-        "dataset 'tensor' has shape (1048576, 5, 1048576); expected [1048576, 5] + the coordinates' sizes [32]",
+        "dataset 'tensor' has shape (1048576, 5, 1048576); expected [1048576, 5, 32] (trajectories, frames, the coordinates'",
     ),
     'wrong sizes': (
         _replace('x-coordinate', np.arange(16, dtype=np.float32)),
-        "has shape (3, 5, 32); expected [3, 5] + the coordinates' sizes [16]",
+        "has shape (3, 5, 32); expected [3, 5, 16] (trajectories, frames, the coordinates' sizes)",
     ),
-    'no coordinate': (lambda f: f.__delitem__('x-coordinate'), 'no spatial coordinates (PDEBench: x-coordinate'),
+    'no coordinate': (lambda f: f.__delitem__('x-coordinate'), 'no spatial coordinates (x-coordinate)'),
 }
 
 

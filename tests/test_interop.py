@@ -53,88 +53,6 @@ def test_a_plain_torch_module_trains_from_a_dataloader(dm):
     assert losses[-1] < 0.7 * losses[0], losses
 
 
-def _pdebench_file(path, scenario, sims):
-    """A PDEBench-layout file (`tensor [N, T, X]`, cell-centre coordinates, `t-coordinate` with one extra entry)."""
-    import h5py
-
-    from phiml_data import simulate
-
-    data = np.stack([s['velocity'].numpy('time,x,vector')[..., 0] for s in simulate(scenario, sims)])
-    n, dx = scenario.resolution[0], scenario.length / scenario.resolution[0]
-    with h5py.File(path, 'w') as f:
-        f['tensor'] = data
-        f['x-coordinate'] = (np.arange(n) + 0.5) * dx
-        f['t-coordinate'] = np.arange(scenario.frames + 1) * scenario.dt
-    return data
-
-
-def _the_well_file(path, scenario, sims, bc='periodic'):
-    """A The-Well-layout file (`t1_fields/velocity [N, T, X, Y, 2]`, `dimensions`, `boundary_conditions`)."""
-    import h5py
-
-    from phiml_data import simulate
-
-    data = np.stack([s['velocity'].numpy('time,x,y,vector') for s in simulate(scenario, sims)])
-    with h5py.File(path, 'w') as f:
-        f.attrs.update(
-            {'dataset_name': 'test', 'grid_type': 'cartesian', 'n_spatial_dims': 2, 'n_trajectories': len(sims)}
-        )
-        dims = f.create_group('dimensions')
-        dims.attrs['spatial_dims'] = ['x', 'y']
-        dims['time'] = (np.arange(scenario.frames) * scenario.dt).astype(np.float32)
-        for d, n in scenario.grid_size.items():
-            dims[d] = ((np.arange(n) + 0.5) * scenario.length / n).astype(np.float32)
-        for d in ('x', 'y'):
-            g = f.create_group(f'boundary_conditions/{d}_periodic')
-            g.attrs.update({'associated_dims': [d], 'bc_type': bc})
-        f.create_group('t0_fields').attrs['field_names'] = []
-        t1 = f.create_group('t1_fields')
-        t1.attrs['field_names'] = ['velocity']
-        t1['velocity'] = data
-    return data
-
-
-def test_import_pdebench_and_the_well_layouts(tmp_path):
-    from phiml_data import Burgers1D
-    from phiml_data.importers import import_benchmark, scenario_from_benchmark
-
-    one_d = Burgers1D(resolution=32, steps=4)
-    expected = _pdebench_file(tmp_path / 'pdebench.h5', one_d, [0, 1])
-    dm = DataManager(tmp_path / 'cache1', one_d)
-    assert import_benchmark(dm, tmp_path / 'pdebench.h5', 'pdebench', first_index=10) == [10, 11]
-    np.testing.assert_array_equal(dm.load_phiml_cache(11)['velocity'].numpy('time,x,vector')[..., 0], expected[1])
-    assert dm.manifest()[10]['origin'] == 'imported'
-    assert scenario_from_benchmark(tmp_path / 'pdebench.h5', 'pdebench', Burgers1D).resolution == (32,)
-
-    two_d = Burgers2D(resolution=16, steps=3)
-    expected = _the_well_file(tmp_path / 'well.h5', two_d, [0, 1, 2])
-    dm = DataManager(tmp_path / 'cache2', two_d)
-    assert import_benchmark(dm, tmp_path / 'well.h5', 'the_well', trajectories=[2]) == [2]
-    np.testing.assert_array_equal(dm.load_phiml_cache(2)['velocity'].numpy('time,x,y,vector'), expected[2])
-
-
-def test_benchmark_files_that_do_not_fit_are_refused_with_every_difference(tmp_path):
-    from phiml_data import Burgers1D
-    from phiml_data.importers import import_benchmark
-
-    _pdebench_file(tmp_path / 'p.h5', Burgers1D(resolution=32, steps=4), [0])
-    with pytest.raises(ValueError) as err:
-        import_benchmark(
-            DataManager(tmp_path / 'c', Burgers1D(resolution=64, steps=6, dt=0.1)), tmp_path / 'p.h5', 'pdebench'
-        )
-    for fragment in (
-        '5 frames; scenario has steps=6, i.e. 7 frames',
-        'dt=0.05',
-        "resolution {'x': 32}; scenario has {'x': 64}",
-    ):
-        assert fragment in str(err.value), fragment
-    _the_well_file(tmp_path / 'w.h5', Burgers2D(resolution=16, steps=3), [0], bc='wall')
-    with pytest.raises(
-        ValueError, match=r"field 'velocity': boundaries \{'x': 'zero', 'y': 'zero'\}; scenario has periodic"
-    ):
-        import_benchmark(DataManager(tmp_path / 'c2', Burgers2D(resolution=16, steps=3)), tmp_path / 'w.h5', 'the_well')
-
-
 @pytest.mark.parametrize('fmt', ['netcdf', 'zarr'])
 def test_export_round_trips_through_xarray(dm, tmp_path, fmt):
     xr = pytest.importorskip('xarray')
@@ -156,10 +74,13 @@ def test_cli_import_and_export(tmp_path):
     import subprocess
     import sys
 
+    from benchmark_files import write_pdebench
+
     from conftest import ROOT
     from phiml_data import Burgers1D
 
-    _pdebench_file(tmp_path / 'p.h5', Burgers1D(resolution=32, steps=4), [0, 1, 2])
+    one_d = Burgers1D(resolution=32, steps=4)
+    write_pdebench(tmp_path / 'p.hdf5', np.zeros((3, 5, 32)), one_d)
     config = tmp_path / 'c.yaml'
     config.write_text(
         f"scenario: {{name: burgers1d, resolution: [32], steps: 4}}\ndata: {{cache_dir: '{tmp_path / 'cache'}', n_sims: 3}}\n"
@@ -167,7 +88,7 @@ def test_cli_import_and_export(tmp_path):
     run = lambda *a: subprocess.run(
         [sys.executable, '-m', 'phiml_data', *map(str, a)], capture_output=True, text=True, cwd=ROOT
     )
-    result = run('import', tmp_path / 'p.h5', '--from', 'pdebench', '--config', config)
+    result = run('import', tmp_path / 'p.hdf5', '--from', 'pdebench', '--config', config)
     assert result.returncode == 0 and 'imported 3 trajectories' in result.stdout, result.stderr
     result = run('export', tmp_path / 'out.nc', '--config', config, '--indices', '0-1')
     assert result.returncode == 0 and (tmp_path / 'out.nc').exists(), result.stderr

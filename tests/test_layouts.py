@@ -1,0 +1,136 @@
+"""Benchmark layouts (`phiml_data.layouts`) against files written as PDEBench and The Well write them, read back by
+The Well's own `WellDataset` and by a PDEBench-style loader (issue #21)."""
+
+import math
+
+import numpy as np
+import pytest
+from benchmark_files import read_pdebench, write_pdebench, write_the_well
+
+from phiml_data import Burgers1D, Burgers2D, DataManager, SmokePlume, simulate
+from phiml_data.importers import benchmark_description, benchmark_problems, import_benchmark, scenario_from_benchmark
+from phiml_data.keys import cache_key
+
+ONE_D = Burgers1D(resolution=32, steps=4, viscosity=0.01 / math.pi)
+TWO_D = Burgers2D(resolution=16, steps=3)
+
+
+@pytest.fixture(scope='module')
+def velocity_2d():
+    return np.stack([s['velocity'].numpy('time,x,y,vector') for s in simulate(TWO_D, [0, 1])])
+
+
+@pytest.fixture(scope='module')
+def velocity_1d():
+    return np.stack([s['velocity'].numpy('time,x,vector')[..., 0] for s in simulate(ONE_D, [0, 1])])
+
+
+def test_the_wells_own_reader_reads_our_fixture_and_we_import_the_same_values(tmp_path, velocity_2d):
+    well = pytest.importorskip('the_well.data')
+    rng = np.random.default_rng(0)
+    folder = tmp_path / 'well'
+    folder.mkdir()
+    # a time-constant field that sorts before 'velocity' (as in acoustic_scattering's t0 fields)
+    write_the_well(
+        folder / 'burgers.hdf5', TWO_D, {'velocity': velocity_2d}, constant={'a_material': rng.random((2, 16, 16))}
+    )
+    ds = well.WellDataset(path=str(folder), n_steps_input=1, full_trajectory_mode=True, use_normalization=False)
+    sample = ds[1]
+    assert ds.metadata.constant_field_names[0] == ['a_material'] and ds.metadata.field_names[1] == [
+        'velocity_x',
+        'velocity_y',
+    ]
+    np.testing.assert_array_equal(sample['output_fields'].numpy(), velocity_2d[1, 1:])
+    assert sample['boundary_conditions'].tolist() == [[2, 2], [2, 2]]  # PERIODIC on both sides of x and y
+
+    dm = DataManager(tmp_path / 'cache', TWO_D)
+    assert import_benchmark(dm, folder / 'burgers.hdf5', 'the_well') == [0, 1]
+    np.testing.assert_array_equal(dm.load_phiml_cache(1)['velocity'].numpy('time,x,y,vector'), velocity_2d[1])
+
+
+def test_the_well_per_side_and_per_field_boundaries(tmp_path, velocity_2d):
+    bc = {'x0_wall': ('WALL', 'x', 'lower'), 'xL_open': ('OPEN', 'x', 'upper'), 'y_periodic': ('PERIODIC', 'y', 'both')}
+    path = write_the_well(tmp_path / 'w.hdf5', TWO_D, {'velocity': velocity_2d}, bc=bc)
+    d = benchmark_description(path, 'the_well')
+    assert d['boundaries']['velocity'] == {'x': ('zero', 'zero-gradient'), 'y': ('periodic', 'periodic')}
+    problems = benchmark_problems(TWO_D, d)
+    assert problems == [
+        "field 'velocity': boundaries (lower, upper) {'x': ('zero', 'zero-gradient'), 'y': ('periodic', 'periodic')}; "
+        "scenario has periodic"
+    ]
+    import h5py
+
+    with h5py.File(path, 'a') as f:  # walls that belong to another field do not concern velocity
+        for name in ('x0_wall', 'xL_open'):
+            f['boundary_conditions'][name].attrs['associated_fields'] = ['tracer']
+            f['boundary_conditions'][name].attrs['bc_type'] = 'PERIODIC' if name == 'xL_open' else 'WALL'
+    d = benchmark_description(path, 'the_well')
+    assert d['boundaries']['velocity']['x'] == ('zero-gradient', 'zero-gradient')  # a side no group covers is open
+
+
+def test_the_well_time_per_trajectory_with_one_trajectory(tmp_path, velocity_2d):
+    path = write_the_well(tmp_path / 'w.hdf5', TWO_D, {'velocity': velocity_2d[:1]}, time_per_trajectory=True)
+    d = benchmark_description(path, 'the_well')
+    assert d['dt'] == 0.05 and d['frames'] == 4 and benchmark_problems(TWO_D, d) == []
+
+
+def test_points_on_both_domain_ends_are_described_and_refused_in_one_line(tmp_path, velocity_2d):
+    path = write_the_well(tmp_path / 'w.hdf5', TWO_D, {'velocity': velocity_2d}, points=True)
+    d = benchmark_description(path, 'the_well')
+    assert d['convention'] == {'x': 'points', 'y': 'points'} and d['bounds']['x'] == [0.0, pytest.approx(TWO_D.length)]
+    problems = benchmark_problems(TWO_D, d)
+    assert any(
+        p.startswith('x: the file samples 16 points from 0 to 6.28319, both domain ends included') for p in problems
+    )
+    with pytest.raises(ValueError, match='samples points on both domain ends'):
+        scenario_from_benchmark(path, 'the_well', Burgers2D)
+
+
+def test_a_staggered_scenario_field_is_not_filled_with_collocated_values(tmp_path):
+    smoke = SmokePlume(resolution=(16, 16), steps=3)
+    rng = np.random.default_rng(0)
+    fields = {'velocity': rng.random((1, 4, 16, 16, 2)), 'density': rng.random((1, 4, 16, 16))}
+    path = write_the_well(tmp_path / 'w.hdf5', smoke, fields, constant={'inflow': rng.random((1, 16, 16))})
+    problems = benchmark_problems(smoke, benchmark_description(path, 'the_well'))
+    assert (
+        "field 'velocity' is staggered (stored on cell faces) in the scenario; benchmark files store every field "
+        "collocated at the coordinates" in problems
+    )
+
+
+def test_pdebench_file_as_pdebench_writes_it(tmp_path, velocity_1d):
+    path = write_pdebench(tmp_path / '1D_Burgers_Sols_Nu0.01.hdf5', velocity_1d, ONE_D)
+    data, grid = read_pdebench(path)  # PDEBench's way of reading it sees our values and cell-centre grid
+    np.testing.assert_array_equal(data[1, :, :, 0], velocity_1d[1].T)
+    np.testing.assert_allclose(grid[:, 0], (np.arange(32) + 0.5) * ONE_D.length / 32, rtol=1e-6)
+
+    built = scenario_from_benchmark(path, 'pdebench', Burgers1D)
+    assert built.dt == 0.05 and built.viscosity == pytest.approx(0.01 / math.pi, rel=1e-12)
+    assert cache_key(built) == cache_key(Burgers1D(resolution=32, steps=4, dt=0.05, viscosity=0.01 / math.pi))
+    dm = DataManager(tmp_path / 'cache', ONE_D)
+    assert import_benchmark(dm, path, 'pdebench') == [0, 1]
+    np.testing.assert_array_equal(dm.load_phiml_cache(1)['velocity'].numpy('time,x,vector')[..., 0], velocity_1d[1])
+
+
+def test_pdebench_every_difference_is_listed_viscosity_as_nu_over_pi(tmp_path, velocity_1d):
+    path = write_pdebench(tmp_path / 'p.hdf5', velocity_1d, ONE_D)
+    other = Burgers1D(resolution=64, steps=6, dt=0.1, length=1.0, viscosity=0.01)
+    problems = benchmark_problems(other, benchmark_description(path, 'pdebench'))
+    assert problems == [
+        '5 frames; scenario has steps=6, i.e. 7 frames',
+        'dt=0.05; scenario has dt=0.1',
+        "resolution {'x': 32}; scenario has {'x': 64}",
+        "bounds {'x': [0.0, 6.2831852]}; scenario has {'x': (0.0, 1.0)}",
+        "viscosity: the file's Nu=0.01 (PDEBench: viscosity = Nu/π) means viscosity 0.003183099; scenario has 0.01",
+    ]
+
+
+def test_pdebench_per_seed_layout_is_refused_in_one_line(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / '2D_diff-react_NA_NA.h5', 'w') as f:
+        f['0000/data'] = np.zeros((5, 8, 8, 2), np.float32)
+        f['0000/grid/x'] = np.arange(8, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"per-seed layout \(one group per seed such as '0000/data'") as err:
+        benchmark_description(tmp_path / '2D_diff-react_NA_NA.h5', 'pdebench')
+    assert '\n' not in str(err.value)
