@@ -1,13 +1,21 @@
-"""Export of a cache to xarray (netCDF or zarr), with dims, cell-centre coordinates, time and metadata attributes.
+"""Export of a cache to xarray (netCDF or zarr) following the CF-1.8 conventions, with exact coordinates per grid.
 
 Part of step 2 of the pipeline (scenarios -> manager (cache) -> dataset -> trainer), for tools outside PhiML
 (xarray, ParaView via netCDF, other groups' loaders). Needs the `xarray` extra (`xarray`, `h5netcdf`); zarr output
-also the `zarr` extra.
+also the `zarr` extra. The netCDF files pass the IOOS `compliance-checker` for CF-1.8 without a message
+(`tests/test_export.py` runs it).
 
-The dataset has one variable per field with dims `(sim, time, x, [y], [vector])` (static fields without `time`),
-coordinates `sim` (indices), `time` (`frame * dt`), `x` / `y` (cell centres from the bounds), `vector` (component
-names), and attributes: the scenario's parameters and identity, the cache key, and per variable its grid type,
-boundary and whether it is static. Staggered fields are exported as stored: on the lower faces of the cells.
+Layout of the dataset:
+
+- One variable per field with dims `(sim, t, x, [y], [vector])`; static fields have no `t`. A vector field on a
+  staggered grid is split into one variable per component, `velocity_x (sim, t, x_face, y)` and
+  `velocity_y (sim, t, x, y_face)`, each on the coordinates where its values live, so interpolating on the exported
+  coordinates is exact.
+- Coordinates: `sim` (indices), `t` (`frame * dt`; nondimensional, hence not a CF time axis, which needs a calendar
+  epoch), `x` / `y` (cell centres), `x_face` / `y_face` (lower cell faces, only with staggered fields), and the label
+  coordinate `component (vector)` naming the vector components. Units are `"1"`: the scenarios are nondimensional.
+- Attributes: `Conventions`, `title`, `history`, `source` (`phiml_data`), the scenario's parameters and identity,
+  the cache key, `dt`; per variable `long_name`, grid type, boundary and whether it is static.
 """
 
 from __future__ import annotations
@@ -22,14 +30,14 @@ import numpy as np
 
 
 def to_xarray(manager, sims=None):
-    """The cached sims `sims` (default: all) of `manager` as an `xarray.Dataset`, read and verified sim by sim.
+    """The cached sims `sims` (default: all) of `manager` as a CF-1.8 `xarray.Dataset`, read and verified sim by sim.
 
     Example:
         >>> dm = DataManager(tmp, Burgers2D(resolution=16, steps=4))
         >>> _ = dm.generate(2, progress=False)
         >>> ds = to_xarray(dm)
-        >>> dict(ds['velocity'].sizes), float(ds['time'][-1])
-        ({'sim': 2, 'time': 5, 'x': 16, 'y': 16, 'vector': 2}, 0.2)
+        >>> dict(ds['velocity'].sizes), float(ds['t'][-1]), ds['component'].values.tolist()
+        ({'sim': 2, 't': 5, 'x': 16, 'y': 16, 'vector': 2}, 0.2, ['x', 'y'])
     """
     import xarray as xr
 
@@ -42,34 +50,60 @@ def to_xarray(manager, sims=None):
     for name, spec in scenario.fields.items():
         shape = scenario.field_shape(name)
         values = np.stack([sim[name].numpy(shape.names) for sim in data])
-        attrs = {'grid': spec.grid, 'boundary': spec.boundary, 'static': int(spec.static)}
-        if spec.grid == 'staggered':
-            attrs['note'] = (
-                'staggered: component d holds the values on the lower d-faces of the cells (x = i dx along d)'
-            )
-        variables[name] = (('sim', *shape.names), values, attrs)
+        dims = ['sim', *('t' if n == 'time' else n for n in shape.names)]
+        attrs = {'units': '1', 'grid': spec.grid, 'boundary': spec.boundary, 'static': int(spec.static)}
+        if spec.grid != 'staggered':
+            variables[name] = (dims, values, {'long_name': name.replace('_', ' '), **attrs})
+            continue
+        for i, d in enumerate(scenario.spatial_dims):  # component d lives on the lower d-faces of the cells
+            faces = [f'{d}_face' if n == d else n for n in dims[:-1]]
+            long_name = f"{name.replace('_', ' ')}, {d} component, on the lower {d} faces of the cells"
+            variables[f'{name}_{d}'] = (faces, values[..., i], {'long_name': long_name, **attrs})
+    ds = xr.Dataset(variables, coords=_coordinates(scenario, sims), attrs=_attributes(manager))
+    for name in ds.variables:  # coordinates must not have a fill value (CF 2.5.1); the data need none
+        ds[name].encoding['_FillValue'] = None
+    return ds
+
+
+def _coordinates(scenario, sims: list[int]) -> dict:
+    """CF coordinates: sims, nondimensional time, cell centres and (with staggered fields) lower faces, labels."""
     coords = {
-        'sim': sims,
-        'time': ('time', np.arange(scenario.frames) * scenario.dt, {'units': 'simulation time units'}),
+        'sim': ('sim', np.asarray(sims, np.int32), {'long_name': 'simulation index', 'units': '1'}),
+        't': (
+            't',
+            np.arange(scenario.frames) * scenario.dt,
+            {'long_name': 'nondimensional time (frame * dt)', 'units': '1'},
+        ),
     }
+    staggered = any(spec.grid == 'staggered' for spec in scenario.fields.values())
     for d, n in scenario.grid_size.items():
         lower, upper = scenario.bounds[d]
-        coords[d] = (
-            d,
-            lower + (np.arange(n) + 0.5) * (upper - lower) / n,
-            {'units': 'domain units', 'long_name': f'cell centre {d}'},
-        )
-    if any(spec.vector for spec in scenario.fields.values()):
-        coords['vector'] = list(scenario.spatial_dims)
-    attrs = {
+        dx = (upper - lower) / n
+        coords[d] = (d, lower + (np.arange(n) + 0.5) * dx, {'long_name': f'{d} at the cell centres', 'units': '1'})
+        if staggered:
+            coords[f'{d}_face'] = (
+                f'{d}_face',
+                lower + np.arange(n) * dx,
+                {'long_name': f'{d} at the lower cell faces', 'units': '1'},
+            )
+    if any(spec.vector and spec.grid != 'staggered' for spec in scenario.fields.values()):
+        coords['component'] = ('vector', list(scenario.spatial_dims), {'long_name': 'vector component'})
+    return coords
+
+
+def _attributes(manager) -> dict:
+    scenario = manager.scenario
+    return {
+        'Conventions': 'CF-1.8',
+        'title': f"{scenario.name} simulations exported from a phiml_data cache",
+        'history': f"phiml_data.export of cache {manager.key}",
+        'source': 'phiml_data',
         'scenario': scenario.name,
         'params': json.dumps(scenario.params()),
         'identity': json.dumps(scenario.identity()),
         'cache_key': manager.key,
         'dt': scenario.dt,
-        'source': 'phiml_data',
     }
-    return xr.Dataset(variables, coords=coords, attrs=attrs)
 
 
 def export(manager, path, fmt: str = 'netcdf', sims=None, overwrite: bool = False) -> Path:

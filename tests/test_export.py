@@ -3,6 +3,7 @@
 import resource
 import signal
 
+import numpy as np
 import pytest
 
 from phiml_data.export import export
@@ -82,3 +83,52 @@ def test_a_failing_write_is_an_error_and_keeps_the_previous_export(dm, tmp_path,
     assert result.returncode == 1 and 'nothing there was changed' in result.stderr, result.stderr[-2000:]
     assert 'File too large' in result.stderr
     assert _contents(path) == before and not list(tmp_path.glob('.*'))
+
+
+@pytest.fixture(scope='module')
+def smoke_dm(tmp_path_factory):
+    from phiml_data import DataManager, SmokePlume
+
+    manager = DataManager(tmp_path_factory.mktemp('smoke'), SmokePlume(resolution=8, steps=1))
+    manager.generate(1, progress=False)
+    return manager
+
+
+@pytest.mark.parametrize('cache', ['dm', 'smoke_dm'])
+def test_netcdf_export_passes_the_cf_1_8_compliance_checker(cache, request, tmp_path):
+    """IOOS compliance-checker (from PyPI), CF 1.8: not a single message, for centred and staggered fields."""
+    import json
+
+    from compliance_checker.runner import CheckSuite, ComplianceChecker
+
+    path = export(request.getfixturevalue(cache), tmp_path / 'out.nc')
+    CheckSuite().load_all_available_checkers()
+    passed, errors = ComplianceChecker.run_checker(
+        str(path), ['cf:1.8'], 0, 'normal', output_filename=str(tmp_path / 'report.json'), output_format='json'
+    )
+    report = json.loads((tmp_path / 'report.json').read_text())['cf:1.8']
+    messages = [
+        m for level in ('high', 'medium', 'low') for item in report[f'{level}_priorities'] for m in item['msgs']
+    ]
+    assert passed and not errors and messages == [], messages
+
+
+def test_staggered_components_sit_on_their_face_coordinates(smoke_dm, tmp_path):
+    """Each exported value lies at the coordinates PhiFlow's StaggeredGrid puts it: interpolating there is exact."""
+    from phiml_data.scenarios import to_field
+
+    scenario = smoke_dm.scenario
+    ds = xr.open_dataset(export(smoke_dm, tmp_path / 'smoke.nc'), engine='h5netcdf')
+    sim = smoke_dm.load_phiml_cache(0)
+    grid = to_field(sim['velocity'].time[1], sim.metadata, 'velocity')
+    for d in scenario.spatial_dims:
+        component = grid.vector[d]
+        exported = ds[f'velocity_{d}'].sel(sim=0).isel(t=1)
+        dims = [f'{e}_face' if e == d else e for e in scenario.spatial_dims]
+        points = component.points.numpy([*component.resolution.names, 'vector'])
+        at = {name: np.unique(points[..., i]) for i, name in enumerate(dims)}  # where PhiFlow holds the values
+        on_ours = exported.sel(at, method='nearest', tolerance=1e-5)  # KeyError if not on our coordinates
+        np.testing.assert_array_equal(
+            on_ours.transpose(*dims).values, component.values.numpy(component.resolution.names)
+        )
+    assert 'velocity' not in ds and ds['density'].dims == ('sim', 't', 'x', 'y')

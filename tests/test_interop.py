@@ -60,12 +60,12 @@ def test_export_round_trips_through_xarray(dm, tmp_path, fmt):
 
     path = export(dm, tmp_path / f'out.{fmt}', fmt, sims=[1, 3])
     ds = xr.open_dataset(path, engine='h5netcdf') if fmt == 'netcdf' else xr.open_zarr(path)
-    assert ds['velocity'].dims == ('sim', 'time', 'x', 'y', 'vector') and list(ds['sim'].values) == [1, 3]
+    assert ds['velocity'].dims == ('sim', 't', 'x', 'y', 'vector') and list(ds['sim'].values) == [1, 3]
     np.testing.assert_array_equal(
         ds['velocity'].sel(sim=3).values, dm.load_phiml_cache(3)['velocity'].numpy('time,x,y,vector')
     )
     np.testing.assert_allclose(ds['x'].values, (np.arange(16) + 0.5) * dm.scenario.length / 16)
-    np.testing.assert_allclose(ds['time'].values, np.arange(9) * 0.05)
+    np.testing.assert_allclose(ds['t'].values, np.arange(9) * 0.05)
     assert ds.attrs['cache_key'] == dm.key and ds['velocity'].attrs['boundary'] == 'periodic'
 
 
