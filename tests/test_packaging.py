@@ -19,6 +19,26 @@ def test_environment_yml_pip_section_matches_pyproject_extras():
     assert env_extras == extras == set(setup.split(','))
 
 
+def test_constraints_pin_every_dependency_and_this_environment_has_those_versions():
+    """constraints.txt is the lock the README's numbers come from: it pins every direct dependency, the set-up
+    installs with it, and the environment running the tests holds exactly those versions."""
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']
+    direct = [Requirement(r).name for r in project['dependencies']]
+    direct += [Requirement(r).name for extra in project['optional-dependencies'].values() for r in extra]
+    lines = (ROOT / 'constraints.txt').read_text().splitlines()
+    pins = dict(line.split('==') for line in lines if line and not line.startswith('#'))
+    canon = lambda n: re.sub(r'[-_.]+', '-', n).lower()
+    pins = {canon(k): v for k, v in pins.items()}
+    assert not [n for n in direct if canon(n) not in pins], 'direct dependencies missing from constraints.txt'
+    wrong = {n: (version(n), pins[canon(n)]) for n in direct if version(n).split('+')[0] != pins[canon(n)]}
+    assert not wrong, f"installed vs constraints.txt: {wrong}; rerun scripts/setup.sh"
+    assert '-c "$ROOT/constraints.txt"' in (ROOT / 'scripts' / 'setup.sh').read_text()
+
+
 def test_pins():
     deps = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['dependencies']
     assert 'phiml==1.16.1' in deps and 'phiflow==3.4.0' in deps
