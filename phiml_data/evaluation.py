@@ -119,7 +119,8 @@ def evaluate(trainer, sims, steps: int = None) -> dict:
     Returns:
         `{'steps', 'sims', 'fields': {field: {'model': [per-step mean rel. L2], 'zero': [...], 'persistence': [...],
         'damped_persistence': [...], 'spread': {name: {'std', 'min', 'max': [per step]}}}}, 'truth', 'prediction'}`,
-        the last two `Tensor (batchᵇ=sims, timeᵇ, xˢ, [yˢ], channelsᶜ)` in physical units.
+        the last two `Tensor (batchᵇ=sims, timeᵇ, xˢ, [yˢ], channelsᶜ)` in physical units, and `'rollouts'`: the
+        coarse solver's rollout `{'coarse solver': {field: Tensor (batchᵇ, timeᵇ, xˢ, [yˢ], [vectorᶜ])}}` where it exists.
     """
     if not len(sims):
         raise ValueError("No test sims to evaluate on: the test split is empty")
@@ -149,7 +150,15 @@ def evaluate(trainer, sims, steps: int = None) -> dict:
             name: {'std': _spread(e).tolist(), 'min': e.min(0).tolist(), 'max': e.max(0).tolist()}
             for name, e in errors.items()
         }
-    return {'steps': ds.layout.n_targets, 'sims': list(ds.sims), 'fields': fields, 'truth': truth, 'prediction': pred}
+    coarse = {'coarse solver': unpacked['coarse_solver']} if 'coarse_solver' in unpacked else {}
+    return {
+        'steps': ds.layout.n_targets,
+        'sims': list(ds.sims),
+        'fields': fields,
+        'truth': truth,
+        'prediction': pred,
+        'rollouts': coarse,
+    }
 
 
 def _spread(errors: np.ndarray) -> np.ndarray:

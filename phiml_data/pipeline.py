@@ -127,7 +127,8 @@ def evaluate_and_plot(cfg: RunConfig, model, sims: list[int], out: Path) -> dict
         for i in range(min(cfg.evaluation.plot_sims, len(sims))):
             suffix = f'_{sims[i]}' if cfg.evaluation.plot_sims > 1 else ''
             pair = ({field: truth[field].batch[i]}, {field: pred[field].batch[i]}, field, scenario.metadata(sims[i]))
-            plots.plot_rollout(*pair, path=out / f'rollout_{field}{suffix}.png')
+            rows = {name: {field: values[field].batch[i]} for name, values in metrics['rollouts'].items()}
+            plots.plot_rollout(*pair, path=out / f'rollout_{field}{suffix}.png', baseline=rows)
             if cfg.evaluation.animate and truth[field].shape.spatial.rank == 2:
                 plots.animate_rollout(*pair, path=out / f'rollout_{field}{suffix}.gif')
     plt.close('all')

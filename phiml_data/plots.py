@@ -57,14 +57,20 @@ def _frames(n_time: int, times) -> list[int]:
     )
 
 
-def _image_row(fig, axes, images, extent, titles, cmap='viridis', symmetric=False, label=''):
-    """One row of images on a shared colour scale, with one colorbar."""
+def _limits(images, symmetric=False) -> tuple[float, float]:
+    """One colour scale for `images`: their range, or symmetric around 0."""
     hi = max(float(np.abs(i).max()) for i in images) if symmetric else max(float(i.max()) for i in images)
-    lo = -hi if symmetric else min(float(i.min()) for i in images)
+    return (-hi if symmetric else min(float(i.min()) for i in images)), hi
+
+
+def _image_row(fig, axes, images, extent, titles, cmap='viridis', symmetric=False, label='', limits=None, bar=True):
+    """One row of images on a shared colour scale (`limits`, default the row's own), with one colorbar."""
+    lo, hi = limits or _limits(images, symmetric)
     for ax, img, title in zip(axes, images, titles):
         mappable = ax.imshow(img, origin='lower', extent=extent, cmap=cmap, vmin=lo, vmax=hi, aspect='equal')
         ax.set_title(title, fontsize='small'), ax.set_xlabel('x'), ax.set_ylabel('y')
-    fig.colorbar(mappable, ax=list(axes), shrink=0.8, label=label)
+    if bar:
+        fig.colorbar(mappable, ax=list(axes), shrink=0.8, label=label)
 
 
 def plot_frames(values: Tensor, metadata: dict = None, times=None, title: str = '', path=None):
@@ -120,48 +126,57 @@ def plot_xt(rows: dict[str, Tensor], metadata: dict = None, path=None, first_fra
     return _save(fig, path)
 
 
-def plot_rollout(truth: dict, prediction: dict, field: str, metadata: dict = None, times=None, path=None):
-    """Ground truth, prediction and their difference for one field `Tensor (timeᵇ, xˢ, [yˢ], [vectorᶜ])`.
+def plot_rollout(
+    truth: dict, prediction: dict, field: str, metadata: dict = None, times=None, path=None, baseline: dict = None
+):
+    """Ground truth, prediction (and a baseline, e.g. the coarse solver) and their differences from the truth, for one
+    field `Tensor (timeᵇ, xˢ, [yˢ], [vectorᶜ])`.
 
-    2D fields: rows truth / prediction (one shared scale) and prediction − truth (symmetric scale) at a few rollout
-    steps. 1D fields: x–t images of the three. Rollout step `k` is frame `k` after the initial state.
+    2D fields: image rows truth / prediction / baseline on one shared scale, then each one's difference from the truth
+    on one shared symmetric scale (vectors: the magnitude of the difference), at a few rollout steps. 1D fields: x–t
+    images of the same. Rollout step `k` is frame `k` after the initial state. The title names the sim.
+
+    Args:
+        baseline: `{'coarse solver': {field: Tensor}}`-like: `{name: {field: values}}` shown as extra rows.
     """
-    values_t, values_p = truth[field], prediction[field]
-    if values_t.shape.spatial.rank == 1:
-        rows = {
-            f'{field} truth': values_t,
-            f'{field} prediction': values_p,
-            'difference (prediction - truth)': values_p - values_t,
-        }
-        return plot_xt(rows, metadata, path=path, first_frame=1)
-    times = _frames(values_t.shape.get_size('time'), times)
-    fig, axes = _figure(3, len(times), figsize=(3.2 * len(times) + 1, 9), squeeze=False, layout='constrained')
-    extent = _extent(metadata, values_t.time[0])
-    steps = [_time(metadata, t + 1) for t in times]
-    truth_images, pred_images = [_image(values_t.time[t]) for t in times], [_image(values_p.time[t]) for t in times]
-    both = truth_images + pred_images
-    hi, lo = max(float(i.max()) for i in both), min(float(i.min()) for i in both)
-    for row, images, name in ((0, truth_images, 'truth'), (1, pred_images, 'prediction')):
-        for ax, img, step in zip(axes[row], images, steps):
-            mappable = ax.imshow(img, origin='lower', extent=extent, cmap='viridis', vmin=lo, vmax=hi)
-            ax.set_title(f'{name} {step}', fontsize='small'), ax.set_xlabel('x'), ax.set_ylabel('y')
-    fig.colorbar(
-        mappable, ax=list(axes[:2].ravel()), shrink=0.6, label=f'|{field}|' if 'vector' in values_t.shape else field
-    )
-    vector = 'vector' in values_t.shape
-    diffs = [_image(values_p.time[t] - values_t.time[t]) for t in times]  # vectors: the magnitude of the difference
-    label = '|prediction - truth|' if vector else 'prediction - truth'
-    _image_row(
-        fig,
-        axes[2],
-        diffs,
-        extent,
-        [f'difference {s}' for s in steps],
-        'magma' if vector else 'RdBu_r',
-        not vector,
-        label,
-    )
-    fig.suptitle(f"{field}, sim {metadata['sim_index']}" if metadata and 'sim_index' in metadata else field)
+    rows = {'truth': truth[field], 'prediction': prediction[field]}
+    rows.update({name: values[field] for name, values in (baseline or {}).items()})
+    diffs = {name: v - rows['truth'] for name, v in rows.items() if name != 'truth'}
+    title = f"{field}, sim {metadata['sim_index']}" if metadata and 'sim_index' in metadata else field
+    if rows['truth'].shape.spatial.rank == 1:
+        xt = {f'{field} {k}': v for k, v in rows.items()}
+        xt.update({f'difference ({k} - truth)': v for k, v in diffs.items()})
+        fig = plot_xt(xt, metadata, first_frame=1)
+        fig.suptitle(title)
+        return _save(fig, path)
+    times = _frames(rows['truth'].shape.get_size('time'), times)
+    n = len(rows) + len(diffs)
+    fig, axes = _figure(n, len(times), figsize=(3.2 * len(times) + 1, 3 * n), squeeze=False, layout='constrained')
+    extent, steps = _extent(metadata, rows['truth'].time[0]), [_time(metadata, t + 1) for t in times]
+    vector = 'vector' in rows['truth'].shape
+    images = {k: [_image(v.time[t]) for t in times] for k, v in rows.items()}
+    differences = {k: [_image(v.time[t]) for t in times] for k, v in diffs.items()}
+    for groups, cmap, symmetric, label in (
+        (images, 'viridis', False, f'|{field}|' if vector else field),
+        (differences, 'magma' if vector else 'RdBu_r', not vector, '|difference|' if vector else 'difference'),
+    ):
+        limits = _limits([i for row in groups.values() for i in row], symmetric)
+        first = list(images).index(next(iter(groups))) if groups is images else len(images)
+        for r, (name, row) in enumerate(groups.items()):
+            prefix = name if groups is images else f'difference ({name} - truth)'
+            _image_row(
+                fig,
+                axes[first + r],
+                row,
+                extent,
+                [f'{prefix} {s}' for s in steps],
+                cmap,
+                symmetric,
+                label,
+                limits,
+                bar=r == len(groups) - 1,
+            )
+    fig.suptitle(title)
     return _save(fig, path)
 
 

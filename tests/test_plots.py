@@ -80,3 +80,25 @@ def test_error_plot_gives_every_curve_its_own_style_a_band_and_a_log_time_axis()
     styles = {(line.get_color(), str(line.get_linestyle())) for line in ax.lines}
     assert len(ax.lines) == len(styles) == 5 and len(ax.collections) == 5  # one band per curve
     assert ax.get_yscale() == 'log' and ax.get_xlabel() == 'time' and list(ax.lines[0].get_xdata()) == [0.5, 1.0, 1.5]
+
+
+def test_rollout_with_a_coarse_solver_row_on_shared_scales_titled_with_the_sim():
+    truth = ramp()
+    fig = plots.plot_rollout(
+        {'u': truth},
+        {'u': truth + 1},
+        'u',
+        {**Burgers2D(resolution=(8, 6)).metadata(3)},
+        baseline={'coarse solver': {'u': truth - 2}},
+    )
+    described = plots.describe(fig)
+    titles = [d['title'] for d in described]
+    assert (
+        len(described) == 15
+        and titles[6].startswith('coarse solver')
+        and titles[12].startswith('difference (coarse solver - truth)')
+    )
+    assert fig._suptitle.get_text() == 'u, sim 3'
+    rows = [fig.axes[i].images[0].get_clim() for i in (0, 3, 6)]  # truth, prediction, coarse solver: one scale
+    diffs = [fig.axes[i].images[0].get_clim() for i in (9, 12)]  # both differences: one symmetric scale
+    assert len(set(rows)) == 1 and len(set(diffs)) == 1 and diffs[0] == (-2, 2)
