@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+from .architectures import ARCHITECTURES
 from .scenarios import SCENARIOS, Scenario
 
 if TYPE_CHECKING:  # annotations only
@@ -167,7 +168,7 @@ class ModelConfig:
     """The network (the `model:` section of a run config).
 
     Attributes:
-        architecture: `'u_net'`, `'res_net'` or `'conv_net'`.
+        architecture: A name registered in `phiml_data.architectures`: `'u_net'`, `'res_net'`, `'conv_net'`.
         levels: U-Net levels (every resolution must be divisible by `2 ** (levels - 1)`).
         filters: U-Net base filters, or the width of each res_net / conv_net layer.
         layers: Hidden layers of res_net / conv_net.
@@ -192,8 +193,8 @@ class ModelConfig:
     scale_output: bool = False
 
     def __post_init__(self):
-        if self.architecture not in ('u_net', 'res_net', 'conv_net'):
-            raise ValueError(f"architecture must be 'u_net', 'res_net' or 'conv_net', got '{self.architecture}'")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}, got '{self.architecture}'")
         if self.base not in ('persistence', 'coarse_solver'):
             raise ValueError(f"base must be 'persistence' or 'coarse_solver', got '{self.base}'")
         if self.levels < 1 or self.filters < 1 or self.layers < 1:
@@ -204,18 +205,9 @@ class ModelConfig:
     def check_backend(self, backend: str):
         """Refuses architectures that phiml 1.16.1 builds differently (or not at all) on `backend`, so that a config
         means the same network on torch and jax (parameter counts checked: u_net and conv_net agree)."""
-        if backend != 'jax':
-            return
-        if self.architecture == 'res_net':
-            raise ValueError(
-                "res_net is a different network on phiml 1.16.1's jax backend (2130 vs 1946 parameters for "
-                "the same config on torch); use u_net or conv_net, or the torch backend"
-            )
-        if self.architecture == 'conv_net' and self.layers > 1:
-            raise ValueError(
-                "conv_net with layers > 1 does not build on phiml 1.16.1's jax backend (KeyError 'conv2'); "
-                "use u_net or conv_net with layers: 1"
-            )
+        reason = ARCHITECTURES[self.architecture].refuse(self, backend)
+        if reason:
+            raise ValueError(reason)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from phiml.math import Tensor
 
 from . import distributed
 from ._phiml import adam_step, set_adam_step
+from .architectures import ARCHITECTURES
 from .backends import backend_named, seeded, threads
 from .config import ModelConfig, TrainConfig  # noqa: F401  (also reachable as phiml_data.trainer.TrainConfig)
 from .dataset import PhiMLDataset
@@ -36,10 +37,7 @@ from .surrogate import Surrogate, correction_scale, solver_step
 def build_network(model: ModelConfig, in_channels: int, out_channels: int, spatial_dims: int, periodic: bool):
     """The `phiml.nn` network `model` describes, for the current backend."""
     common = dict(batch_norm=model.batch_norm, activation=model.activation, in_spatial=spatial_dims, periodic=periodic)
-    if model.architecture == 'u_net':
-        return nn.u_net(in_channels, out_channels, levels=model.levels, filters=model.filters, **common)
-    build = nn.res_net if model.architecture == 'res_net' else nn.conv_net
-    return build(in_channels, out_channels, layers=[model.filters] * model.layers, **common)
+    return ARCHITECTURES[model.architecture].build(model, in_channels, out_channels, common)
 
 
 def _in_backend(method):
