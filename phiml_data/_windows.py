@@ -63,22 +63,21 @@ def pack(arrays: dict[str, np.ndarray], fields, layout: Layout) -> np.ndarray:
 
 
 class TrajectorySource:
-    """Windows cut from cached trajectories, read from memory or lazily (verified) from the cache files.
+    """Windows cut from cached trajectories; `MemorySource` and `LazySource` say where the frames come from.
+
+    Variants are registered in `SOURCES` by the dataset mode that selects them (`'memory'`, `'lazy'`); a new way of
+    holding frames is one subclass implementing `_frames`, registered there.
 
     Args:
         manager: The cache.
         sims: Sim indices that this source covers.
         layout: Fields and window sizes.
         hop: Distance between consecutive window starts.
-        in_memory: Hold all frames in memory (each sim is read and verified the first time a batch needs it, so the
-            first batch does not wait for the whole cache), or read only the frames of each window from disk.
-        max_open_files: Lazy mode keeps at most this many files open (LRU).
+        max_open_files: At most this many files stay open (LRU).
     """
 
-    def __init__(
-        self, manager: DataManager, sims, layout: Layout, hop: int, in_memory: bool, max_open_files: int = 256
-    ):
-        self.manager, self.layout, self.in_memory = manager, layout, in_memory
+    def __init__(self, manager: DataManager, sims, layout: Layout, hop: int, max_open_files: int = 256):
+        self.manager, self.layout = manager, layout
         self.sims = list(sims)
         self._files = OrderedDict()
         self._max_open = max_open_files
@@ -88,26 +87,9 @@ class TrajectorySource:
         self.start_of = np.array([t for _, t in starts], dtype=np.int64)
         self.row_of = np.searchsorted(self.sims, self.sim_of)  # position of each window's sim in `self.sims` (sorted)
         self._static = {}
-        if in_memory:
-            self._arrays = self._allocate()
-            self._loaded = np.zeros(len(self.sims), bool)
 
     def __len__(self):
         return len(self.sim_of)
-
-    def _allocate(self) -> dict[str, np.ndarray]:
-        """Uninitialised `{field: array [S, T, ...]}` (static: `[S, ...]`) for all sims, in `self.sims` order."""
-        scenario = self.manager.scenario
-        fields = sorted(set(self.layout.inputs) | set(self.layout.outputs))
-        return {f: np.empty((len(self.sims), *scenario.field_shape(f).sizes), scenario.dtype) for f in fields}
-
-    def _load(self, rows: np.ndarray):
-        """Reads (verified) the sims at positions `rows` that are not in memory yet."""
-        for r in np.unique(rows[~self._loaded[rows]]):
-            with self.manager.open_sim(self.sims[r]) as sim:
-                for f, a in self._arrays.items():
-                    sim.read(f, out=a[r])
-            self._loaded[r] = True
 
     def _sim(self, sim):
         """Open, verified file of sim `sim`; at most `max_open_files` files stay open (LRU)."""
@@ -124,31 +106,61 @@ class TrajectorySource:
             f.close()
         self._files.clear()
 
-    def _static_array(self, sim, field):
-        key = (sim, field)
-        if key not in self._static:
-            self._static[key] = self._sim(sim).read(field)
-        return self._static[key]
-
     def gather(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Packed `initial [B, (n_input,) *spatial, C_in]` and `targets [B, n_targets, *spatial, C_out]`."""
-        lay = self.layout
-        sims, starts = self.sim_of[ids], self.start_of[ids]
-        frames = {}
-        fields = sorted(set(lay.inputs) | set(lay.outputs))
-        if self.in_memory:
-            rows = self.row_of[ids]
-            self._load(rows)
-            time = starts[:, None] + np.arange(lay.window_length)
-            for f in fields:
-                frames[f] = self._arrays[f][rows] if f in lay.static else self._arrays[f][rows[:, None], time]
-        else:
-            frames = self._read_windows(sims, starts, fields)
-        return assemble(frames, lay)
+        fields = sorted(set(self.layout.inputs) | set(self.layout.outputs))
+        return assemble(self._frames(ids, fields), self.layout)
 
-    def _read_windows(self, sims, starts, fields) -> dict[str, np.ndarray]:
-        """Reads each window straight into its slot of a preallocated batch array, visiting each file once."""
+    def _frames(self, ids: np.ndarray, fields: list[str]) -> dict[str, np.ndarray]:
+        """`{field: [B, window_length, ...]}` (static: `[B, ...]`) of the windows `ids`."""
+        raise NotImplementedError
+
+
+SOURCES: dict[str, type[TrajectorySource]] = {}
+
+
+def _source(mode: str):
+    def register(cls):
+        SOURCES[mode] = cls
+        return cls
+
+    return register
+
+
+@_source('memory')
+class MemorySource(TrajectorySource):
+    """All frames held in memory; each sim is read and verified the first time a batch needs it, so the first batch
+    does not wait for the whole cache."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        scenario = self.manager.scenario
+        fields = sorted(set(self.layout.inputs) | set(self.layout.outputs))
+        self._arrays = {f: np.empty((len(self.sims), *scenario.field_shape(f).sizes), scenario.dtype) for f in fields}
+        self._loaded = np.zeros(len(self.sims), bool)
+
+    def _frames(self, ids, fields):
+        rows = self.row_of[ids]
+        for r in np.unique(rows[~self._loaded[rows]]):
+            with self.manager.open_sim(self.sims[r]) as sim:
+                for f, a in self._arrays.items():
+                    sim.read(f, out=a[r])
+            self._loaded[r] = True
+        time = self.start_of[ids][:, None] + np.arange(self.layout.window_length)
+        return {
+            f: self._arrays[f][rows] if f in self.layout.static else self._arrays[f][rows[:, None], time]
+            for f in fields
+        }
+
+
+@_source('lazy')
+class LazySource(TrajectorySource):
+    """Only the frames of each window, read (verified) from the files, straight into a preallocated batch array,
+    visiting each file once per batch."""
+
+    def _frames(self, ids, fields):
         lay, frames = self.layout, {}
+        sims, starts = self.sim_of[ids], self.start_of[ids]
         for j in np.argsort(sims, kind='stable'):
             sim = self._sim(int(sims[j]))
             for f in fields:
@@ -163,6 +175,12 @@ class TrajectorySource:
                 else:
                     sim.read(f, int(starts[j]), int(starts[j]) + lay.window_length, out=frames[f][j])
         return frames
+
+    def _static_array(self, sim, field):
+        key = (sim, field)
+        if key not in self._static:
+            self._static[key] = self._sim(sim).read(field)
+        return self._static[key]
 
 
 def assemble(frames: dict[str, np.ndarray], lay: Layout) -> tuple[np.ndarray, np.ndarray]:

@@ -36,7 +36,7 @@ from phiml import math
 from phiml.math import Tensor, batch, channel, spatial
 
 from . import augmentation, memory, normalization, sampler
-from ._windows import Layout, TrajectorySource, WindowSource, field_of
+from ._windows import SOURCES, Layout, WindowSource, field_of
 from .manager import DataManager
 from .manifest import write_json
 from .scenarios import to_field
@@ -197,7 +197,8 @@ class PhiMLDataset:
             raise ValueError(f"alpha must be in [0, 1), got {alpha}")
         plan = memory.plan(config, self.data_bytes(), self.window_bytes(), self._handle_bytes())
         self.in_memory, self.max_open_files, self.prefetch = plan.in_memory, plan.max_open_files, plan.prefetch
-        self.source = TrajectorySource(manager, self.sims, self.layout, config.hop, self.in_memory, self.max_open_files)
+        source = SOURCES['memory' if self.in_memory else 'lazy']
+        self.source = source(manager, self.sims, self.layout, config.hop, self.max_open_files)
         self.generated = self._generated_source(generated)
         self.alpha = alpha if self.generated is not None else 0.0
         self.stats = (
