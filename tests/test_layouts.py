@@ -134,3 +134,54 @@ def test_pdebench_per_seed_layout_is_refused_in_one_line(tmp_path):
     with pytest.raises(ValueError, match=r"per-seed layout \(one group per seed such as '0000/data'") as err:
         benchmark_description(tmp_path / '2D_diff-react_NA_NA.h5', 'pdebench')
     assert '\n' not in str(err.value)
+
+
+def _well_format_problems(path) -> list[str]:
+    """The Well's published format rules (its documentation's data-format reference), checked on a file."""
+    import h5py
+
+    problems = []
+    with h5py.File(path, 'r') as f:
+        for attr in ('dataset_name', 'grid_type', 'n_spatial_dims', 'n_trajectories', 'simulation_parameters'):
+            problems += [] if attr in f.attrs else [f'root attribute {attr} missing']
+        problems += [
+            f'parameter {p} not a root attribute' for p in f.attrs.get('simulation_parameters', []) if p not in f.attrs
+        ]
+        for group in ('dimensions', 'boundary_conditions', 'scalars', 't0_fields', 't1_fields', 't2_fields'):
+            problems += [] if group in f else [f'group {group} missing']
+        dims = list(f['dimensions'].attrs['spatial_dims'])
+        problems += [] if len(dims) == f.attrs['n_spatial_dims'] else ['n_spatial_dims differs from spatial_dims']
+        for name in ['time', *dims]:
+            problems += (
+                []
+                if isinstance(f['dimensions'][name].attrs.get('sample_varying'), np.bool_)
+                else [f'{name}: sample_varying']
+            )
+        for name, group in f['boundary_conditions'].items():
+            for attr in ('associated_dims', 'associated_fields', 'bc_type', 'sample_varying', 'time_varying'):
+                problems += [] if attr in group.attrs else [f'boundary {name}: {attr} missing']
+            problems += [] if group.attrs['bc_type'] in ('PERIODIC', 'WALL', 'OPEN') else [f'boundary {name}: bc_type']
+            problems += [] if 'mask' in group else [f'boundary {name}: mask missing']
+        for group in [g for g in ('scalars', 't0_fields', 't1_fields', 't2_fields') if g in f]:
+            for name in f[group].attrs['field_names']:
+                attrs = f[group][name].attrs
+                wanted = ('sample_varying', 'time_varying') + (('dim_varying',) if group != 'scalars' else ())
+                problems += [f'{group}/{name}: {a}' for a in wanted if a not in attrs]
+    return problems
+
+
+def test_our_well_fixture_follows_the_well_format_rules(tmp_path, velocity_2d):
+    path = write_the_well(
+        tmp_path / 'w.hdf5', TWO_D, {'velocity': velocity_2d}, constant={'c': velocity_2d[:, 0, ..., 0]}
+    )
+    assert _well_format_problems(path) == []
+    import h5py
+
+    with h5py.File(path, 'a') as f:  # the rules catch what the old fixture lacked
+        del f['scalars'], f['boundary_conditions/x_periodic/mask']
+        f['boundary_conditions/y_periodic'].attrs['bc_type'] = 'periodic'
+    assert _well_format_problems(path) == [
+        'group scalars missing',
+        'boundary x_periodic: mask missing',
+        'boundary y_periodic: bc_type',
+    ]
