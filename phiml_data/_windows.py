@@ -115,6 +115,12 @@ class TrajectorySource:
         """`{field: [B, window_length, ...]}` (static: `[B, ...]`) of the windows `ids`."""
         raise NotImplementedError
 
+    def trajectories(self, fields: list[str]):
+        """Yields, sim by sim, `{field: array [T, ...]}` (static: `[...]`) of the whole trajectory, verified; what
+        the normalisation statistics read, through the same files (or memory) as the batches."""
+        for s in self.sims:
+            yield {f: self._sim(s).read(f) for f in fields}
+
 
 SOURCES: dict[str, type[TrajectorySource]] = {}
 
@@ -139,13 +145,22 @@ class MemorySource(TrajectorySource):
         self._arrays = {f: np.empty((len(self.sims), *scenario.field_shape(f).sizes), scenario.dtype) for f in fields}
         self._loaded = np.zeros(len(self.sims), bool)
 
-    def _frames(self, ids, fields):
-        rows = self.row_of[ids]
+    def _load(self, rows: np.ndarray):
+        """Reads (verified) the sims at positions `rows` that are not in memory yet."""
         for r in np.unique(rows[~self._loaded[rows]]):
             with self.manager.open_sim(self.sims[r]) as sim:
                 for f, a in self._arrays.items():
                     sim.read(f, out=a[r])
             self._loaded[r] = True
+
+    def trajectories(self, fields):
+        for r in range(len(self.sims)):
+            self._load(np.array([r]))
+            yield {f: self._arrays[f][r] for f in fields}
+
+    def _frames(self, ids, fields):
+        rows = self.row_of[ids]
+        self._load(rows)
         time = self.start_of[ids][:, None] + np.arange(self.layout.window_length)
         return {
             f: self._arrays[f][rows] if f in self.layout.static else self._arrays[f][rows[:, None], time]

@@ -204,7 +204,7 @@ class PhiMLDataset:
         self.stats = (
             stats
             if stats is not None or not config.normalize
-            else normalization.field_stats(manager, self.sims, self.layout.inputs)
+            else normalization.field_stats(self.source, self.layout.inputs)
         )
         names = augmentation.NAMES if config.augment is True else tuple(config.augment or ())
         self.symmetries = augmentation.Symmetries.of(scenario, names) if names else None

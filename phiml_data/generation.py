@@ -14,6 +14,7 @@ import re
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from phiml import math
@@ -25,10 +26,13 @@ from .keys import differences, hash_payload, key_payload
 from .manifest import sim_file_name
 from .scenarios import Scenario, simulate
 
+if TYPE_CHECKING:
+    from .cache import Cache
+
 _TMP_SIM = re.compile(r'^\.sim_(\d+)\..*\.tmp$')
 
 
-def generate(manager, n_sims, executor=None, batch_size=8, progress=True, verify=False, claims=True) -> list[int]:
+def generate(cache: Cache, n_sims, executor=None, batch_size=8, progress=True, verify=False, claims=True) -> list[int]:
     """See `DataManager.generate`."""
     from tqdm import tqdm
 
@@ -37,42 +41,40 @@ def generate(manager, n_sims, executor=None, batch_size=8, progress=True, verify
     )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    manager.manifest_file.check_config()
-    sweep_temporaries(manager.directory, indices, claims)
-    kept = repair(manager, indices, verify)
-    missing = [i for i in _missing(manager, indices) if i not in kept]
+    cache.manifest_store.check_config()
+    sweep_temporaries(cache.directory, indices, claims)
+    kept = repair(cache, indices, verify)
+    missing = [i for i in _missing(cache, indices) if i not in kept]
     if missing and claims:  # only writers need to coordinate: a complete cache may be read-only
-        check_flock(manager.directory)
+        check_flock(cache.directory)
     bar = tqdm(
-        total=len(missing), desc=f'simulating {manager.scenario.name}', unit='sim', disable=not progress or not missing
+        total=len(missing), desc=f'simulating {cache.scenario.name}', unit='sim', disable=not progress or not missing
     )
     generated, todo, rounds = [], missing, 0
     try:
         while todo:
             rounds += 1
             if rounds > 3:
-                raise RuntimeError(
-                    f"Sims {todo[:10]} are still missing after {rounds - 1} rounds in {manager.directory}"
-                )
+                raise RuntimeError(f"Sims {todo[:10]} are still missing after {rounds - 1} rounds in {cache.directory}")
             chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-            for entries in _run_chunks(manager, chunks, executor, bar, claims):
-                manager.manifest_file.update(entries)
+            for entries in _run_chunks(cache, chunks, executor, bar, claims):
+                cache.manifest_store.update(entries)
                 generated.extend(entries)
-            todo = _wait_for_other_writers(manager, _missing(manager, todo)) if claims else _missing(manager, todo)
+            todo = _wait_for_other_writers(cache, _missing(cache, todo)) if claims else _missing(cache, todo)
     finally:
         bar.close()
-    manager.manifest_file.compact()
+    cache.manifest_store.compact()
     if kept:
         raise CacheError(
             f"Sims {kept} were imported, not simulated, and failed verification; they were moved to "
-            f"{manager.directory / 'quarantine'}. Import them again."
+            f"{cache.directory / 'quarantine'}. Import them again."
         )
     return sorted(generated)
 
 
-def _run_chunks(manager, chunks, executor, bar, claims):
+def _run_chunks(cache, chunks, executor, bar, claims):
     """Yields the manifest entries of each chunk as it finishes; raises after all ran if any failed."""
-    args = (str(manager.directory), manager.scenario, manager.fmt, manager.payload)
+    args = (str(cache.directory), cache.scenario, cache.format.name, cache.payload)
     if executor is None:
         for chunk in chunks:
             yield generate_chunk(*args, chunk, claims)
@@ -98,18 +100,18 @@ def _run_chunks(manager, chunks, executor, bar, claims):
         )
 
 
-def _wait_for_other_writers(manager, indices) -> list[int]:
+def _wait_for_other_writers(cache, indices) -> list[int]:
     """Waits until no other process holds the claim on `indices`, adopts what they wrote; returns the rest."""
     for i in indices:
-        with claim(manager.directory, i, block=True):
+        with claim(cache.directory, i, block=True):
             pass
-    repair(manager, indices, verify=False)
-    return _missing(manager, indices)
+    repair(cache, indices, verify=False)
+    return _missing(cache, indices)
 
 
-def _missing(manager, indices) -> list[int]:
+def _missing(cache, indices) -> list[int]:
     """Indices without a manifest entry or whose file is gone."""
-    cached = set(manager.cached_indices())
+    cached = set(cache.cached_indices())
     return [i for i in indices if i not in cached]
 
 
@@ -126,53 +128,53 @@ def sweep_temporaries(directory: Path, indices, claims: bool = True):
                     path.unlink(missing_ok=True)
 
 
-def repair(manager, indices, verify: bool) -> list[int]:
+def repair(cache, indices, verify: bool) -> list[int]:
     """Forgets gone files, quarantines broken ones, adopts valid unrecorded ones; returns broken non-simulated sims.
 
     Recorded files get a cheap check (size, header, identity); with `verify` every frame's checksum too.
     """
-    if not manager.directory.exists():
+    if not cache.directory.exists():
         return []
-    for line in manager.manifest_file.quarantine_problems():
+    for line in cache.manifest_store.quarantine_problems():
         warnings.warn(f"Malformed manifest entry: {line}; its sim's file is checked and adopted again", stacklevel=3)
-    recorded, present = manager.manifest(), set(os.listdir(manager.directory))
+    recorded, present = cache.entries(), set(os.listdir(cache.directory))
     forget, adopt, kept = [], {}, []
     for i in indices:
         entry = recorded.get(i)
-        if sim_file_name(i, manager.format.suffix) not in present:
+        if sim_file_name(i, cache.format.suffix) not in present:
             if entry:
                 forget.append(i)
             continue
         try:
             if entry:
-                _check_file(manager, i, entry, full=verify)
+                _check_file(cache, i, entry, full=verify)
             else:
-                adopt[i] = _adopt_entry(manager, i)
+                adopt[i] = _adopt_entry(cache, i)
         except CacheError as err:
-            _quarantine(manager, i, err)
+            _quarantine(cache, i, err)
             forget.append(i)
             if entry and entry.get('origin') != 'simulated':
                 kept.append(i)
-    manager.manifest_file.update(adopt, forget)
+    cache.manifest_store.update(adopt, forget)
     return kept
 
 
-def _check_file(manager, i: int, entry: dict, full: bool):
-    path = manager.path(i)
+def _check_file(cache, i: int, entry: dict, full: bool):
+    path = cache.path(i)
     if path.stat().st_size != entry.get('bytes'):
         raise CacheError(
             f"Cache file {path} has {path.stat().st_size} bytes; the manifest recorded {entry.get('bytes')}."
         )
-    manager.forget_verification(i)
-    with manager.open_sim(i) as sim:
+    cache.forget_verification(i)
+    with cache.open_sim(i) as sim:
         if full:
             sim.read_all()
 
 
-def _adopt_entry(manager, i: int) -> dict:
+def _adopt_entry(cache, i: int) -> dict:
     """Manifest entry of a file that was renamed into place but never recorded, after checking all its frames."""
-    path = manager.path(i)
-    with manager.format.open(path, manager.allow_pickle) as reader:
+    path = cache.path(i)
+    with cache.format.open(path, cache.allow_pickle) as reader:
         origin = reader.header['metadata'].get('origin', 'simulated')
         entry = {
             'file': path.name,
@@ -180,21 +182,21 @@ def _adopt_entry(manager, i: int) -> dict:
             'origin': origin,
             'fields': {k: field_entry(v) for k, v in reader.fields.items()},
         }
-    with manager.open_sim(
+    with cache.open_sim(
         i, entry
     ) as sim:  # identity against the scenario, then every frame against the file's checksums
         sim.read_all()
     return entry
 
 
-def _quarantine(manager, i: int, reason: Exception):
+def _quarantine(cache, i: int, reason: Exception):
     """Moves a broken file aside (never deletes data) and notes why."""
-    target = manager.directory / 'quarantine'
+    target = cache.directory / 'quarantine'
     target.mkdir(exist_ok=True)
-    dest = target / f'{manager.path(i).name}.{time.strftime("%Y%m%d-%H%M%S")}'
-    os.replace(manager.path(i), dest)
+    dest = target / f'{cache.path(i).name}.{time.strftime("%Y%m%d-%H%M%S")}'
+    os.replace(cache.path(i), dest)
     dest.with_name(dest.name + '.reason.txt').write_text(str(reason))
-    manager.forget_verification(i)
+    cache.forget_verification(i)
 
 
 def generate_chunk(

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from phiml import math
 
-from .generation import dtype_name, write_sim
+from .generation import dtype_name
 from .layouts import get_layout
 from .layouts.base import shortest32
 from .scenarios import BOUNDARIES, Scenario, field_values
@@ -122,8 +122,7 @@ def import_scene(manager, scene_path, sim_index: int, dt: float = None) -> dict:
             data[name] = field_values(scene.read(name, frame=frames[0]))
         else:
             data[name] = math.stack([field_values(scene.read(name, frame=f)) for f in frames], math.batch('time'))
-    entry = write_sim(manager.directory, scenario, manager.fmt, sim_index, data, origin='imported')
-    manager.record({sim_index: entry})
+    entry = manager.write(sim_index, data, origin='imported')
     return entry
 
 
@@ -269,22 +268,18 @@ def import_benchmark(
             f"{path} ({layout}) does not match scenario '{scenario.name}' ({scenario.params()}); nothing was "
             f"imported:\n  " + '\n  '.join(problems)
         )
-    written = {}
-    try:
-        with h5py.File(path, 'r') as f:
-            for j in requested:
-                data = {name: _benchmark_field(f, d, name, j, scenario) for name in scenario.fields}
-                try:
-                    written[first_index + j] = write_sim(
-                        manager.directory, scenario, manager.fmt, first_index + j, data, origin='imported'
-                    )
-                except ValueError as err:
-                    raise ValueError(f"{path} ({layout}) trajectory {j}: {err}\nNothing was imported.") from None
-    except BaseException:  # all or nothing: a later generate() must not adopt a partial import
-        for entry in written.values():
-            (manager.directory / entry['file']).unlink(missing_ok=True)
-        raise
-    manager.record(written)
+    current = [None]
+
+    def trajectories_read(f):
+        for j in requested:
+            current[0] = j
+            yield first_index + j, {name: _benchmark_field(f, d, name, j, scenario) for name in scenario.fields}
+
+    with h5py.File(path, 'r') as f:
+        try:  # all or nothing: a later generate() must not adopt a partial import
+            written = manager.write_all(trajectories_read(f), origin='imported')
+        except ValueError as err:
+            raise ValueError(f"{path} ({layout}) trajectory {current[0]}: {err}\nNothing was imported.") from None
     return sorted(written)
 
 

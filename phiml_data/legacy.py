@@ -17,7 +17,6 @@ import numpy as np
 from phiml import math
 from phiml.math import Tensor
 
-from .generation import write_sim
 from .importers import timing_problems
 from .manager import DataManager
 
@@ -90,11 +89,9 @@ def migrate_legacy(files, manager: DataManager, progress: bool = True) -> list[i
             ) from None
         index = int(metadata.get('sim_index', find_sim_index(path.name)))
         try:
-            fields = _legacy_fields(data, metadata, manager.scenario)
-            entry = write_sim(manager.directory, manager.scenario, manager.fmt, index, fields, origin='migrated')
+            manager.write(index, _legacy_fields(data, metadata, manager.scenario), origin='migrated')
         except ValueError as err:
             raise ValueError(f"Legacy file {path} refused: {err}") from None
-        manager.record({index: entry})
         written.append(index)
     return written
 

@@ -4,7 +4,7 @@ Scalar fields are shifted by their mean and scaled by their standard deviation. 
 use one scale for all components (the RMS of a component), so flips and rotations commute with normalisation.
 
 Statistics live beside the cache (`stats-<hash>.json`, the hash covering cache key, fields and training sims, in
-`DataManager.side_path`: the cache directory, or a per-user folder for a read-only shared cache), so they can never
+`Cache.side_path`: the cache directory, or a per-user folder for a read-only shared cache), so they can never
 be applied to another configuration or a stale split.
 """
 
@@ -17,20 +17,19 @@ import numpy as np
 from phiml import math
 from phiml.math import Tensor, channel
 
-from ._windows import field_of
-from .formats.base import array_of
-from .manager import DataManager
+from ._windows import TrajectorySource, field_of
 from .manifest import read_json, write_json
 
 
-def field_stats(manager: DataManager, sims, fields, progress: bool = False) -> dict[str, dict]:
-    """`{field: {'offset': float, 'scale': float}}` over `sims`, cached in the manager's directory.
+def field_stats(source: TrajectorySource, fields, progress: bool = False) -> dict[str, dict]:
+    """`{field: {'offset': float, 'scale': float}}` over the sims of `source`, cached beside its cache.
 
-    Reads one sim at a time (memory: one trajectory), accumulating in float64.
+    Reads through the dataset's own source (the memory arrays it trains from, or its verified files), one sim at a
+    time (memory: one trajectory), accumulating in float64.
     """
-    sims = sorted(int(s) for s in sims)
-    digest = hashlib.sha256(json.dumps([manager.key, sorted(fields), sims]).encode()).hexdigest()[:16]
-    path = manager.side_path(f'stats-{digest}.json')
+    cache, sims = source.manager, sorted(int(s) for s in source.sims)
+    digest = hashlib.sha256(json.dumps([cache.key, sorted(fields), sims]).encode()).hexdigest()[:16]
+    path = cache.side_path(f'stats-{digest}.json')
     if path.exists():
         saved = read_json(path, 'normalisation statistics')
         if set(saved.get('fields', {})) == set(fields):
@@ -38,19 +37,19 @@ def field_stats(manager: DataManager, sims, fields, progress: bool = False) -> d
     from tqdm import tqdm
 
     sums = {f: np.zeros(3) for f in fields}  # count, sum, sum of squares
-    for s in tqdm(sims, desc='statistics', unit='sim', disable=not progress):
-        data = manager.load_phiml_cache(s, list(fields))
+    trajectories = tqdm(source.trajectories(list(fields)), 'statistics', len(sims), unit='sim', disable=not progress)
+    for data in trajectories:
         for f in fields:
-            a = array_of(data[f]).astype(np.float64)
+            a = data[f].astype(np.float64)
             sums[f] += (a.size, a.sum(), np.square(a).sum())
     stats = {}
     for f in fields:
         n, total, sq = sums[f]
-        vector = manager.scenario.fields[f].vector
+        vector = cache.scenario.fields[f].vector
         offset = 0.0 if vector else total / n
         scale = float(np.sqrt(max(sq / n - offset**2, 0.0)))
         stats[f] = {'offset': float(offset), 'scale': scale if scale > 0 else 1.0}
-    write_json(path, {'key': manager.key, 'sims': sims, 'fields': stats})
+    write_json(path, {'key': cache.key, 'sims': sims, 'fields': stats})
     return stats
 
 

@@ -90,7 +90,7 @@ import sys
 sys.path.insert(0, 'tests')
 from test_dataset import _stream_digest
 from phiml_data import DataManager, Burgers2D, PhiMLDataset
-dm = DataManager({str(burgers_dm.directory.parent)!r}, Burgers2D(resolution=16, steps=12), {burgers_dm.fmt!r})
+dm = DataManager({str(burgers_dm.directory.parent)!r}, Burgers2D(resolution=16, steps=12), {burgers_dm.format.name!r})
 print(_stream_digest(PhiMLDataset(dm, n_targets=2, augment=True, seed=3, mode='lazy', prefetch=2), batch_size=5, epoch=2))
 """
     assert run_python(code).strip() == _stream_digest(ds, batch_size=5, epoch=2)

@@ -82,10 +82,10 @@ def test_corrupted_json_files_name_the_file(dm):
 
 
 def test_read_only_shared_cache_is_usable(dm, tmp_path, monkeypatch):
-    import phiml_data.manager as manager
+    import phiml_data.cache as cache_module
 
     before = sorted(p.name for p in dm.directory.iterdir())
-    monkeypatch.setattr(manager.os, 'access', lambda path, mode: False)  # as root, chmod cannot make it read-only
+    monkeypatch.setattr(cache_module.os, "access", lambda path, mode: False)  # as root, chmod cannot make it read-only
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'user'))
     import phiml_data.generation as generation
 

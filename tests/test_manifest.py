@@ -34,14 +34,14 @@ def test_a_malformed_entry_is_named_and_the_rest_of_the_cache_works(cache, name)
     stray = ' ' in name
     assert cache.cached_indices() == ([0, 1, 2, 3, 4, 5] if stray else sorted({0, 1, 2, 3, 4, 5} - {sim}))
     assert cache.load_phiml_cache(0)['velocity'].shape.get_size('time') == 4  # other sims read as before
-    problems = cache.manifest_file.problems()
+    problems = cache.manifest_store.problems()
     assert list(problems) == [bad] and (stray or problems[bad][0] == sim)
     if not stray:
         with pytest.raises(CacheError, match=rf'Sim {sim} is not cached .*manifest entry {bad} is malformed'):
             cache.load_phiml_cache(sim)
     with pytest.warns(UserWarning, match='Malformed manifest entry'):
         assert cache.generate(6, progress=False) == []  # the sim's file is checked and adopted again
-    assert cache.cached_indices() == [0, 1, 2, 3, 4, 5] and not cache.manifest_file.problems()
+    assert cache.cached_indices() == [0, 1, 2, 3, 4, 5] and not cache.manifest_store.problems()
     assert not bad.exists() and any((cache.directory / 'quarantine' / 'manifest.d').glob(f'{name}.*.reason.txt'))
     cache.load_phiml_cache(sim)
 

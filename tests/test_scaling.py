@@ -56,10 +56,10 @@ def test_manifest_entries_are_merged_with_the_index(tmp_path):
     dm = DataManager(tmp_path, SCENARIO)
     dm.generate(3, progress=False)
     entry = dm.manifest()[1]
-    dm.manifest_file.update({7: {**entry, 'file': 'sim_000007.h5'}}, remove=[2])
+    dm.manifest_store.update({7: {**entry, 'file': 'sim_000007.h5'}}, remove=[2])
     assert sorted(dm.manifest()) == [0, 1, 7]  # pending entry files count before compaction
     assert sorted(DataManager(tmp_path, SCENARIO).manifest()) == [0, 1, 7]  # and for a fresh reader
-    assert dm.manifest_file.compact() and sorted(dm.manifest()) == [0, 1, 7]
+    assert dm.manifest_store.compact() and sorted(dm.manifest()) == [0, 1, 7]
 
 
 def test_a_filesystem_without_flock_is_named_and_array_mode_still_works(tmp_path, monkeypatch, capsys):
