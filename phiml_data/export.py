@@ -25,12 +25,17 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from .cache import Cache
 
-def to_xarray(manager, sims=None):
-    """The cached sims `sims` (default: all) of `manager` as a CF-1.8 `xarray.Dataset`, read and verified sim by sim.
+
+def to_xarray(cache: Cache, sims=None):
+    """The cached sims `sims` (default: all) of a `Cache` (or `DataManager`) as a CF-1.8 `xarray.Dataset`, read and
+    verified sim by sim.
 
     Example:
         >>> dm = DataManager(tmp, Burgers2D(resolution=16, steps=4))
@@ -41,15 +46,14 @@ def to_xarray(manager, sims=None):
     """
     import xarray as xr
 
-    scenario = manager.scenario
-    sims = manager.cached_indices() if sims is None else [int(s) for s in sims]
+    scenario = cache.scenario
+    sims = cache.cached_indices() if sims is None else [int(s) for s in sims]
     if not sims:
-        raise ValueError(f"Nothing to export: no sims cached in {manager.directory}")
-    data = [manager.load_phiml_cache(s) for s in sims]
+        raise ValueError(f"Nothing to export: no sims cached in {cache.directory}")
     variables = {}
     for name, spec in scenario.fields.items():
         shape = scenario.field_shape(name)
-        values = np.stack([sim[name].numpy(shape.names) for sim in data])
+        values = np.stack([_read(cache, s, name) for s in sims])
         dims = ['sim', *('t' if n == 'time' else n for n in shape.names)]
         attrs = {'units': '1', 'grid': spec.grid, 'boundary': spec.boundary, 'static': int(spec.static)}
         if spec.grid != 'staggered':
@@ -59,10 +63,16 @@ def to_xarray(manager, sims=None):
             faces = [f'{d}_face' if n == d else n for n in dims[:-1]]
             long_name = f"{name.replace('_', ' ')}, {d} component, on the lower {d} faces of the cells"
             variables[f'{name}_{d}'] = (faces, values[..., i], {'long_name': long_name, **attrs})
-    ds = xr.Dataset(variables, coords=_coordinates(scenario, sims), attrs=_attributes(manager))
+    ds = xr.Dataset(variables, coords=_coordinates(scenario, sims), attrs=_attributes(cache))
     for name in ds.variables:  # coordinates must not have a fill value (CF 2.5.1); the data need none
         ds[name].encoding['_FillValue'] = None
     return ds
+
+
+def _read(cache: Cache, sim: int, field: str) -> np.ndarray:
+    """One field of one sim, verified, axes in the canonical order `(time, x, [y], [vector])`."""
+    with cache.open_sim(sim) as f:
+        return np.asarray(f.tensor(field).numpy(cache.scenario.field_shape(field).names))
 
 
 def _coordinates(scenario, sims: list[int]) -> dict:
@@ -91,23 +101,23 @@ def _coordinates(scenario, sims: list[int]) -> dict:
     return coords
 
 
-def _attributes(manager) -> dict:
-    scenario = manager.scenario
+def _attributes(cache: Cache) -> dict:
+    scenario = cache.scenario
     return {
         'Conventions': 'CF-1.8',
         'title': f"{scenario.name} simulations exported from a phiml_data cache",
-        'history': f"phiml_data.export of cache {manager.key}",
+        'history': f"phiml_data.export of cache {cache.key}",
         'source': 'phiml_data',
         'scenario': scenario.name,
         'params': json.dumps(scenario.params()),
         'identity': json.dumps(scenario.identity()),
-        'cache_key': manager.key,
+        'cache_key': cache.key,
         'dt': scenario.dt,
     }
 
 
-def export(manager, path, fmt: str = 'netcdf', sims=None, overwrite: bool = False) -> Path:
-    """Writes `to_xarray(manager, sims)` to `path` as netCDF-4 (`fmt="netcdf"`, via h5netcdf) or a Zarr v2 store.
+def export(cache: Cache, path, fmt: str = 'netcdf', sims=None, overwrite: bool = False) -> Path:
+    """Writes `to_xarray(cache, sims)` to `path` as netCDF-4 (`fmt="netcdf"`, via h5netcdf) or a Zarr v2 store.
 
     The export is written to a temporary sibling of `path` and renamed into place when complete, so a failed write
     (disk full, file-size limit, a crash) leaves whatever `path` held before untouched. An existing `path` is
@@ -131,8 +141,8 @@ def export(manager, path, fmt: str = 'netcdf', sims=None, overwrite: bool = Fals
     if fmt not in ('netcdf', 'zarr'):
         raise ValueError(f"export format must be 'netcdf' or 'zarr', got {fmt!r}")
     path = Path(path).absolute()
-    _check_target(path, Path(manager.directory).absolute(), overwrite)
-    ds = to_xarray(manager, sims)
+    _check_target(path, Path(cache.directory).absolute(), overwrite)
+    ds = to_xarray(cache, sims)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent))
     try:

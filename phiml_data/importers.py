@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from phiml import math
 
+from .cache import Cache
 from .generation import dtype_name
 from .layouts import get_layout
 from .layouts.base import shortest32
@@ -89,13 +90,13 @@ def scene_problems(scenario: Scenario, description: dict, dt: float = None) -> l
     return problems
 
 
-def import_scene(manager, scene_path, sim_index: int, dt: float = None) -> dict:
-    """Validates a PhiFlow `Scene` against `manager.scenario` and caches it as sim `sim_index`.
+def import_scene(cache: Cache, scene_path, sim_index: int, dt: float = None) -> dict:
+    """Validates a PhiFlow `Scene` against `cache.scenario` and caches it as sim `sim_index`.
 
     Static fields are read from the first frame; staggered fields are stored as the scenario stores them.
 
     Args:
-        manager: The target `DataManager`.
+        cache: The target `Cache` (or `DataManager`).
         scene_path: The scene directory.
         sim_index: Index of the sim in the cache.
         dt: Time step, if the scene records none (property `dt`).
@@ -106,7 +107,7 @@ def import_scene(manager, scene_path, sim_index: int, dt: float = None) -> dict:
     Raises:
         ValueError: The scene differs from the scenario; the message lists every difference.
     """
-    scenario = manager.scenario
+    scenario = cache.scenario
     problems = scene_problems(scenario, scene_description(scene_path), dt)
     if problems:
         raise ValueError(
@@ -122,7 +123,7 @@ def import_scene(manager, scene_path, sim_index: int, dt: float = None) -> dict:
             data[name] = field_values(scene.read(name, frame=frames[0]))
         else:
             data[name] = math.stack([field_values(scene.read(name, frame=f)) for f in frames], math.batch('time'))
-    entry = manager.write(sim_index, data, origin='imported')
+    entry = cache.write(sim_index, data, origin='imported')
     return entry
 
 
@@ -235,16 +236,16 @@ def _field_problems(name: str, spec, description: dict) -> list[str]:
 
 
 def import_benchmark(
-    manager, path, layout: str, fields: dict = None, trajectories=None, first_index: int = 0
+    cache: Cache, path, layout: str, fields: dict = None, trajectories=None, first_index: int = 0
 ) -> list[int]:
-    """Imports the trajectories of a PDEBench or The Well HDF5 file as sims, validated against `manager.scenario`.
+    """Imports the trajectories of a PDEBench or The Well HDF5 file as sims, validated against `cache.scenario`.
 
     Trajectory `j` becomes sim `first_index + j`. Vector fields are assembled from their component datasets
     (PDEBench `Vx`, `Vy`) or their trailing axis (The Well `t1_fields`). PDEBench files record no boundary conditions,
     so those are taken from the scenario unchecked.
 
     Args:
-        manager: The target `DataManager`.
+        cache: The target `Cache` (or `DataManager`).
         path: The HDF5 file.
         layout: `'pdebench'` or `'the_well'`.
         fields: `{our field: their dataset(s)}` (see `benchmark_description`).
@@ -259,10 +260,10 @@ def import_benchmark(
     """
     import h5py
 
-    scenario = manager.scenario
+    scenario = cache.scenario
     d = benchmark_description(path, layout, fields)
     requested = list(range(d['trajectories'])) if trajectories is None else [int(j) for j in trajectories]
-    problems = benchmark_problems(scenario, d) + _trajectory_problems(manager, d, requested, first_index)
+    problems = benchmark_problems(scenario, d) + _trajectory_problems(cache, d, requested, first_index)
     if problems:
         raise ValueError(
             f"{path} ({layout}) does not match scenario '{scenario.name}' ({scenario.params()}); nothing was "
@@ -277,13 +278,13 @@ def import_benchmark(
 
     with h5py.File(path, 'r') as f:
         try:  # all or nothing: a later generate() must not adopt a partial import
-            written = manager.write_all(trajectories_read(f), origin='imported')
+            written = cache.write_all(trajectories_read(f), origin='imported')
         except ValueError as err:
             raise ValueError(f"{path} ({layout}) trajectory {current[0]}: {err}\nNothing was imported.") from None
     return sorted(written)
 
 
-def _trajectory_problems(manager, description: dict, requested: list[int], first_index: int) -> list[str]:
+def _trajectory_problems(cache, description: dict, requested: list[int], first_index: int) -> list[str]:
     """Requested trajectories that are out of range or were never written, and target sims that exist already."""
     n, problems = description['trajectories'], []
     outside = [j for j in requested if not 0 <= j < n]
@@ -295,9 +296,9 @@ def _trajectory_problems(manager, description: dict, requested: list[int], first
             f"{len(unwritten)} of the {n} declared trajectories were never written (no data stored, they would read "
             f"as zeros): {unwritten[:10]}{'...' if len(unwritten) > 10 else ''}; pass trajectories= with written ones"
         )
-    taken = [first_index + j for j in requested if manager.path(first_index + j).exists()]
+    taken = [first_index + j for j in requested if cache.path(first_index + j).exists()]
     if taken:
-        problems.append(f"sims {taken[:10]} exist already in {manager.directory}; choose another first_index")
+        problems.append(f"sims {taken[:10]} exist already in {cache.directory}; choose another first_index")
     return problems
 
 

@@ -17,8 +17,8 @@ import numpy as np
 from phiml import math
 from phiml.math import Tensor
 
+from .cache import Cache
 from .importers import timing_problems
-from .manager import DataManager
 
 
 def legacy_to_phiml(array: np.ndarray, spatial_dims: tuple[str, ...], vector: bool, static: bool) -> Tensor:
@@ -51,8 +51,8 @@ def legacy_to_phiml(array: np.ndarray, spatial_dims: tuple[str, ...], vector: bo
     return t.time[0] if static else t
 
 
-def migrate_legacy(files, manager: DataManager, progress: bool = True) -> list[int]:
-    """Converts legacy `torch.save` caches into `manager`'s cache, validated against its scenario.
+def migrate_legacy(files, cache: Cache, progress: bool = True) -> list[int]:
+    """Converts legacy `torch.save` caches into `cache` (a `Cache` or `DataManager`), validated against its scenario.
 
     The sim index comes from `metadata['sim_index']` if present, else from the file name (`sim_000003.pt` -> 3).
     Each file must match the scenario: fields, frames (`steps + 1`), resolution, dtype and, where its metadata
@@ -62,7 +62,7 @@ def migrate_legacy(files, manager: DataManager, progress: bool = True) -> list[i
 
     Args:
         files: A folder (all `*.pt` / `*.pth` in it) or a list of files.
-        manager: Target cache; its scenario says which fields are vectors and which are static.
+        cache: Target cache; its scenario says which fields are vectors and which are static.
         progress: Show a progress bar.
 
     Returns:
@@ -89,7 +89,7 @@ def migrate_legacy(files, manager: DataManager, progress: bool = True) -> list[i
             ) from None
         index = int(metadata.get('sim_index', find_sim_index(path.name)))
         try:
-            manager.write(index, _legacy_fields(data, metadata, manager.scenario), origin='migrated')
+            cache.write(index, _legacy_fields(data, metadata, cache.scenario), origin='migrated')
         except ValueError as err:
             raise ValueError(f"Legacy file {path} refused: {err}") from None
         written.append(index)

@@ -152,20 +152,3 @@ class DataManager(Cache):
             'fields': {k: {'shape': v['shape'], 'dtype': v['dtype']} for k, v in first.items()},
             'bytes': sum(e.get('bytes', 0) for e in manifest.values()),
         }
-
-    # --- importing ---
-
-    def import_scene(self, scene_path, sim_index: int, dt: float = None) -> dict:
-        """Imports a PhiFlow `Scene` directory as sim `sim_index`, validated against the scenario.
-
-        See `phiml_data.importers.import_scene`.
-        """
-        from .importers import import_scene
-
-        return import_scene(self, scene_path, sim_index, dt)
-
-    def to_xarray(self, sims=None):
-        """The cached sims as an `xarray.Dataset` with coordinates and metadata (see `phiml_data.export.to_xarray`)."""
-        from .export import to_xarray
-
-        return to_xarray(self, sims)

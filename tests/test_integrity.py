@@ -15,6 +15,7 @@ from phiml.backend import default_backend
 
 from conftest import ROOT, arrays
 from phiml_data import Burgers2D, CacheError, DataManager, PhiMLDataset, SmokePlume, scenario_from_scene, simulate
+from phiml_data.importers import import_scene
 from phiml_data.keys import cache_key
 from phiml_data.scenarios import FieldSpec
 
@@ -194,7 +195,7 @@ def test_scene_import_lists_every_difference_and_can_build_the_scenario(tmp_path
     target = DataManager(tmp_path / 'cache', Burgers2D(resolution=(16, 12), steps=4, length=4.0))
     path = _scene(tmp_path / 's1', Burgers2D(resolution=8, steps=9), frames=10, dt=0.1)
     with pytest.raises(ValueError) as err:
-        target.import_scene(path, 0)
+        import_scene(target, path, 0)
     text = str(err.value)
     for fragment in (
         '10 frames; scenario has steps=4, i.e. 5 frames',
@@ -206,16 +207,16 @@ def test_scene_import_lists_every_difference_and_can_build_the_scenario(tmp_path
     assert target.cached_indices() == []
     scenario = scenario_from_scene(path, Burgers2D)
     assert (scenario.resolution, scenario.steps, scenario.dt) == ((8, 8), 9, 0.1)
-    DataManager(tmp_path / 'cache', scenario).import_scene(path, 0)
+    import_scene(DataManager(tmp_path / 'cache', scenario), path, 0)
 
 
 def test_scene_with_centred_velocity_is_not_recorded_as_staggered(tmp_path):
     smoke = SmokePlume(resolution=16, steps=1)
     path = _scene(tmp_path / 's', smoke, frames=2, velocity_grid=lambda v: v.at_centers(), dt=smoke.dt)
     with pytest.raises(ValueError, match=r"field 'velocity': grid centered; scenario has staggered"):
-        DataManager(tmp_path / 'cache', smoke).import_scene(path, 0)
+        import_scene(DataManager(tmp_path / 'cache', smoke), path, 0)
     with pytest.raises(ValueError, match=r"records no dt"):
-        DataManager(tmp_path / 'cache', smoke).import_scene(_scene(tmp_path / 'nodt', smoke, frames=2), 0)
+        import_scene(DataManager(tmp_path / 'cache', smoke), _scene(tmp_path / 'nodt', smoke, frames=2), 0)
 
 
 def test_migrate_refuses_a_legacy_file_of_another_size_naming_the_file(tmp_path):

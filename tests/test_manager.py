@@ -14,6 +14,7 @@ from phiml import math
 
 from conftest import ROOT, arrays
 from phiml_data import Burgers1D, Burgers2D, CacheError, DataManager, SmokePlume, simulate
+from phiml_data.importers import import_scene
 from phiml_data.keys import cache_key
 
 SCENARIOS = [Burgers1D(resolution=32, steps=4), Burgers2D(resolution=16, steps=4), SmokePlume(resolution=16, steps=2)]
@@ -239,7 +240,7 @@ def test_import_phiflow_scene(tmp_path):
         )
         state = scenario.step(state)
     dm = DataManager(tmp_path / 'cache', scenario)
-    dm.import_scene(scene.path, 0)
+    import_scene(dm, scene.path, 0)
     sim = dm.load_phiml_cache(0)
     assert sim['velocity'].shape.get_size('time') == 3 and 'time' not in sim['inflow'].shape
     np.testing.assert_allclose(
@@ -248,7 +249,7 @@ def test_import_phiflow_scene(tmp_path):
     partial = Scene.create(str(tmp_path / 'partial'), copy_calling_script=False)
     partial.write({'velocity': state['velocity']}, frame=0)
     with pytest.raises(ValueError, match=r"lacks field\(s\) \['density', 'inflow'\]"):
-        dm.import_scene(partial.path, 1)
+        import_scene(dm, partial.path, 1)
 
 
 @pytest.mark.slow
