@@ -15,6 +15,7 @@ from phiml.math import Tensor
 
 from .dataset import PhiMLDataset, last_frame
 from .scenarios import step_values
+from .surrogate import Surrogate
 
 
 def relative_l2(pred: Tensor, truth: Tensor) -> Tensor:
@@ -61,15 +62,15 @@ def _rollout_batch(ds: PhiMLDataset) -> tuple[Tensor, Tensor, dict]:
     return truth, last, b
 
 
-def damping(trainer, steps: int, max_sims: int = 64) -> Tensor:
+def damping(train: PhiMLDataset, steps: int, max_sims: int = 64) -> Tensor:
     """Per step and channel, the scalar `a` minimising `||a * last_frame - truth||` over the training sims (at most
     `max_sims` of them, evenly spaced: one scalar per step needs few, and they are held in memory).
 
     Returns:
         `Tensor (timeᵇ=steps, channelsᶜ=targets)`; vector fields share one factor over their components.
     """
-    sims = trainer.train.sims
-    ds = rollout_dataset(trainer.train, sims[:: -(-len(sims) // max_sims)], steps)
+    sims = train.sims
+    ds = rollout_dataset(train, sims[:: -(-len(sims) // max_sims)], steps)
     truth, last, _ = _rollout_batch(ds)
     dims = truth.shape.only(('batch', *ds.layout.spatial))
     factors, frames = {}, ds.unpack(last)
@@ -103,8 +104,8 @@ def coarse_solver(scenario, initial: dict[str, Tensor], steps: int) -> dict[str,
     return {f: math.stack(v, math.batch('time')) for f, v in frames.items()}
 
 
-def evaluate(trainer, sims, steps: int = None) -> dict:
-    """Rolls the trained model out on `sims` and compares it, step by step, with ground truth and three baselines.
+def evaluate(surrogate: Surrogate, train: PhiMLDataset, sims, steps: int = None) -> dict:
+    """Rolls `surrogate` out on `sims` and compares it, step by step, with ground truth and three baselines.
 
     Baselines: `zero` (predict nothing), `persistence` (repeat the last known frame), `damped_persistence` (the
     last known frame times a scalar per step and field, fitted on the training sims: the best prediction that is a
@@ -112,7 +113,9 @@ def evaluate(trainer, sims, steps: int = None) -> dict:
     scenario's own solver on the cache's grid from the last known frame).
 
     Args:
-        trainer: A trained `Trainer` (its training dataset supplies layout, statistics and the damping fit).
+        surrogate: What predicts: `Trainer.surrogate` (network on its base) or `PhysicalTrainer.surrogate` (the
+            solver with fitted parameters).
+        train: The training dataset: layout, normalisation statistics, the damping fit.
         sims: Test sim indices.
         steps: Rollout length (default: the rest of each trajectory).
 
@@ -124,20 +127,20 @@ def evaluate(trainer, sims, steps: int = None) -> dict:
     """
     if not len(sims):
         raise ValueError("No test sims to evaluate on: the test split is empty")
-    ds = rollout_dataset(trainer.train, sims, steps)
+    ds = rollout_dataset(train, sims, steps)
     truth, last, b = _rollout_batch(ds)
-    with trainer.surrogate.eval_mode():
-        pred = ds.denormalize(math.stop_gradient(trainer.rollout(b['initial_state'], ds.layout.n_targets)))
+    with surrogate.eval_mode():
+        pred = ds.denormalize(math.stop_gradient(surrogate.rollout(b['initial_state'], ds.layout.n_targets)))
     persistence = math.expand(last, truth.shape['time'])
     predictions = {
         'model': pred,
         'zero': persistence * 0,
         'persistence': persistence,
-        'damped_persistence': persistence * damping(trainer, ds.layout.n_targets),
+        'damped_persistence': persistence * damping(train, ds.layout.n_targets),
     }
     truth_f = ds.unpack(truth)
     unpacked = {name: ds.unpack(p) for name, p in predictions.items()}
-    solver = coarse_solver(trainer.train.manager.scenario, ds.unpack(last), ds.layout.n_targets)
+    solver = coarse_solver(train.manager.scenario, ds.unpack(last), ds.layout.n_targets)
     if solver is not None:  # a solver that diverged (NaN, Inf) on the coarse grid has an infinite error there
         unpacked['coarse_solver'] = {f: math.where(math.is_finite(v), v, float('inf')) for f, v in solver.items()}
     fields = {}

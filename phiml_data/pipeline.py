@@ -118,7 +118,7 @@ def evaluate_and_plot(cfg: RunConfig, model, sims: list[int], out: Path) -> dict
     from . import plots
     from .evaluation import evaluate, write_table
 
-    metrics = evaluate(model, sims, cfg.evaluation.rollout_steps)
+    metrics = evaluate(model.surrogate, model.train, sims, cfg.evaluation.rollout_steps)
     write_table(metrics, out / 'evaluation.csv')
     scenario = model.train.manager.scenario
     plots.plot_errors(metrics, out / 'errors.png', dt=scenario.dt)

@@ -51,25 +51,27 @@ class Surrogate:
         self.input_channels, self.target_channels = list(input_channels), list(target_channels)
         self.static_channels = [c for c in self.input_channels if c not in self.target_channels]
 
-    def step(self, state: Tensor, correct: bool = True) -> Tensor:
+    def step(self, state: Tensor, correct: bool = None) -> Tensor:
         """One step: `Tensor (batchᵇ, [historyᶜ], xˢ, [yˢ], channelsᶜ=inputs)` -> next frame
-        `Tensor (batchᵇ, xˢ, [yˢ], channelsᶜ=targets)` (normalised units); `correct=False`: the base alone."""
+        `Tensor (batchᵇ, xˢ, [yˢ], channelsᶜ=targets)` (normalised units); `correct=False` (the default without a
+        network): the base alone."""
         with self.backend:
             last = last_frame(state).channels[self.target_channels]
             base = last if self.base is None else self.base(last)
-            if not correct:
+            if not (self.net is not None if correct is None else correct):
                 return base
             delta = math.native_call(self.net, state)
             delta = math.rename_dims(delta, delta.shape.channel, channel(channels=','.join(self.target_channels)))
             return base + (delta if self.scale is None else delta * self.scale)
 
-    def rollout(self, initial_state: Tensor, steps: int, correct: bool = True) -> Tensor:
+    def rollout(self, initial_state: Tensor, steps: int, correct: bool = None) -> Tensor:
         """Applies the network `steps` times, feeding predictions back.
 
         Args:
             initial_state: `Tensor (batchᵇ, [historyᶜ], xˢ, [yˢ], channelsᶜ=inputs)` as in a batch.
             steps: Rollout length.
-            correct: `False`: roll out the base alone (persistence or the coarse solver), without the network.
+            correct: `False`: roll out the base alone (persistence or the coarse solver), without the network; by
+                default the network corrects the base if there is one.
 
         Returns:
             `Tensor (batchᵇ, timeᵇ=steps, xˢ, [yˢ], channelsᶜ=targets)`.

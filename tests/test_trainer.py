@@ -152,7 +152,7 @@ def test_relative_l2_by_hand():
 def test_evaluation_against_hand_computed_persistence(datasets, monkeypatch):
     train, _ = datasets
     trainer = Trainer(train, None, SMALL, TrainConfig(epochs=0, progress=False))
-    metrics = evaluate(trainer, [6, 7], steps=4)
+    metrics = evaluate(trainer.surrogate, trainer.train, [6, 7], steps=4)
     v = [arrays(train.manager.load_phiml_cache(s)['velocity']).astype(np.float64) for s in (6, 7)]
     by_hand = [np.mean([np.linalg.norm(x[0] - x[k]) / np.linalg.norm(x[k]) for x in v]) for k in range(1, 5)]
     np.testing.assert_allclose(metrics['fields']['velocity']['persistence'], by_hand, rtol=1e-4)
@@ -174,9 +174,11 @@ def test_evaluation_against_hand_computed_persistence(datasets, monkeypatch):
         np.stack([x[1:5] for x in v]).astype(np.float32), metrics['truth'].shape
     )  # (batch, time, x, y, channels)
     monkeypatch.setattr(
-        trainer, 'rollout', lambda init, steps: train.normalize({'initial_state': init, 'targets': truth})['targets']
+        trainer.surrogate,
+        'rollout',
+        lambda init, steps: train.normalize({'initial_state': init, 'targets': truth})['targets'],
     )
-    perfect = evaluate(trainer, [6, 7], steps=4)
+    perfect = evaluate(trainer.surrogate, trainer.train, [6, 7], steps=4)
     np.testing.assert_allclose(perfect['fields']['velocity']['model'], 0, atol=1e-5)
     assert summarize(perfect)['velocity']['model_over_persistence'] < 1e-3
 
@@ -355,7 +357,7 @@ def test_a_refined_ground_truth_is_also_compared_with_the_coarse_solver(tmp_path
     dm.generate(4, progress=False)
     train = PhiMLDataset(dm, [0, 1], n_targets=2)
     trainer = Trainer(train, None, ModelConfig('conv_net', filters=4, layers=1), TrainConfig(epochs=0, progress=False))
-    m = evaluate(trainer, [2, 3])['fields']['velocity']
+    m = evaluate(trainer.surrogate, trainer.train, [2, 3])['fields']['velocity']
     assert len(m['coarse_solver']) == 6 and max(m['coarse_solver']) < 0.01 < min(m['persistence'])
     assert summarize({'fields': {'velocity': m}})['velocity']['best_baseline'] == 'coarse_solver'
 
@@ -403,7 +405,7 @@ def test_a_diverged_coarse_solver_counts_as_an_infinite_error(tmp_path, monkeypa
     trainer = Trainer(train, None, ModelConfig('conv_net', filters=4, layers=1), TrainConfig(epochs=0, progress=False))
     solve = evaluation.coarse_solver
     monkeypatch.setattr(evaluation, 'coarse_solver', lambda *a: {f: v * float('nan') for f, v in solve(*a).items()})
-    m = evaluate(trainer, [2])['fields']['velocity']
+    m = evaluate(trainer.surrogate, trainer.train, [2])['fields']['velocity']
     assert m['coarse_solver'] == [float('inf')] * 4
     assert summarize({'fields': {'velocity': m}})['velocity']['best_baseline'] != 'coarse_solver'
 
