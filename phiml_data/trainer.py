@@ -18,8 +18,9 @@ from __future__ import annotations
 import functools
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 from phiml import math, nn
 from phiml.math import Tensor
@@ -122,7 +123,7 @@ class Trainer:
         self.surrogate = Surrogate(
             net, train.input_channels, train.target_channels, self.backend, config.reattach_static, base, scale
         )
-        self.rank, self.world_size = distributed.rank_and_world() if config.backend == 'torch' else (0, 1)
+        self.rank, self.world_size = _TRAINING[config.backend].ranks()
         if self.world_size > 1 and tuple(train.shard) != (self.rank, self.world_size):
             raise ValueError(
                 f"Data-parallel training on {self.world_size} ranks: build the training dataset with "
@@ -184,7 +185,7 @@ class Trainer:
 
     def _epoch(self) -> dict:
         """One epoch of updates and the validation; returns its history record."""
-        update = _jax_update if self.config.backend == 'jax' else nn.update_weights
+        update = _TRAINING[self.config.backend].update
         if self.world_size > 1:
             update = distributed.averaged_update
         t0, losses, wait = time.perf_counter(), [], 0.0
@@ -256,7 +257,7 @@ class Trainer:
             'model': asdict(self.model_config) if self.model_config else None,
             'training': asdict(self.config),
         }
-        if self.config.backend == 'jax':
+        if _TRAINING[self.config.backend].keeps_adam_step:
             state['adam_step'] = adam_step(self.optimizer)
         (path / 'state.json').write_text(json.dumps(state, indent=1))
 
@@ -280,3 +281,19 @@ def _jax_update(net, optimizer, loss_function, *args):
     loss = nn.update_weights(net, optimizer, loss_function, *args)
     set_adam_step(optimizer, adam_step(optimizer) + 1)
     return loss
+
+
+@dataclass(frozen=True)
+class _Training:
+    """What differs between training backends: the optimiser step, how ranks are found (torch.distributed only),
+    and whether the Adam step counter must be saved beside the optimiser state (phiml 1.16.1's jax optimiser)."""
+
+    update: Callable
+    ranks: Callable[[], tuple[int, int]]
+    keeps_adam_step: bool
+
+
+_TRAINING = {
+    'torch': _Training(nn.update_weights, distributed.rank_and_world, keeps_adam_step=False),
+    'jax': _Training(_jax_update, lambda: (0, 1), keeps_adam_step=True),
+}
