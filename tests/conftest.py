@@ -17,6 +17,7 @@ import pytest
 from phiml_data import Burgers2D, DataManager
 
 ROOT = Path(__file__).resolve().parents[1]
+SMALL = Burgers2D(resolution=16, steps=6)  # the scenario of `small_cache`
 
 
 @pytest.fixture(scope='session')
@@ -30,9 +31,21 @@ def burgers_dm(tmp_path_factory) -> DataManager:
 @pytest.fixture
 def small_cache(tmp_path) -> DataManager:
     """3 sims of 2D Burgers at 16x16, 6 steps, in a fresh folder (tests may break its files)."""
-    dm = DataManager(tmp_path / 'cache', Burgers2D(resolution=16, steps=6))
+    dm = DataManager(tmp_path / 'cache', SMALL)
     dm.generate(3, progress=False)
     return dm
+
+
+@pytest.fixture
+def dm(small_cache) -> DataManager:
+    """`small_cache` under the name the cache and CLI tests use."""
+    return small_cache
+
+
+@pytest.fixture
+def cache(small_cache) -> DataManager:
+    """`small_cache` under the name the integrity tests use."""
+    return small_cache
 
 
 def arrays(t):

@@ -1,5 +1,10 @@
 """The command line (`phiml_data.cli`): every expected error is one line naming the key, file or value."""
 
+import json
+import resource
+import signal
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -95,3 +100,75 @@ def test_a_run_never_overwrites_an_earlier_run_unless_asked(tmp_path):
         (cli.fresh_folder(out)).mkdir()
         (cli.fresh_folder(out) / 'config.yaml').write_text('earlier run')
         assert cli.fresh_folder(out) == tmp_path / f'out-{n}'
+
+
+def run_cli(*args, **kwargs):
+    return subprocess.run(
+        [sys.executable, '-m', 'phiml_data', *map(str, args)], capture_output=True, text=True, cwd=ROOT, **kwargs
+    )
+
+
+def _config(tmp_path, cache_dir, n_sims=4, **sections):
+    text = f"scenario: {{name: burgers2d, resolution: [16, 16], steps: 6}}\ndata: {{cache_dir: '{cache_dir}', n_sims: {n_sims}}}\n"
+    text += f"output: '{tmp_path / 'out'}'\n"  # never the checkout's outputs/
+    text += ''.join(f"{k}: {json.dumps(v)}\n" for k, v in sections.items())
+    path = tmp_path / 'c.yaml'
+    path.write_text(text)
+    return path
+
+
+def assert_one_line_error(result, fragment):
+    assert result.returncode == 2, result.stderr
+    assert 'Traceback' not in result.stderr and result.stderr.startswith('error: ') and fragment in result.stderr, (
+        result.stderr
+    )
+
+
+@pytest.mark.slow
+def test_cli_prints_one_line_for_expected_errors(dm, tmp_path):
+    config = _config(tmp_path, dm.directory.parent)
+    assert_one_line_error(run_cli('migrate', tmp_path / 'nowhere', '--config', config), 'nowhere does not exist')
+    (dm.directory / 'manifest.json').write_text('{')
+    assert_one_line_error(run_cli('generate', '--config', config, '--quiet'), 'manifest.json is corrupted')
+    assert_one_line_error(run_cli('inspect', dm.directory), 'manifest.json is corrupted')  # the same check as generate
+    (tmp_path / 'a_file').write_text('')
+    assert_one_line_error(run_cli('generate', '--config', _config(tmp_path, tmp_path / 'a_file'), '--quiet'), 'a_file')
+    assert_one_line_error(
+        run_cli(
+            'run',
+            '--config',
+            _config(tmp_path, tmp_path / 'c2', dataset={'n_targets': 50}, evaluation={'min_test_sims': 1}),
+            '--quiet',
+        ),
+        'longer than the trajectories',
+    )
+    assert_one_line_error(
+        run_cli('run', '--config', _config(tmp_path, tmp_path / 'c3', n_sims=2), '--quiet'), '(the test split is empty)'
+    )
+    debug = run_cli(
+        '--debug',
+        'run',
+        '--config',
+        _config(tmp_path, tmp_path / 'c2', dataset={'n_targets': 50}, evaluation={'min_test_sims': 1}),
+        '--quiet',
+    )
+    assert debug.returncode == 2 and 'Traceback' in debug.stderr
+
+
+@pytest.mark.slow
+def test_cli_inspect_of_a_truncated_sim(dm):
+    dm.path(0).write_bytes(dm.path(0).read_bytes()[:1000])
+    assert_one_line_error(run_cli('inspect', dm.directory), 'sim_000000.h5 is truncated')
+
+
+def _limit_file_size():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit then fail with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))
+
+
+@pytest.mark.slow
+def test_a_write_that_fails_with_efbig_is_an_error_not_a_crash(tmp_path):
+    config = _config(tmp_path, tmp_path / 'cache')
+    result = run_cli('generate', '--config', config, '--quiet', preexec_fn=_limit_file_size)
+    assert_one_line_error(result, 'File too large')
+    assert not list((tmp_path / 'cache').rglob('sim_*.h5')) and not list((tmp_path / 'cache').rglob('*.tmp'))

@@ -8,9 +8,9 @@ import pytest
 from phiml import math
 
 from conftest import arrays, run_python
-from phiml_data import Burgers2D, DataManager, PhiMLDataset, SmokePlume, augmentation, split_sims
+from phiml_data import Burgers2D, ConfigError, DataManager, PhiMLDataset, SmokePlume, split_sims
+from phiml_data.config import parse_run_config
 from phiml_data.dataset import record_split
-from phiml_data.normalization import denormalize, normalize
 
 
 @pytest.fixture(scope='module', params=['h5', 'zarr'])
@@ -25,17 +25,6 @@ def burgers_dm(request, tmp_path_factory):
 
 def all_ids(ds, **kw):
     return np.concatenate([arrays(b['window_ids']) for b in ds.iterate_batches(**kw)])
-
-
-def test_every_window_exactly_once_and_last_partial_batch(burgers_dm):
-    ds = PhiMLDataset(burgers_dm, n_targets=3, hop=2, normalize=False)
-    assert len(ds) == 8 * len(range(0, 13 - 4 + 1, 2))
-    ids = all_ids(ds, batch_size=7)
-    assert sorted(ids.tolist()) == list(range(len(ds)))
-    sizes = [b['targets'].shape.get_size('batch') for b in ds.iterate_batches(7)]
-    assert sizes[-1] == len(ds) % 7 and len(sizes) == ds.n_batches(7)
-    dropped = [b['targets'].shape.get_size('batch') for b in ds.iterate_batches(7, drop_last=True)]
-    assert set(dropped) == {7} and len(dropped) == len(ds) // 7
 
 
 def test_window_contents_match_direct_slicing_of_the_cache(burgers_dm):
@@ -109,39 +98,6 @@ def test_prefetched_batches_do_not_depend_on_the_consumers_backend(burgers_dm):
             np.testing.assert_array_equal(arrays(got[key]), arrays(want[key]))
 
 
-def test_resume_mid_epoch_gives_the_identical_remaining_stream(burgers_dm):
-    ds = PhiMLDataset(burgers_dm, n_targets=2, augment=True)
-    full = list(ds.iterate_batches(6, epoch=1))
-    seen = []
-    for b in ds.iterate_batches(6, epoch=1):
-        seen.append(b)
-        if len(seen) == 4:
-            break
-    state = {'epoch': seen[-1]['epoch'], 'start': seen[-1]['position']}
-    rest = list(ds.iterate_batches(6, **state))
-    assert len(seen) + len(rest) == len(full)
-    assert len(rest) == len(full) - 4
-    for a, b in zip(full[4:], rest):
-        np.testing.assert_array_equal(arrays(a['targets']), arrays(b['targets']))
-        np.testing.assert_array_equal(arrays(a['window_ids']), arrays(b['window_ids']))
-
-
-def test_shards_are_disjoint_equal_and_cover_the_epoch_but_the_remainder(burgers_dm):
-    n = len(PhiMLDataset(burgers_dm, n_targets=2, normalize=False))
-    for world in (3, 5):
-        shards = [
-            all_ids(PhiMLDataset(burgers_dm, n_targets=2, normalize=False, shard=(r, world)), batch_size=4, epoch=5)
-            for r in range(world)
-        ]
-        joined = np.concatenate(shards)
-        assert len(joined) == len(set(joined.tolist())) == n // world * world  # the remainder waits for another epoch
-        assert {len(s) for s in shards} == {n // world}  # equal steps on every rank
-    whole = all_ids(PhiMLDataset(burgers_dm, n_targets=2, normalize=False), batch_size=4, epoch=5)
-    assert sorted(whole.tolist()) == list(range(n))
-    with pytest.raises(ValueError, match=r'rank must be in 0..2'):
-        PhiMLDataset(burgers_dm, shard=(3, 3))
-
-
 def test_split_is_by_simulation_deterministic_disjoint_and_recorded(burgers_dm):
     s = split_sims(range(8), (0.5, 0.25, 0.25), seed=1)
     assert s == split_sims(range(8), (0.5, 0.25, 0.25), seed=1) and s != split_sims(range(8), (0.5, 0.25, 0.25), seed=2)
@@ -179,80 +135,6 @@ def test_lazy_memory_and_prefetch_give_identical_batches(burgers_dm):
     assert a == b == c
 
 
-def test_normalisation_round_trip_and_vector_scale(burgers_dm):
-    ds = PhiMLDataset(burgers_dm, n_targets=2)
-    stats = ds.stats['velocity']
-    assert stats['offset'] == 0.0 and stats['scale'] > 0  # vectors: no shift, one scale for all components
-    raw = PhiMLDataset(burgers_dm, n_targets=2, normalize=False)
-    b_raw, b = next(raw.iterate_batches(4)), next(ds.iterate_batches(4))
-    np.testing.assert_allclose(arrays(ds.denormalize(b['targets'])), arrays(b_raw['targets']), rtol=1e-5, atol=1e-6)
-    t = b_raw['initial_state']
-    np.testing.assert_allclose(arrays(denormalize(normalize(t, ds.stats), ds.stats)), arrays(t), rtol=1e-6, atol=1e-6)
-    all_v = np.stack([arrays(burgers_dm.load_phiml_cache(s)['velocity']) for s in ds.sims])
-    assert stats['scale'] == pytest.approx(np.sqrt(np.mean(all_v.astype(np.float64) ** 2)), rel=1e-6)
-    stats_files = list(burgers_dm.directory.glob('stats-*.json'))
-    assert stats_files and burgers_dm.key in stats_files[0].read_text()
-
-
-def test_scalar_fields_are_shifted_by_their_mean(tmp_path):
-    dm = DataManager(tmp_path, SmokePlume(resolution=16, steps=3))
-    dm.generate(1, progress=False)
-    ds = PhiMLDataset(dm, n_targets=1)
-    density = arrays(dm.load_phiml_cache(0)['density']).astype(np.float64)
-    assert ds.stats['density']['offset'] == pytest.approx(density.mean()) and ds.stats['density'][
-        'scale'
-    ] == pytest.approx(density.std())
-
-
-@pytest.mark.parametrize(
-    'swap,flips,shift',
-    [
-        (False, ('x',), 0),
-        (False, ('y',), 0),
-        (True, (), 0),
-        (True, ('x',), 0),
-        (True, ('x', 'y'), 0),
-        (False, (), 5),
-        (True, ('y',), 3),
-    ],
-)
-def test_augmented_initial_state_stepped_by_the_pde_equals_augmented_target(burgers_dm, swap, flips, shift):
-    scenario = burgers_dm.scenario
-    ds = PhiMLDataset(burgers_dm, n_targets=1, normalize=False)
-    b = next(ds.iterate_batches(4, epoch=0))
-    t = augmentation.Transform(swap, flips, (('x', shift), ('y', 2 * shift)) if shift else ())
-    init = augmentation.apply(arrays(b['initial_state']), ds.input_channels, ('x', 'y'), [t] * 4)
-    target = augmentation.apply(arrays(b['targets']), ds.target_channels, ('x', 'y'), [t] * 4)
-    init_t = math.tensor(init, b['initial_state'].shape)
-    stepped = scenario.step({'velocity': ds.to_fields(init_t)['velocity']})['velocity'].values
-    np.testing.assert_allclose(stepped.numpy('batch,x,y,vector'), target[:, 0], atol=2e-5)
-    assert not np.allclose(init, arrays(b['initial_state']))  # the transform did something
-
-
-def test_flipped_smoke_state_stepped_by_the_solver_equals_flipped_target(tmp_path):
-    from phiml_data.scenarios import field_values
-
-    dm = DataManager(tmp_path, SmokePlume(resolution=16, steps=6))
-    dm.generate(2, progress=False)
-    ds = PhiMLDataset(dm, n_targets=1, normalize=False, augment=False)
-    b = next(ds.iterate_batches(len(ds)))
-    flip = [augmentation.Transform(False, ('x',), ())] * len(ds)
-    init = augmentation.apply(arrays(b['initial_state']), ds.input_channels, ('x', 'y'), flip, ('velocity',))
-    target = augmentation.apply(arrays(b['targets']), ds.target_channels, ('x', 'y'), flip, ('velocity',))
-    stepped = dm.scenario.step(ds.to_fields(math.tensor(init, b['initial_state'].shape)))
-    velocity = field_values(stepped['velocity']).numpy('batch,x,y,vector')  # x-faces: i -> n - i, not n - 1 - i
-    np.testing.assert_allclose(velocity, target[:, 0, ..., :2], atol=1e-4)  # the pressure solve's tolerance: 1e-5
-    np.testing.assert_allclose(field_values(stepped['density']).numpy('batch,x,y'), target[:, 0, ..., 2], atol=1e-5)
-    assert np.abs(target[:, 0, ..., :2]).max() > 0.1
-
-
-def test_symmetries_follow_scenario_and_boundaries(burgers_dm):
-    assert augmentation.Symmetries.of(burgers_dm.scenario) == augmentation.Symmetries(('x', 'y'), True, ('x', 'y'))
-    smoke = augmentation.Symmetries(('x',), False, (), staggered=('velocity',))
-    assert augmentation.Symmetries.of(SmokePlume(resolution=16)) == smoke
-    assert augmentation.Symmetries.of(Burgers2D(resolution=(16, 32))).swap is False
-
-
 def test_generated_samples_are_mixed_by_count(burgers_dm):
     real = PhiMLDataset(burgers_dm, n_targets=2, normalize=False)
     b = next(real.iterate_batches(len(real)))
@@ -276,57 +158,6 @@ def test_generated_samples_are_mixed_by_count(burgers_dm):
         PhiMLDataset(burgers_dm, generated=generated, alpha=1.0)
 
 
-_RSS_CHILD = """
-import sys, resource
-from phiml_data import DataManager, Burgers2D, PhiMLDataset
-def rss_mib(key):
-    for line in open('/proc/self/status'):
-        if line.startswith(key):
-            return int(line.split()[1]) / 1024
-dm = DataManager(sys.argv[1], Burgers2D(resolution=64, steps=100))
-limit = int(sys.argv[2])
-ds = PhiMLDataset(dm, n_targets=4, batch_size=16, memory_limit=limit, prefetch=1, normalize=False)
-assert not ds.in_memory
-# VmHWM is the peak so far; reset it so that only the epoch counts
-open('/proc/self/clear_refs', 'w').write('5')
-before = rss_mib('VmRSS:')
-n = sum(b['targets'].shape.get_size('batch') for b in ds.iterate_batches())
-print(ds.data_bytes() / 2**20, before, rss_mib('VmHWM:'), n, len(ds))
-"""
-
-
-@pytest.mark.slow
-def test_lazy_epoch_stays_inside_the_memory_limit(tmp_path):
-    dm = DataManager(tmp_path, Burgers2D(resolution=64, steps=100))
-    rng = np.random.default_rng(0)
-    template = math.zeros(math.batch(time=101), math.spatial(x=64, y=64), math.channel(vector='x,y'))
-    for i in range(40):  # 40 sims x 101 frames x 64 x 64 x 2 float32 = 126 MiB
-        dm.save_phiml_cache(
-            i,
-            {
-                'velocity': template
-                + math.tensor(rng.standard_normal(template.shape.sizes, dtype=np.float32), template.shape)
-            },
-        )
-    limit = 24 * 2**20
-    data_mib, before, peak, n, total = map(float, run_python(_RSS_CHILD, dm.directory.parent, limit).split())
-    assert data_mib > 4 * limit / 2**20
-    assert n == total
-    assert peak - before < limit / 2**20 + 16, f"peak RSS {peak:.0f} MiB, before the epoch {before:.0f} MiB"
-
-
-def test_augmentations_are_chosen_by_name(burgers_dm):
-    from phiml_data.config import parse_run_config
-
-    only_flips = PhiMLDataset(burgers_dm, n_targets=2, augment=('flip',), normalize=False)
-    assert only_flips.symmetries == augmentation.Symmetries(flips=('x', 'y'), swap=False, shifts=())
-    assert PhiMLDataset(burgers_dm, n_targets=2, augment=True, normalize=False).symmetries.shifts == ('x', 'y')
-    with pytest.raises(ValueError, match=r"Unknown augmentation\(s\) \['rotate'\]; valid: \['flip', 'swap', 'shift'\]"):
-        PhiMLDataset(burgers_dm, n_targets=2, augment=('rotate',))
-    assert parse_run_config({'dataset': {'augment': ['flip', 'shift']}}).dataset.augment == ('flip', 'shift')
-    assert parse_run_config({'dataset': {'augment': True}}).dataset.augment is True
-
-
 def test_to_fields_of_unknown_or_incomplete_channels_names_the_channels(burgers_dm):
     ds = PhiMLDataset(burgers_dm, sims=[0], n_targets=2, normalize=False)
     targets = next(ds.iterate_batches(4))['targets']
@@ -341,3 +172,22 @@ def test_to_fields_of_unknown_or_incomplete_channels_names_the_channels(burgers_
             ValueError, match=r"Expected a Tensor with a 'channels' dim .*\['velocity.x', 'velocity.y'\]"
         ):
             ds.to_fields(t)
+
+
+def test_bad_counts_and_sizes_name_the_value(dm):
+    ds = PhiMLDataset(dm, n_targets=2, normalize=False)
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match=rf'batch_size must be an integer >= 1 .*got {bad!r}'):
+            next(ds.iterate_batches(bad))
+        with pytest.raises(ValueError, match='batch_size must be an integer >= 1'):
+            ds.n_batches(bad)
+    with pytest.raises(ValueError, match=r'integers >= 0, got -1'):
+        dm.generate([-1], progress=False)
+    with pytest.raises(ValueError, match=r'steps must be an integer >= 1, got -1'):
+        Burgers2D(steps=-1)
+    with pytest.raises(ConfigError, match=r'scenario.steps: must be an integer >= 1'):
+        parse_run_config({'scenario': {'steps': -1}})
+    with pytest.raises(
+        ConfigError, match=r'training.epochs: a run trains, then evaluates its best checkpoint: need >= 1, got 0'
+    ):
+        parse_run_config({'training': {'epochs': 0}})

@@ -5,8 +5,14 @@ import h5py
 import numpy as np
 import pytest
 
-from phiml_data import Burgers1D, DataManager
-from phiml_data.importers import import_benchmark
+from phiml_data import (
+    Burgers1D,
+    Burgers2D,
+    DataManager,
+    SmokePlume,
+    scenario_from_scene,
+)
+from phiml_data.importers import import_benchmark, import_scene
 
 SCENARIO = Burgers1D(resolution=32, steps=4)
 
@@ -125,3 +131,44 @@ def test_a_file_missing_part_of_the_layout_is_one_clear_line(tmp_path, capsys):
     assert (
         err.startswith('error: ') and "w.hdf5 is not a readable the_well file (KeyError" in err and err.count('\n') == 1
     )
+
+
+def _scene(path, scenario, frames, velocity_grid=None, dt=None):
+    from phi.field import Scene
+
+    scene = Scene.create(str(path), copy_calling_script=False)
+    if dt is not None:
+        scene.put_property('dt', dt)
+    state = scenario.initial_state(0)
+    for frame in range(frames):
+        v = velocity_grid(state['velocity']) if velocity_grid else state['velocity']
+        scene.write({**state, 'velocity': v}, frame=frame)
+    return scene.path
+
+
+def test_scene_import_lists_every_difference_and_can_build_the_scenario(tmp_path):
+    target = DataManager(tmp_path / 'cache', Burgers2D(resolution=(16, 12), steps=4, length=4.0))
+    path = _scene(tmp_path / 's1', Burgers2D(resolution=8, steps=9), frames=10, dt=0.1)
+    with pytest.raises(ValueError) as err:
+        import_scene(target, path, 0)
+    text = str(err.value)
+    for fragment in (
+        '10 frames; scenario has steps=4, i.e. 5 frames',
+        'dt=0.1; scenario has dt=0.05',
+        "field 'velocity': bounds {'x': [0.0, 6.28318",
+        "resolution {'x': 8, 'y': 8}; scenario has {'x': 16, 'y': 12}",
+    ):
+        assert fragment in text, fragment
+    assert target.cached_indices() == []
+    scenario = scenario_from_scene(path, Burgers2D)
+    assert (scenario.resolution, scenario.steps, scenario.dt) == ((8, 8), 9, 0.1)
+    import_scene(DataManager(tmp_path / 'cache', scenario), path, 0)
+
+
+def test_scene_with_centred_velocity_is_not_recorded_as_staggered(tmp_path):
+    smoke = SmokePlume(resolution=16, steps=1)
+    path = _scene(tmp_path / 's', smoke, frames=2, velocity_grid=lambda v: v.at_centers(), dt=smoke.dt)
+    with pytest.raises(ValueError, match=r"field 'velocity': grid centered; scenario has staggered"):
+        import_scene(DataManager(tmp_path / 'cache', smoke), path, 0)
+    with pytest.raises(ValueError, match=r"records no dt"):
+        import_scene(DataManager(tmp_path / 'cache', smoke), _scene(tmp_path / 'nodt', smoke, frames=2), 0)

@@ -3,12 +3,15 @@
 import importlib
 import sys
 import textwrap
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
 
-from phiml_data import SmokePlume
+from conftest import SMALL
+from phiml_data import Burgers2D, SmokePlume
 from phiml_data.keys import cache_key
-from phiml_data.scenarios import covered_code, source_digest
+from phiml_data.scenarios import FieldSpec, covered_code, source_digest
 
 SCENARIO_MODULE = '''
 from dataclasses import dataclass
@@ -85,3 +88,37 @@ def test_the_smoke_key_covers_the_helpers_of_its_helpers():
         assert any(c.endswith(f'.{name}') and c.startswith('phiml_data.scenarios.') for c in covered), name
     assert not any('source_digest' in name or 'covered_code' in name for name in covered)
     assert cache_key(SmokePlume()) == cache_key(SmokePlume())
+
+
+@dataclass(frozen=True)
+class Heated(Burgers2D):
+    """Another field set."""
+
+    fields: ClassVar[dict] = {**Burgers2D.fields, 'temperature': FieldSpec()}
+
+
+@dataclass(frozen=True)
+class Faster(Burgers2D):
+    """Changed physics, same parameters."""
+
+    def step(self, state):
+        return super().step(super().step(state))
+
+
+@dataclass(frozen=True)
+class Bumped(Burgers2D):
+    version: ClassVar[int] = 2
+
+
+def test_cache_key_covers_class_fields_code_and_version():
+    keys = {
+        cache_key(s)
+        for s in (
+            SMALL,
+            Heated(resolution=16, steps=6),
+            Faster(resolution=16, steps=6),
+            Bumped(resolution=16, steps=6),
+        )
+    }
+    assert len(keys) == 4
+    assert SMALL.identity()['class'] == 'phiml_data.scenarios.burgers.Burgers2D'

@@ -1,11 +1,20 @@
 """Legacy torch caches -> PhiML cache: named dims restored, values exact, unsafe files refused."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
-from conftest import arrays
-from phiml_data import Burgers1D, Burgers2D, DataManager, SmokePlume, simulate
+from conftest import ROOT, arrays
+from phiml_data import (
+    Burgers1D,
+    Burgers2D,
+    DataManager,
+    SmokePlume,
+    simulate,
+)
 from phiml_data.legacy import migrate_legacy, phiml_to_legacy
 
 
@@ -82,10 +91,6 @@ def test_files_that_would_run_code_are_refused(tmp_path):
 
 @pytest.mark.slow
 def test_cli_migrate(tmp_path):
-    import subprocess
-    import sys
-
-    from conftest import ROOT
 
     scenario = Burgers1D(resolution=32, steps=3)
     legacy = tmp_path / 'legacy'
@@ -103,3 +108,24 @@ def test_cli_migrate(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert 'migrated 1 sims' in out.stdout and DataManager(tmp_path / 'cache', scenario).cached_indices() == [4]
+
+
+def test_migrate_refuses_a_legacy_file_of_another_size_naming_the_file(tmp_path):
+    torch = pytest.importorskip('torch')
+    legacy = tmp_path / 'legacy' / 'sim_000000.pt'
+    legacy.parent.mkdir()
+    torch.save({'tensor_data': {'velocity': torch.zeros(2, 11, 16, 16)}, 'metadata': {'dt': 0.1}}, legacy)
+    from phiml_data.legacy import migrate_legacy
+
+    dm = DataManager(tmp_path / 'cache', Burgers2D(resolution=32, steps=40))
+    with pytest.raises(ValueError) as err:
+        migrate_legacy(legacy.parent, dm, progress=False)
+    text = str(err.value)
+    assert f'Legacy file {legacy} refused' in text and 'dt=0.1; scenario has dt=0.05' in text
+    dm2 = DataManager(tmp_path / 'cache2', Burgers2D(resolution=32, steps=40))
+    torch.save({'tensor_data': {'velocity': torch.zeros(2, 11, 16, 16)}}, legacy)
+    with pytest.raises(
+        ValueError, match=r"(?s)refused.*has shape \(time:b=11,x:s=16,y:s=16.*needs \(time:b=41,x:s=32,y:s=32"
+    ):
+        migrate_legacy(legacy.parent, dm2, progress=False)
+    assert dm.cached_indices() == dm2.cached_indices() == []

@@ -13,7 +13,7 @@ import pytest
 from phiml import math
 
 from conftest import ROOT, arrays
-from phiml_data import Burgers1D, Burgers2D, CacheError, DataManager, SmokePlume, simulate
+from phiml_data import Burgers1D, Burgers2D, CacheError, DataManager, PhiMLDataset, SmokePlume, simulate
 from phiml_data.importers import import_scene
 from phiml_data.keys import cache_key
 
@@ -330,3 +330,15 @@ def test_a_flipped_bit_in_a_zarr_chunk_names_file_and_sim_on_every_read_path(tmp
             read()
     assert dm.generate(2, progress=False, verify=True) == [1]
     assert list((dm.directory / 'quarantine').glob('sim_000001.zarr.zip.*.reason.txt'))
+
+
+def test_corrupted_json_files_name_the_file(dm):
+    ds = PhiMLDataset(dm, [0, 1], n_targets=2)
+    stats = next(dm.directory.glob('stats-*.json'))
+    stats.write_text('{"fields": ')
+    with pytest.raises(CacheError, match=rf'{stats.name} is not valid JSON .*normalisation statistics'):
+        PhiMLDataset(dm, [0, 1], n_targets=2)
+    (dm.directory / 'config.json').write_text('not json')
+    with pytest.raises(CacheError, match=r'config.json is not valid JSON'):
+        dm.generate(3, progress=False)
+    assert ds.stats

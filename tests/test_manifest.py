@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+from conftest import SMALL
+from phiml_data import Burgers2D, DataManager
 from phiml_data.formats import CacheError
 
 BAD_ENTRIES = {
@@ -18,7 +20,7 @@ BAD_ENTRIES = {
 
 @pytest.fixture
 def cache(tmp_path):
-    from phiml_data import Burgers2D, DataManager
+    from phiml_data import DataManager
 
     dm = DataManager(tmp_path / 'cache', Burgers2D(resolution=16, steps=3))
     dm.generate(6, progress=False)
@@ -83,3 +85,13 @@ def test_a_sim_file_that_is_a_symlink_is_refused_and_quarantined(cache, tmp_path
     assert 1 not in cache.cached_indices()
     assert cache.generate(6, progress=False) == [1]  # the link moved to quarantine/, the sim regenerated
     assert outside.exists() and not cache.path(1).is_symlink()
+
+
+def test_manifest_entries_are_merged_with_the_index(tmp_path):
+    dm = DataManager(tmp_path, SMALL)
+    dm.generate(3, progress=False)
+    entry = dm.manifest()[1]
+    dm.manifest_store.update({7: {**entry, 'file': 'sim_000007.h5'}}, remove=[2])
+    assert sorted(dm.manifest()) == [0, 1, 7]  # pending entry files count before compaction
+    assert sorted(DataManager(tmp_path, SMALL).manifest()) == [0, 1, 7]  # and for a fresh reader
+    assert dm.manifest_store.compact() and sorted(dm.manifest()) == [0, 1, 7]

@@ -1,0 +1,69 @@
+"""Symmetry augmentation (`phiml_data.augmentation`): derived from the scenario, exact under the PDE, chosen by name."""
+
+import numpy as np
+import pytest
+from phiml import math
+
+from conftest import arrays
+from phiml_data import Burgers2D, DataManager, PhiMLDataset, SmokePlume, augmentation
+
+
+@pytest.mark.parametrize(
+    'swap,flips,shift',
+    [
+        (False, ('x',), 0),
+        (False, ('y',), 0),
+        (True, (), 0),
+        (True, ('x',), 0),
+        (True, ('x', 'y'), 0),
+        (False, (), 5),
+        (True, ('y',), 3),
+    ],
+)
+def test_augmented_initial_state_stepped_by_the_pde_equals_augmented_target(burgers_dm, swap, flips, shift):
+    scenario = burgers_dm.scenario
+    ds = PhiMLDataset(burgers_dm, n_targets=1, normalize=False)
+    b = next(ds.iterate_batches(4, epoch=0))
+    t = augmentation.Transform(swap, flips, (('x', shift), ('y', 2 * shift)) if shift else ())
+    init = augmentation.apply(arrays(b['initial_state']), ds.input_channels, ('x', 'y'), [t] * 4)
+    target = augmentation.apply(arrays(b['targets']), ds.target_channels, ('x', 'y'), [t] * 4)
+    init_t = math.tensor(init, b['initial_state'].shape)
+    stepped = scenario.step({'velocity': ds.to_fields(init_t)['velocity']})['velocity'].values
+    np.testing.assert_allclose(stepped.numpy('batch,x,y,vector'), target[:, 0], atol=2e-5)
+    assert not np.allclose(init, arrays(b['initial_state']))  # the transform did something
+
+
+def test_flipped_smoke_state_stepped_by_the_solver_equals_flipped_target(tmp_path):
+    from phiml_data.scenarios import field_values
+
+    dm = DataManager(tmp_path, SmokePlume(resolution=16, steps=6))
+    dm.generate(2, progress=False)
+    ds = PhiMLDataset(dm, n_targets=1, normalize=False, augment=False)
+    b = next(ds.iterate_batches(len(ds)))
+    flip = [augmentation.Transform(False, ('x',), ())] * len(ds)
+    init = augmentation.apply(arrays(b['initial_state']), ds.input_channels, ('x', 'y'), flip, ('velocity',))
+    target = augmentation.apply(arrays(b['targets']), ds.target_channels, ('x', 'y'), flip, ('velocity',))
+    stepped = dm.scenario.step(ds.to_fields(math.tensor(init, b['initial_state'].shape)))
+    velocity = field_values(stepped['velocity']).numpy('batch,x,y,vector')  # x-faces: i -> n - i, not n - 1 - i
+    np.testing.assert_allclose(velocity, target[:, 0, ..., :2], atol=1e-4)  # the pressure solve's tolerance: 1e-5
+    np.testing.assert_allclose(field_values(stepped['density']).numpy('batch,x,y'), target[:, 0, ..., 2], atol=1e-5)
+    assert np.abs(target[:, 0, ..., :2]).max() > 0.1
+
+
+def test_symmetries_follow_scenario_and_boundaries(burgers_dm):
+    assert augmentation.Symmetries.of(burgers_dm.scenario) == augmentation.Symmetries(('x', 'y'), True, ('x', 'y'))
+    smoke = augmentation.Symmetries(('x',), False, (), staggered=('velocity',))
+    assert augmentation.Symmetries.of(SmokePlume(resolution=16)) == smoke
+    assert augmentation.Symmetries.of(Burgers2D(resolution=(16, 32))).swap is False
+
+
+def test_augmentations_are_chosen_by_name(burgers_dm):
+    from phiml_data.config import parse_run_config
+
+    only_flips = PhiMLDataset(burgers_dm, n_targets=2, augment=('flip',), normalize=False)
+    assert only_flips.symmetries == augmentation.Symmetries(flips=('x', 'y'), swap=False, shifts=())
+    assert PhiMLDataset(burgers_dm, n_targets=2, augment=True, normalize=False).symmetries.shifts == ('x', 'y')
+    with pytest.raises(ValueError, match=r"Unknown augmentation\(s\) \['rotate'\]; valid: \['flip', 'swap', 'shift'\]"):
+        PhiMLDataset(burgers_dm, n_targets=2, augment=('rotate',))
+    assert parse_run_config({'dataset': {'augment': ['flip', 'shift']}}).dataset.augment == ('flip', 'shift')
+    assert parse_run_config({'dataset': {'augment': True}}).dataset.augment is True
