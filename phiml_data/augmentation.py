@@ -1,6 +1,7 @@
 """Symmetry augmentation of packed windows, derived from named dims and boundary metadata.
 
-A transform is a composition `shift ∘ flip ∘ swap`:
+Each augmentation is a registered `Augmentation` (one class each); a drawn `Transform` composes them in registration
+order, `shift ∘ flip ∘ swap`:
 - `swap` exchanges the `x` and `y` axes (and the `.x` / `.y` vector components); with flips this gives all
   eight 90-degree rotations and reflections of a square;
 - `flip` along an axis reverses it (cell centre `i -> n-1-i`) and negates that vector component; a staggered
@@ -9,16 +10,116 @@ A transform is a composition `shift ∘ flip ∘ swap`:
 - `shift` rolls periodic axes (only axes that every field treats as periodic).
 
 Which of these the physics allows is declared by the scenario (`Scenario.symmetries`); shifts follow from the
-boundary metadata. All are applied in physical units, before normalisation.
+boundary metadata. All are applied in physical units, before normalisation. Adding an augmentation is one
+`@register`ed subclass of `Augmentation` (`allowed`, `draw`, `apply`); `dataset.augment` then accepts its name.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-NAMES = ('flip', 'swap', 'shift')  # what `DatasetConfig.augment` may list; `True` means all of them
+
+class Augmentation:
+    """One kind of symmetry transform.
+
+    Attributes:
+        name: What `DatasetConfig.augment` lists.
+        per_sample: Applied to one sample at a time (e.g. rolls by a drawn distance); otherwise to every group of
+            samples that drew the same value.
+    """
+
+    name: str = ''
+    per_sample: bool = False
+
+    def allowed(self, scenario) -> tuple:
+        """The options this scenario allows (e.g. axes); `()` if none."""
+        raise NotImplementedError
+
+    def draw(self, rng: np.random.Generator, allowed: tuple, resolution: dict):
+        """A hashable value for one sample (its identity when nothing is drawn), from a per-sample generator."""
+        raise NotImplementedError
+
+    def apply(self, part: np.ndarray, channels: list[str], axis: dict, value, staggered: tuple) -> np.ndarray:
+        """`part [B, ..., *spatial, C]` transformed by `value`; `axis`: spatial dim -> array axis."""
+        raise NotImplementedError
+
+
+AUGMENTATIONS: dict[str, Augmentation] = {}  # the order of registration is the order of application
+
+
+def register(cls: type[Augmentation]) -> type[Augmentation]:
+    """Class decorator: makes an `Augmentation` available under `cls.name`."""
+    AUGMENTATIONS[cls.name] = cls()
+    return cls
+
+
+NAMES = ('flip', 'swap', 'shift')  # the built-in ones, in the order error messages list them
+
+
+@register
+class Swap(Augmentation):
+    name = 'swap'
+
+    def allowed(self, scenario):
+        square = len(set(scenario.resolution)) == 1
+        return ('x', 'y') if 'swap' in scenario.symmetries and square else ()
+
+    def draw(self, rng, allowed, resolution):
+        return bool(allowed and rng.integers(2))
+
+    def apply(self, part, channels, axis, value, staggered):
+        if not value:
+            return part
+        index = {c: i for i, c in enumerate(channels)}
+        swapped = [_other_component(c) for c in channels]
+        return np.swapaxes(part, axis['x'], axis['y'])[..., [index[c] for c in swapped]]
+
+
+@register
+class Flip(Augmentation):
+    name = 'flip'
+
+    def allowed(self, scenario):
+        return tuple(a for a in scenario.symmetries if a in scenario.spatial_dims)
+
+    def draw(self, rng, allowed, resolution):
+        return tuple(a for a in allowed if rng.integers(2))
+
+    def apply(self, part, channels, axis, value, staggered):
+        if not value:
+            return part
+        part = np.flip(part, axis=[axis[a] for a in value])
+        components = [c.rpartition('.') for c in channels]
+        sign = np.array([-1.0 if f and comp in value else 1.0 for f, _, comp in components], np.float32)
+        part = part * sign
+        for c, (f, _, comp) in enumerate(components):
+            if f in staggered and comp in value:  # lower faces: i -> n - i
+                part[..., c] = np.roll(part[..., c], 1, axis=axis[comp])
+        return part
+
+
+@register
+class Shift(Augmentation):
+    name = 'shift'
+    per_sample = True
+
+    def allowed(self, scenario):
+        return tuple(scenario.spatial_dims) if scenario.all_periodic else ()
+
+    def draw(self, rng, allowed, resolution):
+        return tuple((a, int(rng.integers(resolution[a]))) for a in allowed)
+
+    def apply(self, part, channels, axis, value, staggered):
+        if not value:
+            return part
+        return np.roll(part, [s for _, s in value], axis=[axis[a] for a, _ in value])
+
+
+def _other_component(channel: str) -> str:
+    f, _, comp = channel.rpartition('.')
+    return f"{f}.{'y' if comp == 'x' else 'x'}" if f and comp in ('x', 'y') else channel
 
 
 @dataclass(frozen=True)
@@ -26,100 +127,80 @@ class Symmetries:
     """The transforms a dataset may draw from.
 
     Attributes:
-        flips: Spatial axes that may be reflected.
-        swap: Whether `x` and `y` may be exchanged (square, isotropic domains).
-        shifts: Periodic axes that may be rolled.
+        allowed: `{augmentation name: its allowed options}` for the chosen augmentations the scenario allows.
         staggered: Fields stored in the staggered face layout.
     """
 
-    flips: tuple = ()
-    swap: bool = False
-    shifts: tuple = ()
+    allowed: dict = field(default_factory=dict)
     staggered: tuple = ()
 
     @staticmethod
     def of(scenario, names=NAMES) -> 'Symmetries':
-        """The transforms `names` (a subset of `NAMES`) that the scenario allows: its declared flips / swap, shifts
-        along axes periodic for every field.
+        """The augmentations `names` with what the scenario allows: its declared flips / swap, shifts along axes
+        periodic for every field.
 
         Example:
-            >>> Symmetries.of(Burgers2D(), ('flip', 'shift'))
-            Symmetries(flips=('x', 'y'), swap=False, shifts=('x', 'y'), staggered=())
+            >>> Symmetries.of(Burgers2D(), ('flip', 'shift')).allowed
+            {'flip': ('x', 'y'), 'shift': ('x', 'y')}
         """
-        unknown = [n for n in names if n not in NAMES]
+        unknown = [n for n in names if n not in AUGMENTATIONS]
         if unknown:
-            raise ValueError(f"Unknown augmentation(s) {unknown}; valid: {list(NAMES)}")
-        square = len(set(scenario.resolution)) == 1
+            valid = [*NAMES, *(n for n in AUGMENTATIONS if n not in NAMES)]
+            raise ValueError(f"Unknown augmentation(s) {unknown}; valid: {valid}")
+        allowed = {n: AUGMENTATIONS[n].allowed(scenario) for n in AUGMENTATIONS if n in names}
         return Symmetries(
-            flips=tuple(a for a in scenario.symmetries if a in scenario.spatial_dims) if 'flip' in names else (),
-            swap='swap' in scenario.symmetries and square and 'swap' in names,
-            shifts=tuple(scenario.spatial_dims) if scenario.all_periodic and 'shift' in names else (),
-            staggered=tuple(k for k, spec in scenario.fields.items() if spec.grid == 'staggered'),
+            {n: a for n, a in allowed.items() if a},
+            tuple(k for k, spec in scenario.fields.items() if spec.grid == 'staggered'),
         )
 
 
 @dataclass(frozen=True)
 class Transform:
-    """One drawn transform: `swap`, per-axis `flips`, per-axis integer `shifts` (cells)."""
+    """One drawn transform: `{augmentation name: drawn value}` (a missing name: its identity).
 
-    swap: bool
-    flips: tuple
-    shifts: tuple
+    Example:
+        >>> Transform.of(swap=True, flip=('x',)).values
+        {'swap': True, 'flip': ('x',)}
+    """
+
+    values: dict
+
+    @staticmethod
+    def of(**values) -> 'Transform':
+        return Transform(values)
 
     @staticmethod
     def draw(rng: np.random.Generator, sym: Symmetries, resolution: dict) -> 'Transform':
-        swap = bool(sym.swap and rng.integers(2))
-        flips = tuple(a for a in sym.flips if rng.integers(2))
-        shifts = tuple((a, int(rng.integers(resolution[a]))) for a in sym.shifts)
-        return Transform(swap, flips, shifts)
+        return Transform({n: AUGMENTATIONS[n].draw(rng, a, resolution) for n, a in sym.allowed.items()})
 
-    @property
-    def group_key(self):
-        return self.swap, self.flips
-
-
-def channel_action(channels: list[str], swap: bool, flips: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """Permutation and sign of the channels under `flip ∘ swap`: `new = old[..., perm] * sign`."""
-    index = {c: i for i, c in enumerate(channels)}
-    perm, sign = [], []
-    for c in channels:
-        field, _, comp = c.rpartition('.')
-        source = c
-        if swap and field and comp in ('x', 'y'):
-            source = f"{field}.{'y' if comp == 'x' else 'x'}"
-        perm.append(index[source])
-        sign.append(-1.0 if field and comp in flips else 1.0)
-    return np.array(perm), np.array(sign, dtype=np.float32)
+    def key(self, per_sample: bool) -> tuple:
+        """The drawn values of the augmentations applied per group (`per_sample=False`) or per sample."""
+        return tuple((n, v) for n, v in self.values.items() if AUGMENTATIONS[n].per_sample == per_sample)
 
 
 def apply(
     array: np.ndarray, channels: list[str], spatial: tuple, transforms: list[Transform], staggered: tuple = ()
 ) -> np.ndarray:
-    """Applies one transform per sample to a packed array `[B, ..., *spatial, C]`.
+    """Applies one transform per sample to a packed array `[B, ..., *spatial, C]`, in registration order.
 
-    Samples sharing the same swap / flips are transformed together; shifts are rolled per sample. Channels of the
-    fields named in `staggered` hold face values (`field.x` on x-faces, ...), which a flip along their own axis maps
-    from face `i` to face `n - i`.
+    Samples that drew the same values of the group-wise augmentations are transformed together; the per-sample
+    ones (shifts) sample by sample. Channels of the fields named in `staggered` hold face values (`field.x` on
+    x-faces, ...).
     """
     out = np.empty_like(array)
     axis = {a: array.ndim - 1 - len(spatial) + i for i, a in enumerate(spatial)}  # axes of the spatial dims
-    keys = [t.group_key for t in transforms]
+    keys = [t.key(per_sample=False) for t in transforms]
     for key in set(keys):
-        swap, flips = key
         rows = np.array([i for i, k in enumerate(keys) if k == key])
-        part = array[rows]
-        if swap:
-            part = np.swapaxes(part, axis['x'], axis['y'])
-        if flips:
-            part = np.flip(part, axis=[axis[a] for a in flips])
-        perm, sign = channel_action(channels, swap, flips)
-        part = part[..., perm] * sign
-        for c, name in enumerate(channels):
-            field, _, comp = name.rpartition('.')
-            if field in staggered and comp in flips:
-                part[..., c] = np.roll(part[..., c], 1, axis=axis[comp])
-        out[rows] = part
+        out[rows] = _apply(array[rows], channels, axis, key, staggered)
     for i, t in enumerate(transforms):
-        if t.shifts:
-            out[i] = np.roll(out[i], [s for _, s in t.shifts], axis=[axis[a] - 1 for a, _ in t.shifts])
+        if t.key(per_sample=True):
+            out[i : i + 1] = _apply(out[i : i + 1], channels, axis, t.key(per_sample=True), staggered)
     return out
+
+
+def _apply(part, channels, axis, values: tuple, staggered) -> np.ndarray:
+    drawn = dict(values)
+    for name in (n for n in AUGMENTATIONS if n in drawn):
+        part = AUGMENTATIONS[name].apply(part, channels, axis, drawn[name], staggered)
+    return part

@@ -64,7 +64,7 @@ class DatasetConfig:
             for data), or fewer where a lazy dataset's memory limit cannot hold them.
         normalize: Normalise with statistics of the training split.
         augment: Random symmetry transforms (training split only): `True` for every one the scenario allows, or the
-            names to use, a subset of `augmentation.NAMES` (`'flip'`, `'swap'`, `'shift'`).
+            names to use, registered in `augmentation.AUGMENTATIONS` (`'flip'`, `'swap'`, `'shift'`).
     """
 
     n_input: int = 1
@@ -206,7 +206,7 @@ class PhiMLDataset:
             if stats is not None or not config.normalize
             else normalization.field_stats(self.source, self.layout.inputs)
         )
-        names = augmentation.NAMES if config.augment is True else tuple(config.augment or ())
+        names = tuple(augmentation.AUGMENTATIONS) if config.augment is True else tuple(config.augment or ())
         self.symmetries = augmentation.Symmetries.of(scenario, names) if names else None
 
     # --- construction helpers ---

@@ -24,7 +24,7 @@ def test_augmented_initial_state_stepped_by_the_pde_equals_augmented_target(burg
     scenario = burgers_dm.scenario
     ds = PhiMLDataset(burgers_dm, n_targets=1, normalize=False)
     b = next(ds.iterate_batches(4, epoch=0))
-    t = augmentation.Transform(swap, flips, (('x', shift), ('y', 2 * shift)) if shift else ())
+    t = augmentation.Transform.of(swap=swap, flip=flips, shift=(('x', shift), ('y', 2 * shift)) if shift else ())
     init = augmentation.apply(arrays(b['initial_state']), ds.input_channels, ('x', 'y'), [t] * 4)
     target = augmentation.apply(arrays(b['targets']), ds.target_channels, ('x', 'y'), [t] * 4)
     init_t = math.tensor(init, b['initial_state'].shape)
@@ -40,7 +40,7 @@ def test_flipped_smoke_state_stepped_by_the_solver_equals_flipped_target(tmp_pat
     dm.generate(2, progress=False)
     ds = PhiMLDataset(dm, n_targets=1, normalize=False, augment=False)
     b = next(ds.iterate_batches(len(ds)))
-    flip = [augmentation.Transform(False, ('x',), ())] * len(ds)
+    flip = [augmentation.Transform.of(flip=('x',))] * len(ds)
     init = augmentation.apply(arrays(b['initial_state']), ds.input_channels, ('x', 'y'), flip, ('velocity',))
     target = augmentation.apply(arrays(b['targets']), ds.target_channels, ('x', 'y'), flip, ('velocity',))
     stepped = dm.scenario.step(ds.to_fields(math.tensor(init, b['initial_state'].shape)))
@@ -51,19 +51,46 @@ def test_flipped_smoke_state_stepped_by_the_solver_equals_flipped_target(tmp_pat
 
 
 def test_symmetries_follow_scenario_and_boundaries(burgers_dm):
-    assert augmentation.Symmetries.of(burgers_dm.scenario) == augmentation.Symmetries(('x', 'y'), True, ('x', 'y'))
-    smoke = augmentation.Symmetries(('x',), False, (), staggered=('velocity',))
+    everything = {'swap': ('x', 'y'), 'flip': ('x', 'y'), 'shift': ('x', 'y')}
+    assert augmentation.Symmetries.of(burgers_dm.scenario) == augmentation.Symmetries(everything)
+    smoke = augmentation.Symmetries({'flip': ('x',)}, staggered=('velocity',))
     assert augmentation.Symmetries.of(SmokePlume(resolution=16)) == smoke
-    assert augmentation.Symmetries.of(Burgers2D(resolution=(16, 32))).swap is False
+    assert 'swap' not in augmentation.Symmetries.of(Burgers2D(resolution=(16, 32))).allowed
 
 
 def test_augmentations_are_chosen_by_name(burgers_dm):
     from phiml_data.config import parse_run_config
 
     only_flips = PhiMLDataset(burgers_dm, n_targets=2, augment=('flip',), normalize=False)
-    assert only_flips.symmetries == augmentation.Symmetries(flips=('x', 'y'), swap=False, shifts=())
-    assert PhiMLDataset(burgers_dm, n_targets=2, augment=True, normalize=False).symmetries.shifts == ('x', 'y')
+    assert only_flips.symmetries == augmentation.Symmetries({'flip': ('x', 'y')})
+    assert PhiMLDataset(burgers_dm, n_targets=2, augment=True, normalize=False).symmetries.allowed['shift'] == (
+        'x',
+        'y',
+    )
     with pytest.raises(ValueError, match=r"Unknown augmentation\(s\) \['rotate'\]; valid: \['flip', 'swap', 'shift'\]"):
         PhiMLDataset(burgers_dm, n_targets=2, augment=('rotate',))
     assert parse_run_config({'dataset': {'augment': ['flip', 'shift']}}).dataset.augment == ('flip', 'shift')
     assert parse_run_config({'dataset': {'augment': True}}).dataset.augment is True
+
+
+def test_a_registered_augmentation_is_chosen_by_name_and_applied_after_the_built_in_ones(burgers_dm):
+    @augmentation.register
+    class Negate(augmentation.Augmentation):  # u -> -u is a symmetry of no Burgers flow; here only to see it applied
+        name = 'negate'
+
+        def allowed(self, scenario):
+            return (True,)
+
+        def draw(self, rng, allowed, resolution):
+            return True
+
+        def apply(self, part, channels, axis, value, staggered):
+            return -part
+
+    try:
+        plain = PhiMLDataset(burgers_dm, n_targets=1, normalize=False, augment=False)
+        negated = PhiMLDataset(burgers_dm, n_targets=1, normalize=False, augment=('negate',))
+        a, b = next(plain.iterate_batches(4)), next(negated.iterate_batches(4))
+        np.testing.assert_array_equal(arrays(b['targets']), -arrays(a['targets']))
+    finally:
+        del augmentation.AUGMENTATIONS['negate']
