@@ -58,7 +58,8 @@ class DatasetConfig:
         shuffle: Shuffle the window order each epoch (a function of seed and epoch).
         drop_last: Drop the last partial batch.
         seed: Seed of shuffling and augmentation.
-        mode: `'memory'`, `'lazy'`, or `'auto'` (memory if the data fits in half of `memory_limit`).
+        mode: A window source registered in `_windows.SOURCES` (`'memory'`, `'lazy'`), or `'auto'` (memory if the
+            data fits in half of `memory_limit`, else lazy).
         memory_limit: Bytes the dataset may hold; lazy mode checks its batches fit.
         prefetch: Batches assembled ahead in a background thread (0: off). Default `None`: 2 (so training never waits
             for data), or fewer where a lazy dataset's memory limit cannot hold them.
@@ -86,8 +87,8 @@ class DatasetConfig:
         for name in ('n_input', 'n_targets', 'hop', 'batch_size'):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.mode not in ('auto', 'memory', 'lazy'):
-            raise ValueError(f"mode must be 'auto', 'memory' or 'lazy', got '{self.mode}'")
+        if self.mode != 'auto' and self.mode not in SOURCES:
+            raise ValueError(f"mode must be 'auto' or one of {sorted(SOURCES)} (window sources), got '{self.mode}'")
         if (self.prefetch is not None and self.prefetch < 0) or self.memory_limit <= 0:
             raise ValueError(f"prefetch must be >= 0 and memory_limit > 0, got {self.prefetch}, {self.memory_limit}")
 
@@ -197,7 +198,7 @@ class PhiMLDataset:
             raise ValueError(f"alpha must be in [0, 1), got {alpha}")
         plan = memory.plan(config, self.data_bytes(), self.window_bytes(), self._handle_bytes())
         self.in_memory, self.max_open_files, self.prefetch = plan.in_memory, plan.max_open_files, plan.prefetch
-        source = SOURCES['memory' if self.in_memory else 'lazy']
+        source = SOURCES['memory' if self.in_memory else 'lazy'] if config.mode == 'auto' else SOURCES[config.mode]
         self.source = source(manager, self.sims, self.layout, config.hop, self.max_open_files)
         self.generated = self._generated_source(generated)
         self.alpha = alpha if self.generated is not None else 0.0

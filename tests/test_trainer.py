@@ -191,7 +191,10 @@ def test_config_validation_names_the_key_path(tmp_path):
     cases = [
         ({'training': {'epoch': 3}}, r"config: training.epoch: unknown key; valid keys: \[.*'epochs'"),
         ({'training': {'epochs': 'ten'}}, r"training.epochs: expected an integer, got 'ten'"),
-        ({'dataset': {'mode': 'disk'}}, r"dataset: mode must be 'auto', 'memory' or 'lazy', got 'disk'"),
+        (
+            {'dataset': {'mode': 'disk'}},
+            r"dataset: mode must be 'auto' or one of \['lazy', 'memory'\] \(window sources\), got 'disk'",
+        ),
         (
             {'scenario': {'name': 'navier'}},
             r"scenario.name: unknown scenario 'navier'; valid: \['burgers1d', 'burgers2d', 'smoke'\]",
