@@ -1,5 +1,6 @@
 """Legacy torch caches -> PhiML cache: named dims restored, values exact, unsafe files refused."""
 
+import os
 import subprocess
 import sys
 
@@ -129,3 +130,20 @@ def test_migrate_refuses_a_legacy_file_of_another_size_naming_the_file(tmp_path)
     ):
         migrate_legacy(legacy.parent, dm2, progress=False)
     assert dm.cached_indices() == dm2.cached_indices() == []
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}',))
+
+
+def test_a_legacy_file_that_would_run_code_when_unpickled_is_refused_and_runs_nothing(tmp_path):
+    torch = pytest.importorskip('torch')
+    marker = tmp_path / 'pwned'
+    torch.save({'tensor_data': {'velocity': _RunsCode(marker)}, 'metadata': {}}, tmp_path / 'sim_000000.pt')
+    with pytest.raises(ValueError, match=r'cannot be loaded safely \(torch.load with weights_only=True'):
+        migrate_legacy(tmp_path / 'sim_000000.pt', DataManager(tmp_path / 'cache', Burgers2D(resolution=16, steps=2)))
+    assert not marker.exists()
