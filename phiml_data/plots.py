@@ -70,7 +70,7 @@ def _image_row(fig, axes, images, extent, titles, cmap='viridis', symmetric=Fals
         mappable = ax.imshow(img, origin='lower', extent=extent, cmap=cmap, vmin=lo, vmax=hi, aspect='equal')
         ax.set_title(title, fontsize='small'), ax.set_xlabel('x'), ax.set_ylabel('y')
     if bar:
-        fig.colorbar(mappable, ax=list(axes), shrink=0.8, label=label)
+        fig.colorbar(mappable, ax=list(axes), shrink=0.8, label=label, extend='both' if limits else 'neither')
 
 
 def plot_frames(values: Tensor, metadata: dict = None, times=None, title: str = '', path=None):
@@ -132,8 +132,10 @@ def plot_rollout(
     """Ground truth, prediction (and a baseline, e.g. the coarse solver) and their differences from the truth, for one
     field `Tensor (timeᵇ, xˢ, [yˢ], [vectorᶜ])`.
 
-    2D fields: image rows truth / prediction / baseline on one shared scale, then each one's difference from the truth
-    on one shared symmetric scale (vectors: the magnitude of the difference), at a few rollout steps. 1D fields: x–t
+    2D fields: image rows truth / prediction / baseline on the scale of truth and prediction, then each one's
+    difference from the truth on the scale of the prediction's (symmetric; vectors: the magnitude of the difference),
+    at a few rollout steps; a baseline beyond those scales saturates (a diverging coarse solver would otherwise hide
+    everything else). 1D fields: x–t
     images of the same. Rollout step `k` is frame `k` after the initial state. The title names the sim.
 
     Args:
@@ -160,7 +162,8 @@ def plot_rollout(
         (images, 'viridis', False, f'|{field}|' if vector else field),
         (differences, 'magma' if vector else 'RdBu_r', not vector, '|difference|' if vector else 'difference'),
     ):
-        limits = _limits([i for row in groups.values() for i in row], symmetric)
+        scale_rows = ('truth', 'prediction') if groups is images else ('prediction',)  # baselines may saturate
+        limits = _limits([i for name in scale_rows for i in groups[name]], symmetric)
         first = list(images).index(next(iter(groups))) if groups is images else len(images)
         for r, (name, row) in enumerate(groups.items()):
             prefix = name if groups is images else f'difference ({name} - truth)'
