@@ -185,3 +185,21 @@ def test_our_well_fixture_follows_the_well_format_rules(tmp_path, velocity_2d):
         'boundary x_periodic: mask missing',
         'boundary y_periodic: bc_type',
     ]
+
+
+@pytest.mark.parametrize(
+    'variant',
+    [
+        {'bc': {'x0_wall': ('WALL', 'x', 'lower'), 'xL_open': ('OPEN', 'x', 'upper'), 'y': ('PERIODIC', 'y', 'both')}},
+        {'time_per_trajectory': True},
+        {'points': True},
+    ],
+)
+def test_the_wells_reader_reads_every_fixture_variant_we_import(tmp_path, velocity_2d, variant):
+    """Each layout variant the importer tests use is a file The Well's own reader accepts, with the same values."""
+    well = pytest.importorskip('the_well.data')
+    write_the_well(tmp_path / 'v.hdf5', TWO_D, {'velocity': velocity_2d}, **variant)
+    ds = well.WellDataset(path=str(tmp_path), n_steps_input=1, full_trajectory_mode=True, use_normalization=False)
+    np.testing.assert_array_equal(ds[0]['output_fields'].numpy(), velocity_2d[0, 1:])
+    if 'bc' in variant:  # The Well's codes: WALL 0, OPEN 1, PERIODIC 2; (lower, upper) per axis
+        assert ds[0]['boundary_conditions'].tolist() == [[0, 1], [2, 2]]
