@@ -65,8 +65,8 @@ def pack(arrays: dict[str, np.ndarray], fields, layout: Layout) -> np.ndarray:
 class TrajectorySource:
     """Windows cut from cached trajectories; `MemorySource` and `LazySource` say where the frames come from.
 
-    Variants are registered in `SOURCES` by the dataset mode that selects them (`'memory'`, `'lazy'`); a new way of
-    holding frames is one subclass implementing `_frames`, registered there.
+    Variants are registered in `SOURCES` under the `dataset.mode` that selects them (`'memory'`, `'lazy'`); a new way
+    of holding frames is one subclass implementing `_frames`, added there.
 
     Args:
         manager: The cache.
@@ -122,18 +122,6 @@ class TrajectorySource:
             yield {f: self._sim(s).read(f) for f in fields}
 
 
-SOURCES: dict[str, type[TrajectorySource]] = {}
-
-
-def _source(mode: str):
-    def register(cls):
-        SOURCES[mode] = cls
-        return cls
-
-    return register
-
-
-@_source('memory')
 class MemorySource(TrajectorySource):
     """All frames held in memory; each sim is read and verified the first time a batch needs it, so the first batch
     does not wait for the whole cache."""
@@ -168,7 +156,6 @@ class MemorySource(TrajectorySource):
         }
 
 
-@_source('lazy')
 class LazySource(TrajectorySource):
     """Only the frames of each window, read (verified) from the files, straight into a preallocated batch array,
     visiting each file once per batch."""
@@ -196,6 +183,9 @@ class LazySource(TrajectorySource):
         if key not in self._static:
             self._static[key] = self._sim(sim).read(field)
         return self._static[key]
+
+
+SOURCES: dict[str, type[TrajectorySource]] = {'memory': MemorySource, 'lazy': LazySource}  # by `dataset.mode`
 
 
 def assemble(frames: dict[str, np.ndarray], lay: Layout) -> tuple[np.ndarray, np.ndarray]:

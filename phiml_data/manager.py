@@ -32,12 +32,7 @@ class DataManager(Cache):
     """Creates, reads, verifies and repairs the cache of one scenario configuration: the `Cache` of its directory
     with the pipeline's user-facing API (the names of the migration plan).
 
-    Args:
-        cache_dir: Root folder of all caches; this configuration lives in `cache_dir/<scenario>-<key>`
-            (made absolute here, so that remote workers write where the client reads).
-        scenario: The scenario (a frozen `Scenario` dataclass).
-        fmt: A registered format: `'h5'` (default: partial window reads, no pickle) or `'npz'` (PhiML's `math.save`).
-        allow_pickle: Allow reading formats whose loader unpickles (`npz`); only for caches you wrote yourself.
+    Args: those of `Cache` (`cache_dir`, `scenario`, `fmt`, `allow_pickle`).
 
     Example:
         >>> dm = DataManager(tmp, Burgers2D(resolution=16, steps=8))
