@@ -310,7 +310,7 @@ def _benchmark_field(f, description: dict, name: str, j: int, scenario: Scenario
     space = math.spatial(
         **dict(zip(scenario.spatial_dims, [description['resolution'][d] for d in scenario.spatial_dims]))
     )
-    has_time = values.ndim > space.rank + (spec.vector and (len(arrays) > 1 or values.ndim > space.rank + 1))
+    has_time = any(description['varying'][d][1] for d in description['fields'][name])  # time_varying in the file
     if spec.vector and values.ndim == space.rank + has_time:  # a 1D vector field as one dataset
         values = values[..., None]
     shape = (math.batch(time=values.shape[0]) if has_time else math.EMPTY_SHAPE) & space
