@@ -28,10 +28,10 @@ Burgers runs on `--backend` (default `jax`, as the shipped configs generate; `nu
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import numpy as np
+from common import machine_line
 
 from phiml_data import Burgers1D, Burgers2D, SmokePlume, simulate, to_field
 
@@ -128,7 +128,7 @@ def main():
     p.add_argument('--exponax', action='store_true', help='the shipped Burgers data against a fine Exponax reference')
     args = p.parse_args()
     sims = list(range(args.sims))
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; {time.strftime('%Y-%m-%d %H:%M')}")
+    print(machine_line())
     print('\n| scenario | compared | max over frames of relative L2 (mean / max over sims) | seconds for the finer |')
     print('|---|---|---:|---:|')
     if args.smoke:

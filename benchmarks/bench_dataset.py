@@ -39,6 +39,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from common import machine_line
 
 HERE = Path(__file__).resolve().parent
 METHODS = [
@@ -310,9 +311,7 @@ def main():
         return
     if args.quick:
         args.sims, args.big_sims, args.steps, args.resolution, args.batch_size, args.repeats = 8, 16, 40, 32, 4, 2
-    print(
-        f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; {time.strftime('%Y-%m-%d %H:%M')}"
-    )
+    print(machine_line('at start'))
     with tempfile.TemporaryDirectory() as root:
         dm = make_cache(Path(root), args.sims, args.steps, args.resolution)
         sys.path.insert(0, str(HERE))

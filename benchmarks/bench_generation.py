@@ -32,6 +32,8 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 
+from common import machine_line
+
 from phiml_data import Burgers2D, DataManager  # noqa: E402
 
 
@@ -102,7 +104,7 @@ def vs_exponax():
 
     from phiml_data import Burgers1D, simulate
 
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; {time.strftime('%Y-%m-%d %H:%M')}")
+    print(machine_line())
     columns = ['PDE', 'sims', 'ours, NumPy (sims/s)', 'ours, JAX (sims/s)', 'Exponax (sims/s)', 'ours JAX / Exponax']
     print('| ' + ' | '.join(columns + ['compile: ours / Exponax (s)', 'final frames differ by']) + ' |')
     print('|---|---:|---:|---:|---:|---:|---:|---:|')

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from common import machine_line
 
 from phiml_data.manifest import Manifest, write_json
 
@@ -83,7 +84,7 @@ def main():
     p.add_argument('--sizes', type=int, nargs='+', default=[1000, 10000, 100000])
     p.add_argument('--updates', type=int, default=20)
     args = p.parse_args()
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; {time.strftime('%Y-%m-%d %H:%M')}")
+    print(machine_line())
     print(
         '\n| sims in the manifest | one update (ms) | baseline: rewrite (ms) | baseline / ours | open (s) | compaction (s) |'
     )

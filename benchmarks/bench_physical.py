@@ -16,12 +16,10 @@ import os
 import time
 
 import numpy as np
+from common import machine_line, training_set
 from phiml import math
 
 from phiml_data import PhiMLDataset
-from phiml_data.cli import parse_overrides
-from phiml_data.config import load_run_config
-from phiml_data.dataset import split_sims
 from phiml_data.physical import PhysicalTrainer
 
 
@@ -53,15 +51,12 @@ def main():
     p.add_argument('--sims', type=int, default=8)
     p.add_argument('overrides', nargs='*')
     args = p.parse_args()
-    cfg = load_run_config(args.config, parse_overrides(args.overrides))
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; {time.strftime('%Y-%m-%d %H:%M')}")
-    dm = cfg.data_manager()
-    dm.generate(cfg.data.n_sims, progress=False)
-    sims = split_sims(dm.cached_indices(), cfg.data.split, cfg.data.split_seed)['train'][: args.sims]
-    train = PhiMLDataset(dm, sims, cfg.dataset)
-    truth = {n: float(getattr(dm.scenario, n)) for n in dm.scenario.learnable}
+    print(machine_line())
+    cfg, train = training_set(args.config, args.overrides, args.sims)
+    scenario = train.manager.scenario
+    truth = {n: float(getattr(scenario, n)) for n in scenario.learnable}
     print(
-        f"\n{args.config}: {len(sims)} training sims, {len(train)} windows of {cfg.dataset.n_targets} steps; "
+        f"\n{args.config}: {len(train.sims)} training sims, {len(train)} windows of {cfg.dataset.n_targets} steps; "
         f"first guess {cfg.physical.initial}, simulated with {truth}, optimizer {cfg.physical.optimizer}"
     )
     print('| noise (x rms) | parameter | fitted | relative error | seconds |\n|---:|---|---:|---:|---:|')

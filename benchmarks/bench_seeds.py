@@ -13,10 +13,10 @@ beats the best baseline at every step.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import time
 from pathlib import Path
+
+from common import machine_line
 
 from phiml_data.cli import parse_overrides
 from phiml_data.config import load_run_config
@@ -31,7 +31,7 @@ def main():
     p.add_argument('overrides', nargs='*', help='key=value, as for `python -m phiml_data run`')
     args = p.parse_args()
     name = args.name or Path(args.config).stem
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; {time.strftime('%Y-%m-%d %H:%M')}")
+    print(machine_line())
     results = {}
     for seed in args.seeds:
         overrides = parse_overrides([*args.overrides, f'training.seed={seed}', f'dataset.seed={seed}'])

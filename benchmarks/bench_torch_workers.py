@@ -17,6 +17,8 @@ import statistics
 import tempfile
 import time
 
+from common import machine_line
+
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 
 
@@ -35,6 +37,7 @@ def main():
     from phiml_data.torch import TorchBatches
 
     torch.set_num_threads(1)
+    print(machine_line())
     with tempfile.TemporaryDirectory() as tmp:
         dm = DataManager(tmp, Burgers2D(resolution=args.resolution, steps=args.steps))
         dm.generate(args.sims, progress=False)

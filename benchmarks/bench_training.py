@@ -20,14 +20,12 @@ import os
 import statistics
 import time
 
+from common import machine_line, training_set
 from phiml import math, nn
 from phiml.backend import NUMPY
 
-from phiml_data import PhiMLDataset, Trainer
+from phiml_data import Trainer
 from phiml_data.backends import threads
-from phiml_data.cli import parse_overrides
-from phiml_data.config import load_run_config
-from phiml_data.dataset import split_sims
 from phiml_data.surrogate import solver_step
 
 
@@ -71,12 +69,8 @@ def main():
     p.add_argument('--repeats', type=int, default=3)
     p.add_argument('overrides', nargs='*')
     args = p.parse_args()
-    cfg = load_run_config(args.config, parse_overrides(args.overrides))
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; {time.strftime('%Y-%m-%d %H:%M')}")
-    dm = cfg.data_manager()
-    dm.generate(cfg.data.n_sims, progress=False)
-    sims = split_sims(dm.cached_indices(), cfg.data.split, cfg.data.split_seed)['train']
-    train = PhiMLDataset(dm, sims, cfg.dataset)
+    print(machine_line())
+    cfg, train = training_set(args.config, args.overrides)
     batches = list(train.iterate_batches(epoch=0, prefetch=0))
     variants = ('persistence', 'solver_no_gradient', 'solver_gradient', 'solver_via_numpy')
     rates = {v: [] for v in variants}
