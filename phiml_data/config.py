@@ -340,22 +340,42 @@ def parse_run_config(data: dict, source: str = 'config') -> RunConfig:
             raise ConfigError(
                 f"training.epochs: a run trains, then evaluates its best checkpoint: need >= 1, got {training.epochs}"
             )
+        scenario = parse_scenario(data.get('scenario'))
+        physical = parse(PhysicalConfig, data.get('physical'), 'physical')
+        _check_learnable(scenario, physical, training.mode)
         output = data.get('output', RunConfig.output)
         if not isinstance(output, str):
             raise ConfigError(f"output: expected a folder name, got {output!r}")
         return RunConfig(
-            parse_scenario(data.get('scenario')),
+            scenario,
             parse(DataConfig, data.get('data'), 'data'),
             parse(DatasetConfig, data.get('dataset'), 'dataset'),
             model,
             training,
             parse(EvalConfig, data.get('evaluation'), 'evaluation'),
             output,
-            parse(PhysicalConfig, data.get('physical'), 'physical'),
+            physical,
             parse(HybridConfig, data.get('hybrid'), 'hybrid'),
         )
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
+
+
+def _check_learnable(scenario: Scenario, physical: 'PhysicalConfig', mode: str):
+    """Refuses, before anything is simulated, first guesses of parameters the scenario cannot learn, and modes that
+    fit parameters on a scenario without any."""
+    learnable = sorted(scenario.learnable)
+    unknown = sorted(set(physical.initial) - set(learnable))
+    if unknown:
+        raise ConfigError(
+            f"physical.initial.{unknown[0]}: scenario '{scenario.name}' has no learnable parameter '{unknown[0]}'; "
+            f"learnable: {learnable}"
+        )
+    if mode != 'synthetic' and not learnable:
+        raise ConfigError(
+            f"training.mode: '{mode}' fits the scenario's learnable parameters; scenario '{scenario.name}' has none "
+            f"(use mode 'synthetic')"
+        )
 
 
 def load_run_config(path, overrides: dict = None) -> RunConfig:

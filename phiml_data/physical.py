@@ -20,12 +20,14 @@ Example:
 from __future__ import annotations
 
 import json
+import math as pymath
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from phiml import math
-from phiml.math import NotConverged, Solve, Tensor, channel
+from phiml.math import Diverged, NotConverged, Solve, Tensor, channel
 
 from .backends import backend_named
 from .dataset import PhiMLDataset
@@ -56,9 +58,10 @@ class PhysicalConfig:
 
     def __post_init__(self):
         if not isinstance(self.initial, dict) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in self.initial.values()
+            isinstance(v, (int, float)) and not isinstance(v, bool) and pymath.isfinite(v) and v > 0
+            for v in self.initial.values()
         ):
-            raise ValueError(f"initial must map parameter names to numbers > 0, got {self.initial!r}")
+            raise ValueError(f"initial must map parameter names to finite numbers > 0, got {self.initial!r}")
         if self.optimizer not in ('lbfgs', 'adam'):
             raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {self.optimizer!r}")
         if self.learning_rate <= 0 or not 0 < self.lr_decay <= 1 or self.epochs < 0 or self.iterations < 1:
@@ -101,6 +104,9 @@ class PhysicalTrainer:
             guess = [float(config.initial.get(n, getattr(scenario, n))) for n in self.names]
             self.theta = math.log(math.tensor(guess, channel(param=','.join(self.names))))
             self._moments = (self.theta * 0, self.theta * 0, 0)
+        self.guess = dict(zip(self.names, guess))
+        self.initial_loss: float | None = None  # the training loss at the first guess (epoch 0's windows)
+        self.zero_loss: float | None = None  # that of predicting zero: the data's mean square (normalised units)
         self.history: list[dict] = []
         self.epoch = 0
 
@@ -129,36 +135,64 @@ class PhysicalTrainer:
 
     def fit(self, epochs: int = None) -> list[dict]:
         """Optimises until `epochs` (default `config.epochs`) epochs are done; after each: appends `{'epoch',
-        'train_loss', 'val_loss', 'params', 'seconds', 'steps'}` to the history and writes history and checkpoint."""
+        'train_loss', 'val_loss', 'params', 'seconds', 'steps', 'gradient', 'converged', 'stop'}` to the history and
+        writes history and checkpoint. After the last epoch, `fit_warnings()` says whether the fit reduced its loss and
+        converged (also issued as `FitWarning`s).
+
+        Raises:
+            FitError: The parameters or the loss became non-finite (a diverged fit); the message names each
+                parameter, the epoch, the first guess and the last value.
+        """
         epochs = self.config.epochs if epochs is None else epochs
         with self.backend:
             while self.epoch < epochs:
                 t0 = time.perf_counter()
                 batches = list(self.train.iterate_batches(epoch=self.epoch))
-                losses = self._lbfgs(batches) if self.config.optimizer == 'lbfgs' else self._adam_epoch(batches)
+                objective = _Objective(self, batches)
+                if self.initial_loss is None:
+                    self.initial_loss = objective.checked(self.theta, self.epoch, 'at the first guess')[0]
+                    self.zero_loss = objective.scale
+                if self.config.optimizer == 'lbfgs':
+                    losses, stop = self._lbfgs(objective)
+                else:
+                    losses, stop = self._adam_epoch(batches), f'{len(batches)} Adam steps'
+                loss, gradient = objective.checked(self.theta, self.epoch, stop)
                 self.history.append(
                     {
                         'epoch': self.epoch,
-                        'train_loss': sum(losses) / len(losses),
+                        'train_loss': loss if self.config.optimizer == 'lbfgs' else sum(losses) / len(losses),
                         'val_loss': self.validate(),
                         'params': self.params(),
                         'seconds': time.perf_counter() - t0,
                         'steps': len(losses),
+                        'gradient': gradient,
+                        'converged': objective.converged(loss, gradient),
+                        'stop': stop,
                     }
                 )
                 self.epoch += 1
                 self._save()
+        for message in self.fit_warnings():
+            warnings.warn(message, FitWarning, stacklevel=2)
         return self.history
 
-    def _lbfgs(self, batches: list[dict]) -> list[float]:
-        def mean_loss(theta):
-            return sum(self.loss(theta, b['initial_state'], b['targets']) for b in batches) / len(batches)
-
+    def _lbfgs(self, objective: _Objective) -> tuple[list[float], str]:
+        """`math.minimize` (L-BFGS-B) of the epoch's mean loss from the current parameters. SciPy's line search ends
+        "ABNORMAL" where it finds no lower loss along its direction, at an optimum too (PhiML raises `Diverged`):
+        the point it reached is kept and judged by `_Objective.checked` like any other."""
         solve = Solve(
             'L-BFGS-B', 0, 1e-12, x0=self.theta, max_iterations=self.config.iterations, suppress=[NotConverged]
         )
-        self.theta = math.stop_gradient(math.minimize(mean_loss, solve))
-        return [float(math.stop_gradient(mean_loss(self.theta)))]
+        try:
+            theta, stop = (
+                math.minimize(objective.mean_loss, solve),
+                f'{self.config.iterations} L-BFGS-B iterations or tolerance',
+            )
+        except Diverged as err:
+            messages = err.result.msg if isinstance(err.result.msg, (list, tuple)) else [err.result.msg]
+            theta, stop = err.result.x, f"L-BFGS-B ended: {' '.join(str(m).strip() for m in messages)}"
+        self.theta = math.stop_gradient(theta)
+        return [objective.value(self.theta)], stop
 
     def _adam_epoch(self, batches: list[dict]) -> list[float]:
         gradient, losses = math.gradient(self.loss, 'theta', get_output=True), []
@@ -167,6 +201,30 @@ class PhysicalTrainer:
             self.theta = self._adam(math.stop_gradient(grad))
             losses.append(float(math.stop_gradient(loss)))
         return losses
+
+    def fit_warnings(self) -> list[str]:
+        """What a researcher must know about the fit so far: a loss that did not fall from the first guess (a flat
+        region: the data do not constrain the parameters there), a last epoch that ended above the gradient
+        tolerance (more epochs or iterations needed). Empty for a fit that ended at a converged optimum."""
+        if not self.history:
+            return []
+        last, guess = self.history[-1], ', '.join(f'{n} {g:.6g}' for n, g in self.guess.items())
+        reached = ', '.join(f'{n} {v:.6g}' for n, v in last['params'].items())
+        found = []
+        if last['train_loss'] >= (1 - 1e-3) * self.initial_loss and last['train_loss'] > 1e-12 * self.zero_loss:
+            found.append(
+                f"physical fit: the loss did not fall ({self.initial_loss:.4g} at the first guess {guess}, "
+                f"{last['train_loss']:.4g} at {reached} after {len(self.history)} epochs; predicting zero: "
+                f"{self.zero_loss:.4g}): the data do not constrain the parameters there; start from a guess nearer "
+                f"the expected value"
+            )
+        elif not last['converged']:
+            found.append(
+                f"physical fit: not converged after {len(self.history)} epochs ({reached}; loss gradient "
+                f"{last['gradient']:.3g}, tolerance {_GRADIENT_TOLERANCE:g} of the data's mean square): raise "
+                f"physical.epochs or physical.iterations"
+            )
+        return found
 
     def _adam(self, grad: Tensor, b1=0.9, b2=0.999, eps=1e-8) -> Tensor:
         m, v, t = self._moments
@@ -201,6 +259,8 @@ class PhysicalTrainer:
             'theta': values(self.theta),
             'adam': {'m': values(m), 'v': values(v), 't': t},
             'history': self.history,
+            'initial_loss': self.initial_loss,
+            'zero_loss': self.zero_loss,
             'config': asdict(self.config),
         }
 
@@ -213,6 +273,7 @@ class PhysicalTrainer:
             self.theta = as_tensor(state['theta'])
             self._moments = (as_tensor(state['adam']['m']), as_tensor(state['adam']['v']), state['adam']['t'])
         self.epoch, self.history = state['epoch'], state['history']
+        self.initial_loss, self.zero_loss = state['initial_loss'], state['zero_loss']
         return self
 
     def _save(self):
@@ -232,3 +293,56 @@ class PhysicalTrainer:
         if not file.exists():
             raise FileNotFoundError(f"No physical checkpoint in {path} (checkpoint.json missing)")
         return self.load_state(json.loads(file.read_text()))
+
+
+_GRADIENT_TOLERANCE = 1e-6  # of the data's mean square: the loss gradient (per unit log-parameter) of a converged fit
+
+
+class FitError(RuntimeError):
+    """A physical fit that diverged (non-finite parameters or loss); the message names parameters, epoch, guess and
+    last value."""
+
+
+class FitWarning(UserWarning):
+    """A physical fit that did not reduce its loss or did not converge (`PhysicalTrainer.fit_warnings`)."""
+
+
+class _Objective:
+    """The mean rollout loss over one epoch's windows as a function of the log-parameters `theta`, and the checks of
+    a fit's end point: finite values (else `FitError`) and the gradient against the data's scale."""
+
+    def __init__(self, trainer: PhysicalTrainer, batches: list[dict]):
+        self.trainer, self.batches = trainer, batches
+        self.scale = sum(float(math.mean(b['targets'] ** 2, math.shape(b['targets']))) for b in batches) / len(batches)
+
+    def mean_loss(self, theta: Tensor) -> Tensor:
+        """The mean loss over the epoch's windows with parameters `exp(theta)`; a scalar."""
+        losses = [self.trainer.loss(theta, b['initial_state'], b['targets']) for b in self.batches]
+        return sum(losses) / len(losses)
+
+    def value(self, theta: Tensor) -> float:
+        return float(math.stop_gradient(self.mean_loss(theta)))
+
+    def checked(self, theta: Tensor, epoch: int, stop: str) -> tuple[float, float]:
+        """Loss and largest gradient component (per unit log-parameter) at `theta`.
+
+        Raises:
+            FitError: `theta`, the loss or its gradient are not finite.
+        """
+        loss, grad = math.gradient(self.mean_loss, 'theta', get_output=True)(theta)
+        loss, grad = float(math.stop_gradient(loss)), math.stop_gradient(grad)
+        finite = math.is_finite(theta).all and math.is_finite(grad).all
+        if not (finite and pymath.isfinite(loss)):
+            t = self.trainer
+            last = ', '.join(f'{n} = {float(math.exp(theta.param[n])):.6g}' for n in t.names)
+            guess = ', '.join(f'{g:.6g}' for g in t.guess.values())
+            raise FitError(
+                f"physical fit diverged in epoch {epoch} ({stop}): {last} (first guess {guess}), loss {loss:.4g}; "
+                f"the solver is unstable there: start from a guess nearer the expected value, or use "
+                f"physical.optimizer: adam with a smaller learning_rate"
+            )
+        return loss, float(math.max(abs(grad), grad.shape))
+
+    def converged(self, loss: float, gradient: float) -> bool:
+        """Whether the gradient is at tolerance (relative to the data's mean square), or the loss at round-off."""
+        return gradient <= _GRADIENT_TOLERANCE * self.scale or loss <= 1e-12 * self.scale

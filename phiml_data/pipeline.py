@@ -101,6 +101,13 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
     }
     if physical is not None:
         result['parameters'] = _parameters(physical, dm.scenario)
+        result['fit'] = {
+            'converged': physical.history[-1]['converged'],
+            'stop': physical.history[-1]['stop'],
+            'initial_loss': physical.initial_loss,
+            'final_loss': physical.history[-1]['train_loss'],
+            'warnings': physical.fit_warnings(),
+        }
         result['hybrid'] = hybrid_log
         plots.plot_parameters(
             physical.history, {k: v['simulated_with'] for k, v in result['parameters'].items()}, out / 'parameters.png'
@@ -215,6 +222,12 @@ def _report(result: dict, out: Path):
         print(
             f"{name}: fitted {p['fitted']:.5g} from {p['initial']:.5g} (simulated with {p['simulated_with']:.5g}: "
             f"relative error {p['relative_error']:.2%})"
+        )
+    if 'fit' in result:
+        fit = result['fit']
+        print(
+            f"physical fit: {'converged' if fit['converged'] else 'NOT converged'} ({fit['stop']})"
+            + (f"; {len(fit['warnings'])} warnings (metrics.json 'fit')" if fit['warnings'] else '')
         )
 
     for field, m in result['summary'].items():
