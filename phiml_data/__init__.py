@@ -20,13 +20,14 @@ Example:
 """
 
 from .config import ConfigError, DataConfig, ModelConfig, TrainConfig, load_run_config
-from .dataset import DatasetConfig, PhiMLDataset, split_sims
+from .dataset import DatasetConfig, PhiMLDataset
 from .formats import CacheError
 from .hybrid import HybridConfig, HybridTrainer
 from .importers import scenario_from_scene
 from .manager import DataManager, SimulationData
 from .physical import PhysicalConfig, PhysicalTrainer
 from .scenarios import Burgers1D, Burgers2D, Scenario, SmokePlume, simulate, to_field
+from .splits import split_sims
 
 __all__ = [
     'Scenario',

@@ -11,13 +11,17 @@ per frame on first read), in any storage format.
 
 from __future__ import annotations
 
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from phiml.math import Tensor
+from phiml import math
+from phiml.math import Tensor, channel
 
 from .manager import DataManager
+from .registry import Registry
+from .scenarios import to_field
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,67 @@ class Layout:
     def window_length(self) -> int:
         return self.n_input + self.n_targets
 
+    def unpack(self, t: Tensor) -> dict[str, Tensor]:
+        """Splits a packed `Tensor (..., channelsᶜ)` into `{field: Tensor (..., [vectorᶜ])}` with item names restored.
+
+        Raises:
+            ValueError: `t` has no named `channels` dim, or channels this layout does not have, or only some
+                components of a vector field; the message lists the channels it expects.
+        """
+        items = list(t.shape.get_item_names('channels') or ()) if 'channels' in t.shape else []
+        fields = list(dict.fromkeys(field_of(c) for c in items))
+        known = self.channels(tuple(self.components))
+        unknown = [c for c in items if c not in known]
+        incomplete = [] if unknown else [f for f in fields if set(self.channels((f,))) - set(items)]
+        if not items or unknown or incomplete:
+            raise ValueError(
+                f"Expected a Tensor with a 'channels' dim holding whole fields of this dataset's channels {known}; got "
+                f"{t.shape}"
+                + (f" (unknown: {unknown})" if unknown else '')
+                + (f" (incomplete: {incomplete})" if incomplete else '')
+            )
+        result = {}
+        for f in fields:
+            comps = self.components[f]
+            if comps:
+                part = t.channels[[f'{f}.{c}' for c in comps]]
+                result[f] = math.rename_dims(part, 'channels', channel(vector=','.join(comps)))
+            else:
+                result[f] = t.channels[f]
+        return result
+
+    def pack(self, values: dict[str, Tensor]) -> Tensor:
+        """Inverse of `unpack`: `{field: Tensor (..., [vectorᶜ])}` -> `Tensor (..., channelsᶜ)` in this layout's order
+        (`inputs`, then any other field given)."""
+        order = [f for f in (*self.inputs, *self.outputs) if f in values]
+        parts = []
+        for f in dict.fromkeys(order):
+            v = values[f]
+            parts.append(
+                math.rename_dims(v, 'vector', channel(channels=','.join(self.channels((f,)))))
+                if self.components[f]
+                else math.expand(v, channel(channels=f))
+            )
+        return math.concat(parts, 'channels') if len(parts) > 1 else parts[0]
+
+    def to_fields(self, t: Tensor, scenario) -> dict:
+        """PhiFlow Fields (grid type, bounds, boundaries) of a packed tensor in physical units.
+
+        Args:
+            t: `Tensor (..., xˢ, [yˢ], channelsᶜ)`, e.g. `dataset.denormalize(batch['targets'])`.
+            scenario: The scenario of the cache (grid, bounds, boundaries).
+
+        Returns:
+            `{field: CenteredGrid or StaggeredGrid}` keeping the batch dims of `t`.
+        """
+        metadata = scenario.metadata(0)
+        return {f: to_field(v, metadata, f) for f, v in self.unpack(t).items()}
+
+
+def last_frame(state: Tensor) -> Tensor:
+    """The newest frame of an initial state `(batchᵇ, [historyᶜ], xˢ, [yˢ], channelsᶜ)`: drops `history` if present."""
+    return state.history[-1] if 'history' in state.shape else state
+
 
 def field_of(channel_item: str) -> str:
     """Field name of a packed channel item: `'velocity.x' -> 'velocity'`, `'density' -> 'density'`."""
@@ -66,7 +131,7 @@ class TrajectorySource:
     """Windows cut from cached trajectories; `MemorySource` and `LazySource` say where the frames come from.
 
     Variants are registered in `SOURCES` under the `dataset.mode` that selects them (`'memory'`, `'lazy'`); a new way
-    of holding frames is one subclass implementing `_frames`, added there.
+    of holding frames is one `@SOURCES.register('name')`ed subclass implementing `_frames`.
 
     Args:
         manager: The cache.
@@ -74,10 +139,13 @@ class TrajectorySource:
         layout: Fields and window sizes.
         hop: Distance between consecutive window starts.
         max_open_files: At most this many files stay open (LRU).
+        noise: `(level, seed)`: observation noise added to every served dynamic frame, `level` times the frame's rms
+            (per field) times a standard normal draw seeded by `(seed, sim, frame, field)`: fixed per sim and frame,
+            the same in every epoch, window and source.
     """
 
-    def __init__(self, manager: DataManager, sims, layout: Layout, hop: int, max_open_files: int = 256):
-        self.manager, self.layout = manager, layout
+    def __init__(self, manager: DataManager, sims, layout: Layout, hop: int, max_open_files: int = 256, noise=(0.0, 0)):
+        self.manager, self.layout, self.noise = manager, layout, (float(noise[0]), int(noise[1]))
         self.sims = list(sims)
         self._files = OrderedDict()
         self._max_open = max_open_files
@@ -109,7 +177,25 @@ class TrajectorySource:
     def gather(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Packed `initial [B, (n_input,) *spatial, C_in]` and `targets [B, n_targets, *spatial, C_out]`."""
         fields = sorted(set(self.layout.inputs) | set(self.layout.outputs))
-        return assemble(self._frames(ids, fields), self.layout)
+        frames = self._frames(ids, fields)
+        if self.noise[0]:
+            self._add_noise(frames, ids)
+        return assemble(frames, self.layout)
+
+    def _add_noise(self, frames: dict[str, np.ndarray], ids: np.ndarray):
+        """Adds the fixed observation noise of each served frame in place (`frames` are copies)."""
+        level, seed = self.noise
+        for f, a in frames.items():
+            if f in self.layout.static:
+                continue
+            tag = zlib.crc32(f.encode())
+            for j, i in enumerate(ids):
+                sim, start = int(self.sim_of[i]), int(self.start_of[i])
+                for k in range(a.shape[1]):
+                    frame = a[j, k]
+                    rms = np.sqrt(np.mean(np.square(frame, dtype=np.float64)))
+                    draw = np.random.default_rng([seed, sim, start + k, tag]).standard_normal(frame.shape)
+                    frame += (level * rms * draw).astype(frame.dtype)
 
     def _frames(self, ids: np.ndarray, fields: list[str]) -> dict[str, np.ndarray]:
         """`{field: [B, window_length, ...]}` (static: `[B, ...]`) of the windows `ids`."""
@@ -122,6 +208,10 @@ class TrajectorySource:
             yield {f: self._sim(s).read(f) for f in fields}
 
 
+SOURCES: Registry[type[TrajectorySource]] = Registry('window source')  # by `dataset.mode`
+
+
+@SOURCES.register('memory')
 class MemorySource(TrajectorySource):
     """All frames held in memory; each sim is read and verified the first time a batch needs it, so the first batch
     does not wait for the whole cache."""
@@ -156,6 +246,7 @@ class MemorySource(TrajectorySource):
         }
 
 
+@SOURCES.register('lazy')
 class LazySource(TrajectorySource):
     """Only the frames of each window, read (verified) from the files, straight into a preallocated batch array,
     visiting each file once per batch."""
@@ -183,9 +274,6 @@ class LazySource(TrajectorySource):
         if key not in self._static:
             self._static[key] = self._sim(sim).read(field)
         return self._static[key]
-
-
-SOURCES: dict[str, type[TrajectorySource]] = {'memory': MemorySource, 'lazy': LazySource}  # by `dataset.mode`
 
 
 def assemble(frames: dict[str, np.ndarray], lay: Layout) -> tuple[np.ndarray, np.ndarray]:

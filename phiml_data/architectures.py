@@ -3,21 +3,24 @@
 Step 4 of the pipeline (... -> dataset -> trainer). Names and backend limits are known without importing
 `phiml.nn` (so loading a config stays light); the builders import it when called.
 
-Adding an architecture is one `@register`ed function here (or in any module imported before the config is loaded):
+Adding an architecture is one `@register('name')`ed builder function here (or in any module imported before the
+config is loaded); `tests/test_registries.py` then builds it and checks its output. A throwaway registration, as in
+an example or a test:
 
-    >>> @register('tiny_conv')
-    ... def tiny_conv(model, in_channels, out_channels, common):
+    >>> def tiny_conv(model, in_channels, out_channels, common):
     ...     from phiml import nn
     ...     return nn.conv_net(in_channels, out_channels, layers=[model.filters], **common)
-    >>> 'tiny_conv' in ARCHITECTURES
+    >>> with ARCHITECTURES.temporarily('tiny_conv', Architecture(tiny_conv)):
+    ...     'tiny_conv' in ARCHITECTURES
     True
-    >>> del ARCHITECTURES['tiny_conv']
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
+
+from .registry import Registry
 
 
 @dataclass(frozen=True)
@@ -30,17 +33,12 @@ class Architecture:
     refuse: Callable = lambda model, backend: None
 
 
-ARCHITECTURES: dict[str, Architecture] = {}
+ARCHITECTURES: Registry[Architecture] = Registry('architecture')  # by `model.architecture`
 
 
 def register(name: str, refuse: Callable = None):
-    """Decorator: registers a builder function under `name` (see `Architecture`)."""
-
-    def decorate(build):
-        ARCHITECTURES[name] = Architecture(build, refuse or Architecture.refuse)
-        return build
-
-    return decorate
+    """Decorator: registers a builder function under `name` (see `Architecture`; refused if the name is taken)."""
+    return ARCHITECTURES.register(name, make=lambda build: Architecture(build, refuse or Architecture.refuse))
 
 
 @register('u_net')

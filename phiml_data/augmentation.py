@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .registry import Registry
+
 
 class Augmentation:
     """One kind of symmetry transform.
@@ -46,16 +48,12 @@ class Augmentation:
         raise NotImplementedError
 
 
-AUGMENTATIONS: dict[str, Augmentation] = {}  # the order of registration is the order of application
+AUGMENTATIONS: Registry[Augmentation] = Registry('augmentation')  # registration order = order of application
 
 
 def register(cls: type[Augmentation]) -> type[Augmentation]:
-    """Class decorator: makes an `Augmentation` available under `cls.name`."""
-    AUGMENTATIONS[cls.name] = cls()
-    return cls
-
-
-NAMES = ('flip', 'swap', 'shift')  # the built-in ones, in the order error messages list them
+    """Class decorator: makes an `Augmentation` (an instance of `cls`) available under `cls.name`."""
+    return AUGMENTATIONS.register(make=lambda c: c())(cls)
 
 
 @register
@@ -135,18 +133,15 @@ class Symmetries:
     staggered: tuple = ()
 
     @staticmethod
-    def of(scenario, names=NAMES) -> 'Symmetries':
-        """The augmentations `names` with what the scenario allows: its declared flips / swap, shifts along axes
-        periodic for every field.
+    def of(scenario, names=None) -> 'Symmetries':
+        """The augmentations `names` (default: every registered one) with what the scenario allows: its declared
+        flips / swap, shifts along axes periodic for every field.
 
         Example:
             >>> Symmetries.of(Burgers2D(), ('flip', 'shift')).allowed
             {'flip': ('x', 'y'), 'shift': ('x', 'y')}
         """
-        unknown = [n for n in names if n not in AUGMENTATIONS]
-        if unknown:
-            valid = [*NAMES, *(n for n in AUGMENTATIONS if n not in NAMES)]
-            raise ValueError(f"Unknown augmentation(s) {unknown}; valid: {valid}")
+        names = tuple(AUGMENTATIONS) if names is None else tuple(AUGMENTATIONS.check(n) for n in names)
         allowed = {n: AUGMENTATIONS[n].allowed(scenario) for n in AUGMENTATIONS if n in names}
         return Symmetries(
             {n: a for n, a in allowed.items() if a},

@@ -1,4 +1,5 @@
-"""Per-backend state that training needs for a while and then hands back: RNG seeds and thread counts.
+"""What differs between training backends (`TRAINING_BACKENDS`, by `training.backend`), and per-backend state that
+training needs for a while and then hands back: RNG seeds and thread counts.
 
 PhiML's `math.seed` and torch's `set_num_threads` change process-wide state. These context managers change it only
 for the block they guard and restore it afterwards, so that a `Trainer` never alters what its caller set. Torch is
@@ -8,8 +9,12 @@ imported inside the functions: the data layer stays importable without it.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
+from typing import Callable
 
-from ._phiml import get_backend
+from . import distributed
+from ._phiml import adam_step, get_backend, set_adam_step
+from .registry import Registry
 
 
 def backend_named(name: str):
@@ -49,3 +54,37 @@ def threads(backend, n: int):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+@dataclass(frozen=True)
+class TrainingBackend:
+    """What differs between training backends: the optimiser step `update(net, optimizer, loss_function, *args)`,
+    how ranks are found (`ranks() -> (rank, world_size)`; torch.distributed only), and whether the Adam step counter
+    must be saved beside the optimiser state (phiml 1.16.1's jax optimiser)."""
+
+    update: Callable
+    ranks: Callable[[], tuple[int, int]]
+    keeps_adam_step: bool
+
+
+TRAINING_BACKENDS: Registry[TrainingBackend] = Registry('training backend')  # by `training.backend`
+
+
+def _torch_update(net, optimizer, loss_function, *args):
+    """`nn.update_weights` (imported here: reading a config imports no network code)."""
+    from phiml import nn
+
+    return nn.update_weights(net, optimizer, loss_function, *args)
+
+
+def _jax_update(net, optimizer, loss_function, *args):
+    """`nn.update_weights` for jax without phiml 1.16.1's bugs: eager update, Adam step counter advanced."""
+    from phiml import nn
+
+    loss = nn.update_weights(net, optimizer, loss_function, *args)
+    set_adam_step(optimizer, adam_step(optimizer) + 1)
+    return loss
+
+
+TRAINING_BACKENDS.add('torch', TrainingBackend(_torch_update, distributed.rank_and_world, False), _torch_update)
+TRAINING_BACKENDS.add('jax', TrainingBackend(_jax_update, lambda: (0, 1), True), _jax_update)

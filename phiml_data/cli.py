@@ -297,9 +297,11 @@ def _migrate(args):
 def _run(args):
     import yaml
 
+    from .modes import mode_of
     from .pipeline import run_pipeline
 
     cfg = _load(args)
+    mode_of(cfg)  # a mode that cannot train this config is refused before anything is printed or simulated
     output = Path(args.output or cfg.output)
     if not args.overwrite:
         output = fresh_folder(output)

@@ -17,20 +17,16 @@ output: outputs/burgers2d
 from __future__ import annotations
 
 import dataclasses
+import math as pymath
 import re
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from .architectures import ARCHITECTURES
 from .scenarios import SCENARIOS, Scenario
-
-if TYPE_CHECKING:  # annotations only
-    from .dataset import DatasetConfig
-    from .hybrid import HybridConfig
-    from .physical import PhysicalConfig
 
 
 class ConfigError(ValueError):
@@ -47,6 +43,9 @@ class DataConfig:
         format: A registered storage format (`phiml_data.formats.FORMATS`): `'h5'`, `'npz'`, ...
         split: Fractions of sims for train / validation / test (split by simulation).
         split_seed: Seed of the split's permutation.
+        noise: Observation noise of the training and validation windows, relative to each frame's rms per field
+            (`0.05`: 5 %); fixed per sim and frame (seeded by `split_seed`, sim and frame), so every epoch sees the same
+            noisy observations. Test sims stay clean.
     """
 
     cache_dir: str = 'cache'
@@ -54,16 +53,27 @@ class DataConfig:
     format: str = 'h5'
     split: tuple = (0.75, 0.125, 0.125)
     split_seed: int = 0
+    noise: float = 0.0
 
     def __post_init__(self):
         if self.n_sims < 1:
             raise ValueError(f"n_sims must be >= 1, got {self.n_sims}")
         from .formats import FORMATS
 
-        if self.format not in FORMATS:
-            raise ValueError(f"format must be one of {sorted(FORMATS)}, got '{self.format}'")
+        registered(self, 'format', FORMATS)
+        if not 0 <= self.noise < 1:
+            raise ValueError(f"noise must be a fraction in [0, 1), got {self.noise}")
         if len(self.split) != 3 or min(self.split) < 0 or abs(sum(self.split) - 1) > 1e-6:
             raise ValueError(f"split must be three non-negative fractions summing to 1, got {list(self.split)}")
+
+
+def registered(config, key: str, registry):
+    """Refuses a config field that names no item of `registry`, as `'<Class>.<key>: unknown ...; valid: [...]'` (which
+    `parse` reports under the key path, e.g. `training.loss: unknown loss 'l1'; valid: [...]`)."""
+    try:
+        registry.check(getattr(config, key))
+    except ValueError as err:
+        raise ValueError(f"{type(config).__name__}.{key}: {err}") from None
 
 
 def parse(cls, data, path: str = ''):
@@ -97,8 +107,10 @@ def parse_scenario(data, path: str = 'scenario') -> Scenario:
         raise ConfigError(f"{path}: expected a mapping such as {{name: burgers2d, resolution: [32, 32]}}, got {data!r}")
     data = dict(data or {})
     name = data.pop('name', 'burgers2d')
-    if not isinstance(name, str) or name not in SCENARIOS:
-        raise ConfigError(f"{path}.name: unknown scenario '{name}'; valid: {sorted(SCENARIOS)}")
+    try:
+        SCENARIOS.check(name)
+    except ValueError as err:
+        raise ConfigError(f"{path}.name: {err}") from None
     return parse(SCENARIOS[name], data, path)
 
 
@@ -193,8 +205,7 @@ class ModelConfig:
     scale_output: bool = False
 
     def __post_init__(self):
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}, got '{self.architecture}'")
+        registered(self, 'architecture', ARCHITECTURES)
         if self.base not in ('persistence', 'coarse_solver'):
             raise ValueError(f"base must be 'persistence' or 'coarse_solver', got '{self.base}'")
         if self.levels < 1 or self.filters < 1 or self.layers < 1:
@@ -216,7 +227,8 @@ class TrainConfig:
 
     Attributes:
         backend: `'torch'` or `'jax'`.
-        mode: `'synthetic'` (a network, this trainer), `'physical'` (the scenario's learnable parameters fitted
+        mode: A training mode registered in `phiml_data.modes.MODES` (checked there, before anything is simulated):
+            `'synthetic'` (a network, `trainer.Trainer`), `'physical'` (the scenario's learnable parameters fitted
             through its solver: `physical.PhysicalTrainer`, the run config's `physical:` section) or `'hybrid'`
             (both in cycles that exchange generated samples: `hybrid.HybridTrainer`, the `hybrid:` section).
         epochs: Training epochs.
@@ -251,14 +263,11 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        if self.backend not in ('torch', 'jax'):
-            raise ValueError(f"backend must be 'torch' or 'jax', got '{self.backend}'")
-        if self.mode not in ('synthetic', 'physical', 'hybrid'):
-            raise ValueError(f"mode must be 'synthetic', 'physical' or 'hybrid', got '{self.mode}'")
+        from .backends import TRAINING_BACKENDS
         from .losses import LOSSES
 
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {tuple(LOSSES)}, got '{self.loss}'")
+        registered(self, 'backend', TRAINING_BACKENDS)
+        registered(self, 'loss', LOSSES)
         if self.epochs < 0 or self.learning_rate <= 0 or not 0 < self.lr_decay <= 1 or self.threads < 0:
             raise ValueError(
                 f"need epochs >= 0, learning_rate > 0, 0 < lr_decay <= 1, threads >= 0; "
@@ -287,19 +296,145 @@ class EvalConfig:
     min_test_sims: int = 4
 
 
+DEFAULT_MEMORY_LIMIT = 2**30
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Window and batch settings of a `PhiMLDataset` (the `dataset:` section of a run config).
+
+    Attributes:
+        n_input: Frames in the initial state.
+        n_targets: Frames to predict (rollout steps).
+        hop: Distance between window starts.
+        fields: Input fields (default: all of the scenario).
+        target_fields: Predicted fields (default: the dynamic input fields).
+        batch_size: Windows per batch.
+        shuffle: Shuffle the window order each epoch (a function of seed and epoch).
+        drop_last: Drop the last partial batch.
+        seed: Seed of shuffling and augmentation.
+        mode: A window source registered in `_windows.SOURCES` (`'memory'`, `'lazy'`), or `'auto'` (memory if the
+            data fits in half of `memory_limit`, else lazy).
+        memory_limit: Bytes the dataset may hold; lazy mode checks its batches fit.
+        prefetch: Batches assembled ahead in a background thread (0: off). Default `None`: 2 (so training never waits
+            for data), or fewer where a lazy dataset's memory limit cannot hold them.
+        normalize: Normalise with statistics of the training split.
+        augment: Random symmetry transforms (training split only): `True` for every one the scenario allows, or the
+            names to use, registered in `augmentation.AUGMENTATIONS` (`'flip'`, `'swap'`, `'shift'`).
+    """
+
+    n_input: int = 1
+    n_targets: int = 3
+    hop: int = 1
+    fields: tuple = ()
+    target_fields: tuple = ()
+    batch_size: int = 16
+    shuffle: bool = True
+    drop_last: bool = False
+    seed: int = 0
+    mode: str = 'auto'
+    memory_limit: int = DEFAULT_MEMORY_LIMIT
+    prefetch: Optional[int] = None
+    normalize: bool = True
+    augment: bool | tuple = False
+
+    def __post_init__(self):
+        for name in ('n_input', 'n_targets', 'hop', 'batch_size'):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.mode != 'auto':
+            from ._windows import SOURCES
+
+            registered(self, 'mode', SOURCES)
+        if (self.prefetch is not None and self.prefetch < 0) or self.memory_limit <= 0:
+            raise ValueError(f"prefetch must be >= 0 and memory_limit > 0, got {self.prefetch}, {self.memory_limit}")
+
+
+@dataclass(frozen=True)
+class PhysicalConfig:
+    """The physical model's fit (the `physical:` section of a run config).
+
+    Attributes:
+        initial: First guess of each learnable parameter (`Scenario.learnable`), e.g. `{'viscosity': 0.05}`;
+            parameters not given start from the scenario's own value.
+        optimizer: `'lbfgs'`: per epoch, `math.minimize` (L-BFGS-B, at most `iterations` iterations) of the mean loss
+            over the epoch's windows; `'adam'`: one Adam step per batch.
+        iterations: L-BFGS-B iterations per epoch.
+        learning_rate: Adam's step on the logarithm of each parameter (0.1: about 10 % per step at first).
+        lr_decay: Adam's learning rate factor applied after each epoch.
+        epochs: Epochs over the training windows.
+    """
+
+    initial: dict = field(default_factory=dict)
+    optimizer: str = 'lbfgs'
+    iterations: int = 20
+    learning_rate: float = 0.1
+    lr_decay: float = 1.0
+    epochs: int = 3
+
+    def __post_init__(self):
+        if not isinstance(self.initial, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and pymath.isfinite(v) and v > 0
+            for v in self.initial.values()
+        ):
+            raise ValueError(f"initial must map parameter names to finite numbers > 0, got {self.initial!r}")
+        if self.optimizer not in ('lbfgs', 'adam'):
+            raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {self.optimizer!r}")
+        if self.learning_rate <= 0 or not 0 < self.lr_decay <= 1 or self.epochs < 0 or self.iterations < 1:
+            raise ValueError(
+                f"need learning_rate > 0, 0 < lr_decay <= 1, epochs >= 0, iterations >= 1; got "
+                f"{self.learning_rate}, {self.lr_decay}, {self.epochs}, {self.iterations}"
+            )
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """The cycle of a hybrid run (the `hybrid:` section of a run config).
+
+    Attributes:
+        warmup_epochs: Network epochs before the first cycle.
+        cycles: Cycles of (network with the physical model's samples, physical model with the network's samples).
+        network_epochs: Network epochs per cycle.
+        physical_epochs: Physical-model epochs per cycle.
+        alpha: Fraction of each training epoch's windows taken from the other model's predictions.
+        exchange: Where the exchanged samples start: `'new_states'` (fresh initial conditions from the scenario's own
+            distribution each cycle, simulated by the physical model; the network predicts from the same states) or
+            `'windows'` (both predict from the real training windows).
+        new_states: Fresh initial conditions per cycle (`exchange: new_states`).
+    """
+
+    warmup_epochs: int = 2
+    cycles: int = 2
+    network_epochs: int = 2
+    physical_epochs: int = 1
+    alpha: float = 0.2
+    exchange: str = 'new_states'
+    new_states: int = 16
+
+    def __post_init__(self):
+        if min(self.warmup_epochs, self.cycles, self.network_epochs, self.physical_epochs) < 0:
+            raise ValueError("warmup_epochs, cycles, network_epochs and physical_epochs must be >= 0")
+        if not 0 <= self.alpha < 1:
+            raise ValueError(f"alpha must be in [0, 1), got {self.alpha}")
+        if self.exchange not in ('new_states', 'windows') or self.new_states < 1:
+            raise ValueError(
+                f"exchange must be 'new_states' or 'windows' and new_states >= 1, got {self.exchange!r}, {self.new_states}"
+            )
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """A whole run: scenario, cache, dataset, model, training, evaluation, output folder."""
 
     scenario: Scenario
     data: DataConfig
-    dataset: 'DatasetConfig'
+    dataset: DatasetConfig
     model: ModelConfig
     training: TrainConfig
     evaluation: EvalConfig
     output: str = 'outputs/run'
-    physical: 'PhysicalConfig' = None
-    hybrid: 'HybridConfig' = None
+    physical: PhysicalConfig = None
+    hybrid: HybridConfig = None
 
     def data_manager(self):
         """The `DataManager` of this run's cache (`data.cache_dir`, `scenario`, `data.format`)."""
@@ -321,10 +456,6 @@ def _plain(obj):
 
 def parse_run_config(data: dict, source: str = 'config') -> RunConfig:
     """Builds a `RunConfig` from a dict (e.g. parsed YAML); errors name `source` and the key path."""
-    from .dataset import DatasetConfig
-    from .hybrid import HybridConfig
-    from .physical import PhysicalConfig
-
     sections = {'scenario', 'data', 'dataset', 'model', 'training', 'evaluation', 'output', 'physical', 'hybrid'}
     unknown = sorted(set(data) - sections)
     try:
@@ -342,7 +473,7 @@ def parse_run_config(data: dict, source: str = 'config') -> RunConfig:
             )
         scenario = parse_scenario(data.get('scenario'))
         physical = parse(PhysicalConfig, data.get('physical'), 'physical')
-        _check_learnable(scenario, physical, training.mode)
+        _check_learnable(scenario, physical)
         output = data.get('output', RunConfig.output)
         if not isinstance(output, str):
             raise ConfigError(f"output: expected a folder name, got {output!r}")
@@ -361,20 +492,14 @@ def parse_run_config(data: dict, source: str = 'config') -> RunConfig:
         raise ConfigError(f"{source}: {err}") from None
 
 
-def _check_learnable(scenario: Scenario, physical: 'PhysicalConfig', mode: str):
-    """Refuses, before anything is simulated, first guesses of parameters the scenario cannot learn, and modes that
-    fit parameters on a scenario without any."""
+def _check_learnable(scenario: Scenario, physical: PhysicalConfig):
+    """Refuses, before anything is simulated, first guesses of parameters the scenario cannot learn."""
     learnable = sorted(scenario.learnable)
     unknown = sorted(set(physical.initial) - set(learnable))
     if unknown:
         raise ConfigError(
             f"physical.initial.{unknown[0]}: scenario '{scenario.name}' has no learnable parameter '{unknown[0]}'; "
             f"learnable: {learnable}"
-        )
-    if mode != 'synthetic' and not learnable:
-        raise ConfigError(
-            f"training.mode: '{mode}' fits the scenario's learnable parameters; scenario '{scenario.name}' has none "
-            f"(use mode 'synthetic')"
         )
 
 

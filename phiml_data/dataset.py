@@ -24,105 +24,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import queue
 import threading
-from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterator
 
 import numpy as np
 from phiml import math
 from phiml.math import Tensor, batch, channel, spatial
 
 from . import augmentation, memory, normalization, sampler
-from ._windows import SOURCES, Layout, WindowSource, field_of
+from ._windows import SOURCES, Layout, WindowSource
+from .config import DatasetConfig
 from .manager import DataManager
-from .manifest import write_json
-from .scenarios import to_field
-
-DEFAULT_MEMORY_LIMIT = 2**30
-
-
-@dataclass(frozen=True)
-class DatasetConfig:
-    """Window and batch settings of a `PhiMLDataset` (the `dataset:` section of a run config).
-
-    Attributes:
-        n_input: Frames in the initial state.
-        n_targets: Frames to predict (rollout steps).
-        hop: Distance between window starts.
-        fields: Input fields (default: all of the scenario).
-        target_fields: Predicted fields (default: the dynamic input fields).
-        batch_size: Windows per batch.
-        shuffle: Shuffle the window order each epoch (a function of seed and epoch).
-        drop_last: Drop the last partial batch.
-        seed: Seed of shuffling and augmentation.
-        mode: A window source registered in `_windows.SOURCES` (`'memory'`, `'lazy'`), or `'auto'` (memory if the
-            data fits in half of `memory_limit`, else lazy).
-        memory_limit: Bytes the dataset may hold; lazy mode checks its batches fit.
-        prefetch: Batches assembled ahead in a background thread (0: off). Default `None`: 2 (so training never waits
-            for data), or fewer where a lazy dataset's memory limit cannot hold them.
-        normalize: Normalise with statistics of the training split.
-        augment: Random symmetry transforms (training split only): `True` for every one the scenario allows, or the
-            names to use, registered in `augmentation.AUGMENTATIONS` (`'flip'`, `'swap'`, `'shift'`).
-    """
-
-    n_input: int = 1
-    n_targets: int = 3
-    hop: int = 1
-    fields: tuple = ()
-    target_fields: tuple = ()
-    batch_size: int = 16
-    shuffle: bool = True
-    drop_last: bool = False
-    seed: int = 0
-    mode: str = 'auto'
-    memory_limit: int = DEFAULT_MEMORY_LIMIT
-    prefetch: Optional[int] = None
-    normalize: bool = True
-    augment: bool | tuple = False
-
-    def __post_init__(self):
-        for name in ('n_input', 'n_targets', 'hop', 'batch_size'):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.mode != 'auto' and self.mode not in SOURCES:
-            raise ValueError(f"mode must be 'auto' or one of {sorted(SOURCES)} (window sources), got '{self.mode}'")
-        if (self.prefetch is not None and self.prefetch < 0) or self.memory_limit <= 0:
-            raise ValueError(f"prefetch must be >= 0 and memory_limit > 0, got {self.prefetch}, {self.memory_limit}")
-
-
-def split_sims(indices, fractions=(0.75, 0.125, 0.125), seed: int = 0) -> dict[str, list[int]]:
-    """Deterministic, disjoint train / val / test split by simulation.
-
-    Every non-empty fraction gets at least one sim when there are enough sims.
-
-    Example:
-        >>> split_sims(range(8), (0.5, 0.25, 0.25))
-        {'train': [0, 4, 6, 7], 'val': [2, 5], 'test': [1, 3]}
-    """
-    indices = sorted(int(i) for i in indices)
-    order = [indices[i] for i in np.random.default_rng([seed, len(indices)]).permutation(len(indices))]
-    n_val = max(int(round(fractions[1] * len(order))), 1 if fractions[1] > 0 and len(order) > 2 else 0)
-    n_test = max(int(round(fractions[2] * len(order))), 1 if fractions[2] > 0 and len(order) > 2 else 0)
-    n_train = len(order) - n_val - n_test
-    return {
-        'train': sorted(order[:n_train]),
-        'val': sorted(order[n_train : n_train + n_val]),
-        'test': sorted(order[n_train + n_val :]),
-    }
-
-
-def record_split(manager: DataManager, split: dict, fractions, seed: int):
-    """Writes the split to `split-<hash of fractions and seed>.json` beside the cache and returns its path.
-
-    The file goes to `manager.side_path(...)`: the cache directory, or a per-user folder for a read-only shared cache.
-    """
-    tag = hashlib.sha256(json.dumps([list(fractions), seed]).encode()).hexdigest()[:8]
-    path = manager.side_path(f'split-{tag}.json')
-    write_json(path, {'fractions': list(fractions), 'seed': seed, **split})
-    return path
 
 
 class PhiMLDataset:
@@ -143,6 +56,8 @@ class PhiMLDataset:
         shard: `(rank, world_size)`: this process sees only its share of each epoch (equal shares; see `epoch_order`).
         worker: `(index, workers)`: this data-loading worker's part of the shard; the workers of one process
             together read every window of the shard once per epoch (shares may differ by one window).
+        noise: `(level, seed)`: fixed observation noise on every served dynamic frame, relative to its rms (see
+            `_windows.TrajectorySource`); `(0.0, 0)`: the cached values as they are. Statistics are of the clean data.
         **overrides: Fields of `DatasetConfig`.
 
     Example:
@@ -166,10 +81,12 @@ class PhiMLDataset:
         alpha: float = 0.0,
         shard: tuple = (0, 1),
         worker: tuple = (0, 1),
+        noise: tuple = (0.0, 0),
         **overrides,
     ):
         config = dataclasses.replace(config or DatasetConfig(), **overrides)
         self.manager, self.config, self.shard, self.worker = manager, config, tuple(shard), tuple(worker)
+        self.noise = (float(noise[0]), int(noise[1]))
         scenario = manager.scenario
         cached = manager.cached_indices()
         self.sims = sorted(int(s) for s in (cached if sims is None else sims))
@@ -199,7 +116,7 @@ class PhiMLDataset:
         plan = memory.plan(config, self.data_bytes(), self.window_bytes(), self._handle_bytes())
         self.in_memory, self.max_open_files, self.prefetch = plan.in_memory, plan.max_open_files, plan.prefetch
         source = SOURCES['memory' if self.in_memory else 'lazy'] if config.mode == 'auto' else SOURCES[config.mode]
-        self.source = source(manager, self.sims, self.layout, config.hop, self.max_open_files)
+        self.source = source(manager, self.sims, self.layout, config.hop, self.max_open_files, self.noise)
         self.generated = self._generated_source(generated)
         self.alpha = alpha if self.generated is not None else 0.0
         self.stats = (
@@ -209,6 +126,36 @@ class PhiMLDataset:
         )
         names = tuple(augmentation.AUGMENTATIONS) if config.augment is True else tuple(config.augment or ())
         self.symmetries = augmentation.Symmetries.of(scenario, names) if names else None
+
+    def variant(self, sims=None, generated=None, alpha: float = 0.0, shard=None, worker=None, noise=None, **overrides):
+        """A dataset over the same cache, normalised with the same statistics (this one's), with this one's sims,
+        config, shard, worker and observation noise except where given; generated samples only where given.
+
+        Example:
+            >>> dm = DataManager(tmp, Burgers2D(resolution=16, steps=6))
+            >>> _ = dm.generate(3, progress=False)
+            >>> train = PhiMLDataset(dm, [0, 1], n_targets=2)
+            >>> val = train.variant(sims=[2], shuffle=False, augment=False)
+            >>> val.sims, val.stats is train.stats, val.config.shuffle
+            ([2], True, False)
+        """
+        return PhiMLDataset(
+            self.manager,
+            self.sims if sims is None else sims,
+            self.config,
+            self.stats,
+            generated,
+            alpha,
+            self.shard if shard is None else shard,
+            self.worker if worker is None else worker,
+            self.noise if noise is None else noise,
+            **overrides,
+        )
+
+    @property
+    def scenario(self):
+        """The scenario of the cached sims."""
+        return self.manager.scenario
 
     # --- construction helpers ---
 
@@ -384,7 +331,7 @@ class PhiMLDataset:
             'epoch': epoch,
             'position': position,
         }
-        return self.normalize(result) if self.config.normalize else result
+        return self._normalize(result) if self.config.normalize else result
 
     @functools.lru_cache(maxsize=4)
     def _shapes(self, n: int):
@@ -424,7 +371,7 @@ class PhiMLDataset:
 
     # --- normalisation and fields ---
 
-    def normalize(self, batch_: dict) -> dict:
+    def _normalize(self, batch_: dict) -> dict:
         """Normalises `initial_state` and `targets` of a batch in physical units."""
         return {
             **batch_,
@@ -436,89 +383,14 @@ class PhiMLDataset:
         """Physical units of a normalised packed tensor `Tensor (..., channelsᶜ)` (no-op without normalisation)."""
         return normalization.denormalize(t, self.stats) if self.config.normalize else t
 
-    def unpack(self, t: Tensor) -> dict[str, Tensor]:
-        """Splits a packed `Tensor (..., channelsᶜ)` into `{field: Tensor (..., [vectorᶜ])}` with item names restored.
-
-        Raises:
-            ValueError: `t` has no named `channels` dim, or channels this dataset does not have, or only some
-                components of a vector field; the message lists the channels it expects.
-        """
-        items = list(t.shape.get_item_names('channels') or ()) if 'channels' in t.shape else []
-        fields = list(dict.fromkeys(field_of(c) for c in items))
-        known = self.layout.channels(tuple(self.layout.components))
-        unknown = [c for c in items if c not in known]
-        incomplete = [] if unknown else [f for f in fields if set(self.layout.channels((f,))) - set(items)]
-        if not items or unknown or incomplete:
-            raise ValueError(
-                f"Expected a Tensor with a 'channels' dim holding whole fields of this dataset's channels {known}; got "
-                f"{t.shape}"
-                + (f" (unknown: {unknown})" if unknown else '')
-                + (f" (incomplete: {incomplete})" if incomplete else '')
-            )
-        result = {}
-        for f in fields:
-            comps = self.layout.components[f]
-            if comps:
-                part = t.channels[[f'{f}.{c}' for c in comps]]
-                result[f] = math.rename_dims(part, 'channels', channel(vector=','.join(comps)))
-            else:
-                result[f] = t.channels[f]
-        return result
-
-    def to_fields(self, t: Tensor) -> dict:
-        """PhiFlow Fields (grid type, bounds, boundaries) of a packed tensor in physical units.
-
-        Args:
-            t: `Tensor (..., xˢ, [yˢ], channelsᶜ)`, e.g. `dataset.denormalize(batch['targets'])`.
-
-        Returns:
-            `{field: CenteredGrid or StaggeredGrid}` keeping the batch dims of `t`.
-        """
-        metadata = self.manager.scenario.metadata(self.sims[0])
-        return {f: to_field(v, metadata, f) for f, v in self.unpack(t).items()}
+    def normalized(self, t: Tensor) -> Tensor:
+        """Normalised units of a packed tensor `Tensor (..., channelsᶜ)` in physical units (inverse of `denormalize`;
+        a no-op without normalisation)."""
+        return normalization.normalize(t, self.stats) if self.config.normalize else t
 
     def close(self):
         """Closes open cache files (lazy mode)."""
         self.source.close()
-
-
-def to_arrays(batch: dict, channels_first: bool = False) -> dict[str, np.ndarray]:
-    """The tensors of a batch as NumPy arrays, for code outside PhiML (JAX: `jax.numpy.asarray`, torch: `TorchBatches`).
-
-    Args:
-        batch: A batch of `PhiMLDataset.iterate_batches`.
-        channels_first: `[B, C, X, Y]` / `[B, T, C, X, Y]` (torch) instead of `[B, X, Y, C]` / `[B, T, X, Y, C]` (JAX).
-            With `n_input > 1`, `C` holds the frames oldest first, each with the input channels.
-
-    Returns:
-        `{'initial_state', 'targets', 'window_ids', 'sim', 'start'}` as C-contiguous arrays.
-
-    Example:
-        >>> dm = DataManager(tmp, Burgers2D(resolution=16, steps=6))
-        >>> _ = dm.generate(2, progress=False)
-        >>> a = to_arrays(next(PhiMLDataset(dm, n_input=2, n_targets=3, batch_size=4).iterate_batches()))
-        >>> a['initial_state'].shape, a['targets'].shape
-        ((4, 16, 16, 4), (4, 3, 16, 16, 2))
-    """
-    out = {}
-    for key in ('initial_state', 'targets'):
-        t = batch[key]
-        lead = [d for d in ('batch', 'time') if d in t.shape]
-        space = list(t.shape.spatial.names)
-        chans = [d for d in ('history', 'channels') if d in t.shape]
-        order = lead + chans + space if channels_first else lead + space + chans
-        a = t.numpy(order)
-        if 'history' in t.shape:  # merge history and channels into one axis
-            at = len(lead) if channels_first else len(lead) + len(space)
-            a = a.reshape(*a.shape[:at], -1, *a.shape[at + 2 :])
-        out[key] = np.ascontiguousarray(a)
-    out.update({k: batch[k].numpy('batch') for k in ('window_ids', 'sim', 'start')})
-    return out
-
-
-def last_frame(state: Tensor) -> Tensor:
-    """The newest frame of an initial state `(batchᵇ, [historyᶜ], xˢ, [yˢ], channelsᶜ)`: drops `history` if present."""
-    return state.history[-1] if 'history' in state.shape else state
 
 
 def _prefetched(make, spans, depth: int):

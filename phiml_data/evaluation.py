@@ -13,7 +13,8 @@ import numpy as np
 from phiml import math
 from phiml.math import Tensor
 
-from .dataset import PhiMLDataset, last_frame
+from ._windows import last_frame
+from .dataset import PhiMLDataset
 from .scenarios import step_values
 from .surrogate import Surrogate
 
@@ -73,8 +74,8 @@ def damping(train: PhiMLDataset, steps: int, max_sims: int = 64) -> Tensor:
     ds = rollout_dataset(train, sims[:: -(-len(sims) // max_sims)], steps)
     truth, last, _ = _rollout_batch(ds)
     dims = truth.shape.only(('batch', *ds.layout.spatial))
-    factors, frames = {}, ds.unpack(last)
-    for f, t in ds.unpack(truth).items():
+    factors, frames = {}, ds.layout.unpack(last)
+    for f, t in ds.layout.unpack(truth).items():
         frame = frames[f]
         both = dims & (t.shape.only('vector') if 'vector' in t.shape else math.EMPTY_SHAPE)
         factors[f] = math.sum(frame * t, both) / math.maximum(math.sum(frame**2, both), 1e-12)
@@ -138,9 +139,9 @@ def evaluate(surrogate: Surrogate, train: PhiMLDataset, sims, steps: int = None)
         'persistence': persistence,
         'damped_persistence': persistence * damping(train, ds.layout.n_targets),
     }
-    truth_f = ds.unpack(truth)
-    unpacked = {name: ds.unpack(p) for name, p in predictions.items()}
-    solver = coarse_solver(train.manager.scenario, ds.unpack(last), ds.layout.n_targets)
+    truth_f = ds.layout.unpack(truth)
+    unpacked = {name: ds.layout.unpack(p) for name, p in predictions.items()}
+    solver = coarse_solver(train.manager.scenario, ds.layout.unpack(last), ds.layout.n_targets)
     if solver is not None:  # a solver that diverged (NaN, Inf) on the coarse grid has an infinite error there
         unpacked['coarse_solver'] = {f: math.where(math.is_finite(v), v, float('inf')) for f, v in solver.items()}
     fields = {}

@@ -12,17 +12,14 @@ from typing import Callable
 from phiml import math
 from phiml.math import Tensor
 
-LOSSES: dict[str, Callable[[Tensor, Tensor, Callable[[], Tensor]], Tensor]] = {}
+from .registry import Registry
+
+LOSSES: Registry[Callable[[Tensor, Tensor, Callable[[], Tensor]], Tensor]] = Registry('loss')  # `training.loss`
 
 
 def register(name: str):
-    """Decorator: registers a loss function under `name`."""
-
-    def add(function):
-        LOSSES[name] = function
-        return function
-
-    return add
+    """Decorator: registers a loss function under `name` (refused if another loss has it)."""
+    return LOSSES.register(name)
 
 
 @register('mse')

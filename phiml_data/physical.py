@@ -19,59 +19,20 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math as pymath
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from phiml import math
 from phiml.math import Diverged, NotConverged, Solve, Tensor, channel
 
-from .backends import backend_named
+from .config import PhysicalConfig
 from .dataset import PhiMLDataset
 from .surrogate import Surrogate, packed_step
+from .training import EpochTrainer
 
 
-@dataclass(frozen=True)
-class PhysicalConfig:
-    """The physical model's fit (the `physical:` section of a run config).
-
-    Attributes:
-        initial: First guess of each learnable parameter (`Scenario.learnable`), e.g. `{'viscosity': 0.05}`;
-            parameters not given start from the scenario's own value.
-        optimizer: `'lbfgs'`: per epoch, `math.minimize` (L-BFGS-B, at most `iterations` iterations) of the mean loss
-            over the epoch's windows; `'adam'`: one Adam step per batch.
-        iterations: L-BFGS-B iterations per epoch.
-        learning_rate: Adam's step on the logarithm of each parameter (0.1: about 10 % per step at first).
-        lr_decay: Adam's learning rate factor applied after each epoch.
-        epochs: Epochs over the training windows.
-    """
-
-    initial: dict = field(default_factory=dict)
-    optimizer: str = 'lbfgs'
-    iterations: int = 20
-    learning_rate: float = 0.1
-    lr_decay: float = 1.0
-    epochs: int = 3
-
-    def __post_init__(self):
-        if not isinstance(self.initial, dict) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and pymath.isfinite(v) and v > 0
-            for v in self.initial.values()
-        ):
-            raise ValueError(f"initial must map parameter names to finite numbers > 0, got {self.initial!r}")
-        if self.optimizer not in ('lbfgs', 'adam'):
-            raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {self.optimizer!r}")
-        if self.learning_rate <= 0 or not 0 < self.lr_decay <= 1 or self.epochs < 0 or self.iterations < 1:
-            raise ValueError(
-                f"need learning_rate > 0, 0 < lr_decay <= 1, epochs >= 0, iterations >= 1; got "
-                f"{self.learning_rate}, {self.lr_decay}, {self.epochs}, {self.iterations}"
-            )
-
-
-class PhysicalTrainer:
+class PhysicalTrainer(EpochTrainer):
     """Fits the learnable parameters of a dataset's scenario to its windows through the differentiable solver.
 
     Args:
@@ -79,18 +40,19 @@ class PhysicalTrainer:
         val: Optional validation windows (training statistics).
         config: `PhysicalConfig`.
         backend: `'torch'` or `'jax'`: where the rollout and its gradient run.
-        output: Folder for `history.json` and `checkpoint.json`; `None` keeps nothing on disk.
+        output: Folder for `history.json` and `checkpoints/{last,best}`; `None` keeps nothing on disk.
 
     Raises:
         ValueError: The scenario declares no learnable parameters, or `config.initial` names others.
     """
 
+    kind = 'physical'
+
     def __init__(
         self, train: PhiMLDataset, val: PhiMLDataset = None, config=PhysicalConfig(), backend='torch', output=None
     ):
-        scenario = train.manager.scenario
-        self.train, self.val, self.config = train, val, config
-        self.output = Path(output) if output else None
+        super().__init__(train, val, config, backend, output)
+        scenario = train.scenario
         self.names = tuple(scenario.learnable)
         unknown = sorted(set(config.initial) - set(self.names))
         if not self.names or unknown:
@@ -98,7 +60,6 @@ class PhysicalTrainer:
                 f"physical.initial: scenario '{scenario.name}' can learn {list(self.names)}; got {sorted(config.initial)}"
             )
         self.solver = scenario.coarse() or scenario
-        self.backend = backend_named(backend)
         self.step_fn = packed_step(train, self.solver)
         with self.backend:
             guess = [float(config.initial.get(n, getattr(scenario, n))) for n in self.names]
@@ -107,11 +68,9 @@ class PhysicalTrainer:
         self.guess = dict(zip(self.names, guess))
         self.initial_loss: float | None = None  # the training loss at the first guess (epoch 0's windows)
         self.zero_loss: float | None = None  # that of predicting zero: the data's mean square (normalised units)
-        self.history: list[dict] = []
-        self.epoch = 0
 
     def _surrogate(self, theta: Tensor) -> Surrogate:
-        """The solver with parameters `exp(theta)` as a `Surrogate` without a network (rolled out with `correct=False`)."""
+        """The solver with parameters `exp(theta)` as a `Surrogate` without a network."""
         base = lambda frame: self.step_fn(frame, {n: math.exp(theta.param[n]) for n in self.names})
         return Surrogate(None, self.train.input_channels, self.train.target_channels, self.backend, True, base)
 
@@ -124,57 +83,52 @@ class PhysicalTrainer:
         """The current parameter values, e.g. `{'viscosity': 0.0101}`."""
         return {n: float(math.exp(self.theta.param[n])) for n in self.names}
 
-    def rollout(self, initial_state: Tensor, steps: int) -> Tensor:
-        """The solver with the current parameters: `Tensor (batchᵇ, timeᵇ=steps, xˢ, [yˢ], channelsᶜ=targets)`."""
-        return self.surrogate.rollout(initial_state, steps, correct=False)
-
     def loss(self, theta: Tensor, initial_state: Tensor, targets: Tensor) -> Tensor:
         """Mean squared error (normalised units) of the solver's rollout with parameters `exp(theta)`; a scalar."""
-        pred = self._surrogate(theta).rollout(initial_state, targets.shape.get_size('time'), correct=False)
+        pred = self._surrogate(theta).rollout(initial_state, targets.shape.get_size('time'))
         return math.mean((pred - targets) ** 2, math.shape(targets))
 
-    def fit(self, epochs: int = None) -> list[dict]:
+    def batch_loss(self, batch: dict) -> Tensor:
+        return self.loss(self.theta, batch['initial_state'], batch['targets'])
+
+    def fit(self, epochs: int = None, train: PhiMLDataset = None) -> list[dict]:
         """Optimises until `epochs` (default `config.epochs`) epochs are done; after each: appends `{'epoch',
         'train_loss', 'val_loss', 'params', 'seconds', 'steps', 'gradient', 'converged', 'stop'}` to the history and
-        writes history and checkpoint. After the last epoch, `fit_warnings()` says whether the fit reduced its loss and
-        converged (also issued as `FitWarning`s).
+        writes history and checkpoints. After the last epoch, `fit_warnings()` says whether the fit reduced its loss
+        and converged (also issued as `FitWarning`s). `train`: see `EpochTrainer.fit`.
 
         Raises:
             FitError: The parameters or the loss became non-finite (a diverged fit); the message names each
                 parameter, the epoch, the first guess and the last value.
         """
-        epochs = self.config.epochs if epochs is None else epochs
-        with self.backend:
-            while self.epoch < epochs:
-                t0 = time.perf_counter()
-                batches = list(self.train.iterate_batches(epoch=self.epoch))
-                objective = _Objective(self, batches)
-                if self.initial_loss is None:
-                    self.initial_loss = objective.checked(self.theta, self.epoch, 'at the first guess')[0]
-                    self.zero_loss = objective.scale
-                if self.config.optimizer == 'lbfgs':
-                    losses, stop = self._lbfgs(objective)
-                else:
-                    losses, stop = self._adam_epoch(batches), f'{len(batches)} Adam steps'
-                loss, gradient = objective.checked(self.theta, self.epoch, stop)
-                self.history.append(
-                    {
-                        'epoch': self.epoch,
-                        'train_loss': loss if self.config.optimizer == 'lbfgs' else sum(losses) / len(losses),
-                        'val_loss': self.validate(),
-                        'params': self.params(),
-                        'seconds': time.perf_counter() - t0,
-                        'steps': len(losses),
-                        'gradient': gradient,
-                        'converged': objective.converged(loss, gradient),
-                        'stop': stop,
-                    }
-                )
-                self.epoch += 1
-                self._save()
+        return super().fit(epochs, train)
+
+    def _epoch(self, train: PhiMLDataset) -> dict:
+        t0 = time.perf_counter()
+        batches = list(train.iterate_batches(epoch=self.epoch))
+        objective = _Objective(self, batches)
+        if self.initial_loss is None:
+            self.initial_loss = objective.checked(self.theta, self.epoch, 'at the first guess')[0]
+            self.zero_loss = objective.scale
+        if self.config.optimizer == 'lbfgs':
+            losses, stop = self._lbfgs(objective)
+        else:
+            losses, stop = self._adam_epoch(batches), f'{len(batches)} Adam steps'
+        loss, gradient = objective.checked(self.theta, self.epoch, stop)
+        return {
+            'train_loss': loss if self.config.optimizer == 'lbfgs' else sum(losses) / len(losses),
+            'val_loss': self.validate(),
+            'params': self.params(),
+            'seconds': time.perf_counter() - t0,
+            'steps': len(losses),
+            'gradient': gradient,
+            'converged': objective.converged(loss, gradient),
+            'stop': stop,
+        }
+
+    def _fitted(self):
         for message in self.fit_warnings():
-            warnings.warn(message, FitWarning, stacklevel=2)
-        return self.history
+            warnings.warn(message, FitWarning, stacklevel=3)
 
     def _lbfgs(self, objective: _Objective) -> tuple[list[float], str]:
         """`math.minimize` (L-BFGS-B) of the epoch's mean loss from the current parameters. SciPy's line search ends
@@ -233,66 +187,60 @@ class PhysicalTrainer:
         lr = self.config.learning_rate * self.config.lr_decay**self.epoch
         return self.theta - lr * (m / (1 - b1**t)) / (math.sqrt(v / (1 - b2**t)) + eps)
 
-    def validate(self) -> float | None:
-        """Mean rollout loss over the validation windows with the current parameters, or `None` without them."""
-        if self.val is None:
-            return None
-        with self.backend:
-            losses = [
-                (
-                    float(math.stop_gradient(self.loss(self.theta, b['initial_state'], b['targets']))),
-                    b['targets'].shape.get_size('batch'),
-                )
-                for b in self.val.iterate_batches(epoch=0)
-            ]
-        return sum(x * n for x, n in losses) / sum(n for _, n in losses)
+    # --- what a run reports ---
+
+    def report(self) -> dict:
+        """`metrics.json` entries: per learnable parameter its first guess, fitted value, the value the data were
+        simulated with, the relative error and the value after each epoch (`'parameters'`); how the fit ended
+        (`'fit'`: converged, how it stopped, first and last loss, warnings)."""
+        scenario, fitted = self.train.scenario, self.params()
+        parameters = {}
+        for name, value in fitted.items():
+            true = float(getattr(scenario, name))
+            parameters[name] = {
+                'initial': self.guess[name],
+                'fitted': value,
+                'simulated_with': true,
+                'relative_error': abs(value - true) / abs(true),
+                'history': [r['params'][name] for r in self.history],
+            }
+        last = self.history[-1] if self.history else {}
+        fit = {
+            'converged': last.get('converged'),
+            'stop': last.get('stop'),
+            'initial_loss': self.initial_loss,
+            'final_loss': last.get('train_loss'),
+            'warnings': self.fit_warnings(),
+        }
+        return {'parameters': parameters, 'fit': fit}
+
+    def plot(self, path):
+        """`plots.plot_parameters` of this fit: the first guess, every epoch, the simulated values."""
+        from . import plots
+
+        truth = {n: float(getattr(self.train.scenario, n)) for n in self.names}
+        return plots.plot_parameters(self.history, truth, path, guess=self.guess)
 
     # --- checkpoints ---
 
-    def state(self) -> dict:
-        """Everything `load_state` needs to continue exactly: parameters, Adam's moments and step, history."""
+    def identity(self) -> dict:
+        return {**super().identity(), 'parameters': list(self.names)}
+
+    def _state(self) -> dict:
         m, v, t = self._moments
         values = lambda x: [float(x.param[n]) for n in self.names]
         return {
-            'epoch': self.epoch,
-            'names': list(self.names),
             'theta': values(self.theta),
             'adam': {'m': values(m), 'v': values(v), 't': t},
-            'history': self.history,
             'initial_loss': self.initial_loss,
             'zero_loss': self.zero_loss,
-            'config': asdict(self.config),
         }
 
-    def load_state(self, state: dict):
-        """Restores `state()`; `fit()` then continues from its epoch."""
-        if state['names'] != list(self.names):
-            raise ValueError(f"checkpoint holds parameters {state['names']}; this scenario learns {list(self.names)}")
+    def _restore(self, state: dict, parts: dict):
         as_tensor = lambda values: math.tensor(values, channel(param=','.join(self.names)))
-        with self.backend:
-            self.theta = as_tensor(state['theta'])
-            self._moments = (as_tensor(state['adam']['m']), as_tensor(state['adam']['v']), state['adam']['t'])
-        self.epoch, self.history = state['epoch'], state['history']
+        self.theta = as_tensor(state['theta'])
+        self._moments = (as_tensor(state['adam']['m']), as_tensor(state['adam']['v']), state['adam']['t'])
         self.initial_loss, self.zero_loss = state['initial_loss'], state['zero_loss']
-        return self
-
-    def _save(self):
-        if self.output is not None:
-            self.save_checkpoint(self.output)
-            (self.output / 'history.json').write_text(json.dumps(self.history, indent=1))
-
-    def save_checkpoint(self, path):
-        """Writes `state()` to `path/checkpoint.json`."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / 'checkpoint.json').write_text(json.dumps(self.state(), indent=1))
-
-    def load_checkpoint(self, path):
-        """Restores `path/checkpoint.json` written by this trainer."""
-        file = Path(path) / 'checkpoint.json'
-        if not file.exists():
-            raise FileNotFoundError(f"No physical checkpoint in {path} (checkpoint.json missing)")
-        return self.load_state(json.loads(file.read_text()))
 
 
 _GRADIENT_TOLERANCE = 1e-6  # of the data's mean square: the loss gradient (per unit log-parameter) of a converged fit
@@ -346,3 +294,46 @@ class _Objective:
     def converged(self, loss: float, gradient: float) -> bool:
         """Whether the gradient is at tolerance (relative to the data's mean square), or the loss at round-off."""
         return gradient <= _GRADIENT_TOLERANCE * self.scale or loss <= 1e-12 * self.scale
+
+
+def check_solver(scenario, backend: str, need_coarse: bool = False) -> str | None:
+    """Why the solver that physical training (or `model.base: coarse_solver`, `need_coarse`) runs cannot run on the
+    training backend with gradients to its learnable parameters, or `None`. One probe step of sim 0's initial state.
+
+    Example:
+        >>> check_solver(Burgers1D(resolution=32, scheme='spectral'), 'torch') is None
+        True
+    """
+    coarse = scenario.coarse()
+    if need_coarse and coarse is None:
+        return (
+            f"'coarse_solver' needs ground truth simulated on a finer grid than the cache's (e.g. scheme: spectral, "
+            f"refine: 4); scenario '{scenario.name}' solves on the cache's grid, so its solver made the data"
+        )
+    if not need_coarse and not scenario.learnable:
+        return f"scenario '{scenario.name}' has no learnable parameters to fit (use training.mode: synthetic)"
+    solver = coarse or scenario
+    from phiml.backend import NUMPY
+
+    from .backends import backend_named
+    from .scenarios import field_values, step_values
+
+    with NUMPY:
+        values = {f: field_values(v) for f, v in solver.initial_state(0).items()}
+    try:
+        with backend_named(backend) as b:
+            values = {f: math.convert(math.to_float(v), b) for f, v in values.items()}
+            params = {n: math.convert(math.tensor(float(getattr(solver, n))), b) for n in solver.learnable}
+
+            def loss(params):
+                out = step_values(solver, values, params=params)
+                return sum(math.sum(v**2, v.shape) for v in out.values())
+
+            grad = math.gradient(loss, 'params', get_output=False)(params) if params else {}
+        dead = [n for n, g in grad.items() if not float(abs(g)) > 0 or not pymath.isfinite(float(g))]
+    except Exception as err:  # whatever the backend raises: one line
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        return f"the solver of scenario '{scenario.name}' cannot run on backend '{backend}' ({type(err).__name__}: {first})"
+    if dead:
+        return f"no gradient flows to {dead} through the solver of scenario '{scenario.name}' on backend '{backend}'"
+    return None

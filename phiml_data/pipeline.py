@@ -5,10 +5,10 @@ Writes to the output folder:
 | file                      | content                                                              |
 |---------------------------|----------------------------------------------------------------------|
 | `config.yaml`             | the resolved configuration                                           |
-| `splits.json`             | train / val / test sim indices; the fraction of generated windows in each (hybrid: train only) |
+| `splits.json`             | train / val / test sims; per split generated fraction and noise; generated initial conditions |
 | `history.json`            | per epoch: train and validation loss, learning rate, seconds, steps  |
-| `checkpoints/{best,last}` | network, optimizer and training state                                |
-| `physical/`, `hybrid/`    | modes physical / hybrid: the physical model's history and checkpoint, the cycle log |
+| `checkpoints/{best,last}` | the network's commits: weights, optimizer, state (`checkpoints`)     |
+| `physical/`, `hybrid/`    | modes physical / hybrid: the physical model's history and checkpoints, the cycle commits |
 | `parameters.png`          | modes physical / hybrid: the fitted parameters per epoch              |
 | `metrics.json`            | per-step and mean relative L2 of model and baselines, spread, timings |
 | `evaluation.csv`          | per-step relative L2 table                                           |
@@ -22,33 +22,31 @@ import json
 import time
 from pathlib import Path
 
-from .config import RunConfig
+from .config import ConfigError, RunConfig
+from .manifest import write_json
 
 
 def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
     """Runs the whole pipeline for `cfg`; reuses whatever is cached. Returns the metrics dict.
 
-    Under `torchrun --nproc-per-node N` (torch backend), every rank trains its shard of the training set with averaged
+    The training mode (`modes.MODES[cfg.training.mode]`) is checked first, before anything is simulated. Under
+    `torchrun --nproc-per-node N` (torch backend), every rank trains its shard of the training set with averaged
     gradients; rank 0 generates, evaluates and writes everything, the other ranks return `{}`."""
     import yaml
 
     from . import distributed, plots
-    from .dataset import PhiMLDataset, record_split, split_sims
+    from .dataset import PhiMLDataset
     from .evaluation import summarize
+    from .modes import mode_of
+    from .splits import record_split, split_sims
 
+    if not progress:
+        cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, progress=False))
+    mode = mode_of(cfg)
     rank, world = distributed.init_from_environment() if cfg.training.backend == 'torch' else (0, 1)
     out = Path(output or cfg.output)
     splits = split_sims(range(cfg.data.n_sims), cfg.data.split, cfg.data.split_seed)
-    if len(splits['test']) < max(cfg.evaluation.min_test_sims, 1):
-        raise ValueError(
-            f"The test split has {len(splits['test'])} sims (data.n_sims={cfg.data.n_sims}, data.split={list(cfg.data.split)}); "
-            f"evaluation.min_test_sims={cfg.evaluation.min_test_sims}. Raise data.n_sims or the test fraction data.split[2]"
-            + (
-                " (the test split is empty)."
-                if not splits['test']
-                else ", or lower evaluation.min_test_sims knowingly."
-            )
-        )
+    check_test_split(cfg, splits['test'])
     t_start = time.perf_counter()
     dm = cfg.data_manager()
     if rank == 0:  # under torchrun, rank 0 prepares and writes; every rank trains its shard
@@ -56,40 +54,41 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
         (out / 'config.yaml').write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         dm.generate(cfg.data.n_sims, progress=progress)
         record_split(dm, splits, cfg.data.split, cfg.data.split_seed)
-        generated = {'train': 0.0, 'val': 0.0, 'test': 0.0}  # fraction of windows from a model's predictions
-        if cfg.training.mode == 'hybrid':
-            generated['train'] = cfg.hybrid.alpha
-        (out / 'splits.json').write_text(json.dumps({**splits, 'generated_fraction': generated}, indent=1))
+        generated = mode.generated(cfg)
+        write_json(
+            out / 'splits.json',
+            {
+                **splits,
+                'generated_fraction': {'train': generated['fraction'], 'val': 0.0, 'test': 0.0},
+                'generated_state_indices': generated['new_state_indices'],  # initial conditions in no split
+                'noise': {'train': cfg.data.noise, 'val': cfg.data.noise, 'test': 0.0},
+            },
+        )
     distributed.barrier()
     t_sim = time.perf_counter() - t_start
 
-    train = PhiMLDataset(dm, splits['train'], cfg.dataset, shard=(rank, world))
-    val = (
-        PhiMLDataset(dm, splits['val'], cfg.dataset, stats=train.stats, shuffle=False, augment=False)
-        if splits['val']
-        else None
-    )
-    training = cfg.training if progress else dataclasses.replace(cfg.training, progress=False)
+    noise = (cfg.data.noise, cfg.data.split_seed)
+    train = PhiMLDataset(dm, splits['train'], cfg.dataset, shard=(rank, world), noise=noise)
+    val = train.variant(sims=splits['val'], shard=(0, 1), shuffle=False, augment=False) if splits['val'] else None
     t0 = time.perf_counter()
-    trainer, physical, hybrid_log = _train(cfg, train, val, training, out)
+    outcome = mode.train(cfg, train, val, out)
     t_train = time.perf_counter() - t0
-    history = trainer.history
+    history = outcome.history
     steps = sum(r['steps'] for r in history)
     distributed.barrier()
     if rank != 0:
         return {}
-    if trainer is not physical:
-        trainer.load_checkpoint(out / 'checkpoints' / 'best')
 
     test_sims = splits['test']
-    metrics = evaluate_and_plot(cfg, trainer, test_sims, out)
+    metrics = evaluate_and_plot(cfg, outcome.model, test_sims, out)
     plots.plot_history(history, out / 'loss.png')
-    summary = summarize(metrics)
+    for name, draw in outcome.figures.items():
+        draw(out / name)
     result = {
         'cache': str(dm.directory),
         'test_sims': test_sims,
         'rollout_steps': metrics['steps'],
-        'summary': summary,
+        'summary': summarize(metrics),
         'per_step': metrics['fields'],
         'seconds': {'simulation': t_sim, 'training': t_train, 'total': time.perf_counter() - t_start},
         'train_steps': steps,
@@ -97,24 +96,24 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
         'final_train_loss': history[-1]['train_loss'] if history else None,
         'final_val_loss': history[-1]['val_loss'] if history else None,
         'mode': cfg.training.mode,
+        **outcome.metrics,
         'versions': _versions(),
     }
-    if physical is not None:
-        result['parameters'] = _parameters(physical, dm.scenario)
-        result['fit'] = {
-            'converged': physical.history[-1]['converged'],
-            'stop': physical.history[-1]['stop'],
-            'initial_loss': physical.initial_loss,
-            'final_loss': physical.history[-1]['train_loss'],
-            'warnings': physical.fit_warnings(),
-        }
-        result['hybrid'] = hybrid_log
-        plots.plot_parameters(
-            physical.history, {k: v['simulated_with'] for k, v in result['parameters'].items()}, out / 'parameters.png'
-        )
-    (out / 'metrics.json').write_text(json.dumps(result, indent=1))
+    write_json(out / 'metrics.json', result)
     _report(result, out)
     return result
+
+
+def check_test_split(cfg: RunConfig, test_sims: list):
+    """Refuses a run whose test split is smaller than `evaluation.min_test_sims` (a mean over 1 or 2 sims says
+    little), naming the keys that decide it."""
+    if len(test_sims) < max(cfg.evaluation.min_test_sims, 1):
+        raise ConfigError(
+            f"data.split: the test split has {len(test_sims)} sims (data.n_sims={cfg.data.n_sims}, "
+            f"data.split={list(cfg.data.split)}); evaluation.min_test_sims={cfg.evaluation.min_test_sims}. Raise "
+            f"data.n_sims or the test fraction data.split[2]"
+            + (" (the test split is empty)." if not test_sims else ", or lower evaluation.min_test_sims knowingly.")
+        )
 
 
 def evaluate_and_plot(cfg: RunConfig, model, sims: list[int], out: Path) -> dict:
@@ -129,7 +128,7 @@ def evaluate_and_plot(cfg: RunConfig, model, sims: list[int], out: Path) -> dict
     write_table(metrics, out / 'evaluation.csv')
     scenario = model.train.manager.scenario
     plots.plot_errors(metrics, out / 'errors.png', dt=scenario.dt)
-    truth, pred = model.train.unpack(metrics['truth']), model.train.unpack(metrics['prediction'])
+    truth, pred = model.train.layout.unpack(metrics['truth']), model.train.layout.unpack(metrics['prediction'])
     for field in truth:
         for i in range(min(cfg.evaluation.plot_sims, len(sims))):
             suffix = f'_{sims[i]}' if cfg.evaluation.plot_sims > 1 else ''
@@ -143,55 +142,18 @@ def evaluate_and_plot(cfg: RunConfig, model, sims: list[int], out: Path) -> dict
 
 
 def load_model(cfg: RunConfig, run: Path, checkpoint: str = 'best'):
-    """The model a finished run (output folder `run`, its `config.yaml` parsed as `cfg`) trained, ready to evaluate:
-    the network's `checkpoint` (`'best'` or `'last'`), or the physical model's fit."""
+    """The model a finished run (output folder `run`, its `config.yaml` parsed as `cfg`) evaluates, from its
+    checkpoint `checkpoint` (`'best'` or `'last'`), as its training mode loads it.
+
+    Raises:
+        CheckpointError: The checkpoint is missing, damaged, or of another configuration than `config.yaml` says.
+    """
     from .dataset import PhiMLDataset
-    from .physical import PhysicalTrainer
-    from .trainer import Trainer
+    from .modes import mode_of
 
     splits = json.loads((Path(run) / 'splits.json').read_text())
     train = PhiMLDataset(cfg.data_manager(), splits['train'], cfg.dataset)  # statistics and damping from training sims
-    if cfg.training.mode == 'physical':
-        return PhysicalTrainer(train, None, cfg.physical, cfg.training.backend).load_checkpoint(Path(run) / 'physical')
-    training = dataclasses.replace(cfg.training, progress=False)
-    return Trainer(train, None, cfg.model, training).load_checkpoint(Path(run) / 'checkpoints' / checkpoint)
-
-
-def _train(cfg: RunConfig, train, val, training, out: Path):
-    """Trains as `training.mode` says; returns `(the model evaluated, the physical trainer or None, hybrid log)`."""
-    from .hybrid import HybridTrainer
-    from .physical import PhysicalTrainer
-    from .trainer import Trainer
-
-    mode = training.mode
-    physical = (
-        PhysicalTrainer(train, val, cfg.physical, training.backend, out / 'physical') if mode != 'synthetic' else None
-    )
-    if mode == 'physical':
-        physical.fit()
-        return physical, physical, None
-    trainer = Trainer(train, val, cfg.model, training, output=out)
-    if mode == 'synthetic':
-        trainer.fit()
-        return trainer, None, None
-    return trainer, physical, HybridTrainer(trainer, physical, cfg.hybrid, out / 'hybrid').fit()
-
-
-def _parameters(physical, scenario) -> dict:
-    """Per learnable parameter: first guess, fitted value, the value the data were simulated with, relative error
-    of the fit, and its value after each epoch."""
-    fitted, history = physical.params(), physical.history
-    out = {}
-    for name, value in fitted.items():
-        true = float(getattr(scenario, name))
-        out[name] = {
-            'initial': float(physical.config.initial.get(name, true)),
-            'fitted': value,
-            'simulated_with': true,
-            'relative_error': abs(value - true) / abs(true),
-            'history': [r['params'][name] for r in history],
-        }
-    return out
+    return mode_of(cfg).load(cfg, train, Path(run), checkpoint)
 
 
 def _versions() -> dict[str, str]:

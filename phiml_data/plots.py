@@ -221,15 +221,19 @@ def plot_history(history: list[dict], path=None):
     return _save(fig, path)
 
 
-def plot_parameters(history: list[dict], reference: dict = None, path=None):
-    """The physical model's parameters after each epoch (`PhysicalTrainer.history`), log scale, with the values the
-    data were simulated with (`reference`, dashed) where known."""
-    names = list(history[0]['params']) if history else []
+def plot_parameters(history: list[dict], reference: dict = None, path=None, guess: dict = None):
+    """The physical model's parameters after each epoch (`PhysicalTrainer.history`), log scale, from the first
+    `guess` (epoch 0) where given, with the values the data were simulated with (`reference`, dashed) where known."""
+    names = list(history[0]['params']) if history else list(guess or ())
     fig, axes = _figure(
         1, max(len(names), 1), figsize=(4.5 * max(len(names), 1), 3.5), squeeze=False, layout='constrained'
     )
     for ax, name in zip(axes[0], names):
-        ax.semilogy([r['epoch'] + 1 for r in history], [r['params'][name] for r in history], 'o-', label='fitted')
+        epochs, values = [r['epoch'] + 1 for r in history], [r['params'][name] for r in history]
+        if guess and name in guess:
+            epochs, values = [0, *epochs], [guess[name], *values]
+            ax.semilogy([0], [guess[name]], 's', color='C1', label='first guess')
+        ax.semilogy(epochs, values, 'o-', color='C0', label='fitted', zorder=1)
         if reference and name in reference:
             ax.axhline(reference[name], color='k', linestyle='--', label='simulated with')
         ax.set_xlabel('epoch'), ax.set_ylabel(name), ax.legend()

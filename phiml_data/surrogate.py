@@ -17,7 +17,8 @@ from phiml import math
 from phiml.math import Tensor, channel
 
 from . import normalization
-from .dataset import PhiMLDataset, last_frame
+from ._windows import last_frame
+from .dataset import PhiMLDataset
 from .scenarios import step_values
 
 
@@ -30,8 +31,9 @@ class Surrogate:
         target_channels: Item names of the predicted (dynamic) channels.
         backend: The PhiML backend the network belongs to; every call runs inside its context.
         reattach_static: Re-attach the static input channels at every step (else they are zeroed after the first).
-        base: What the network's output is added to, given the last frame `Tensor (batchᵇ, xˢ, [yˢ],
-            channelsᶜ=targets)`: `None` for the frame itself, or e.g. `solver_step(...)`.
+        base: What the network's output is added to, given the last input frame `Tensor (batchᵇ, xˢ, [yˢ],
+            channelsᶜ=inputs)` (static channels too), returning `Tensor (batchᵇ, xˢ, [yˢ], channelsᶜ=targets)`:
+            `None` for the frame's target channels themselves (persistence), or e.g. `solver_step(...)`.
         scale: `Tensor (channelsᶜ=targets)` the network's output is multiplied by (e.g. `correction_scale`), or
             `None`.
     """
@@ -56,8 +58,8 @@ class Surrogate:
         `Tensor (batchᵇ, xˢ, [yˢ], channelsᶜ=targets)` (normalised units); `correct=False` (the default without a
         network): the base alone."""
         with self.backend:
-            last = last_frame(state).channels[self.target_channels]
-            base = last if self.base is None else self.base(last)
+            last = last_frame(state)
+            base = last.channels[self.target_channels] if self.base is None else self.base(last)
             if not (self.net is not None if correct is None else correct):
                 return base
             delta = math.native_call(self.net, state)
@@ -119,8 +121,8 @@ def correction_scale(dataset: PhiMLDataset, base: Callable[[Tensor], Tensor] = N
     """
     total, count = 0, 0
     for b in itertools.islice(dataset.iterate_batches(epoch=0, prefetch=0), max_batches):
-        last = last_frame(b['initial_state']).channels[dataset.target_channels]
-        error = (b['targets'].time[0] - (last if base is None else base(last))) ** 2
+        last = last_frame(b['initial_state'])
+        error = (b['targets'].time[0] - (last.channels[dataset.target_channels] if base is None else base(last))) ** 2
         total, count = (
             total + math.sum(error, error.shape.without('channels')),
             count + error.shape.without('channels').volume,
@@ -129,10 +131,10 @@ def correction_scale(dataset: PhiMLDataset, base: Callable[[Tensor], Tensor] = N
 
 
 def solver_step(dataset: PhiMLDataset, gradient: bool = True) -> Callable[[Tensor], Tensor]:
-    """The scenario's own solver on the cache's grid (`Scenario.coarse`) as one step on packed frames
-    `Tensor (batchᵇ, xˢ, [yˢ], channelsᶜ=targets)` in `dataset`'s (normalised) units. It runs on the backend of the
-    frame it is given (PhiML physics: no conversion), inside the training graph; the fields it advances are the
-    targets (scenarios whose step needs no static field).
+    """The scenario's own solver on the cache's grid (`Scenario.coarse`) as one step from a packed input frame
+    `Tensor (batchᵇ, xˢ, [yˢ], channelsᶜ=inputs)` to the next target frame `Tensor (batchᵇ, xˢ, [yˢ],
+    channelsᶜ=targets)`, in `dataset`'s (normalised) units. It runs on the backend of the frame it is given (PhiML
+    physics: no conversion), inside the training graph.
 
     Args:
         gradient: Let gradients flow through the solver (Solver-in-the-Loop training, "SOL"); `False` stops them
@@ -153,12 +155,12 @@ def solver_step(dataset: PhiMLDataset, gradient: bool = True) -> Callable[[Tenso
 
 
 def packed_step(dataset: PhiMLDataset, solver, gradient: bool = True) -> Callable[..., Tensor]:
-    """`solver`'s step on packed frames in `dataset`'s units: `step(frame, params=None)`, `params` the learnable
-    parameters as tensors (`Scenario.step`)."""
+    """`solver`'s step from a packed input frame (static channels too) to the packed target frame, in `dataset`'s
+    units: `step(frame, params=None)`, `params` the learnable parameters as tensors (`Scenario.step`)."""
     metadata, channels = solver.metadata(0), dataset.target_channels
 
     def step(frame: Tensor, params: dict = None) -> Tensor:
-        values = step_values(solver, dataset.unpack(dataset.denormalize(frame)), metadata, params)
+        values = step_values(solver, dataset.layout.unpack(dataset.denormalize(frame)), metadata, params)
         packed = math.stack([_channel(values, c) for c in channels], channel(channels=','.join(channels)))
         if dataset.config.normalize:
             packed = normalization.normalize(packed, dataset.stats, channels)

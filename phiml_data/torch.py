@@ -20,7 +20,8 @@ import dataclasses
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .dataset import PhiMLDataset, to_arrays
+from .arrays import to_arrays
+from .dataset import PhiMLDataset
 from .distributed import rank_and_world
 
 

@@ -10,16 +10,14 @@ Backends: `'torch'` (default; fastest on CPU here) and `'jax'`. The trainer chan
 caller: its methods run inside a PhiML backend context (`with backend:`), the initial weights come from a seeded,
 forked RNG state, and the torch thread count (`TrainConfig.threads`) is set for `fit` and restored afterwards. PhiML 1.16.1's jax optimizer never advances
 Adam's step counter and, under `jit_compile`, restarts every step from the initial weights; the jax path therefore
-runs the update eagerly and advances the counter itself (`_jax_update`).
+runs the update eagerly and advances the counter itself (`backends.TRAINING_BACKENDS['jax']`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import json
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Callable
 
 from phiml import math, nn
@@ -28,11 +26,13 @@ from phiml.math import Tensor
 from . import distributed
 from ._phiml import adam_step, set_adam_step
 from .architectures import ARCHITECTURES
-from .backends import backend_named, seeded, threads
+from .backends import TRAINING_BACKENDS, seeded, threads
+from .checkpoints import CheckpointError
 from .config import ModelConfig, TrainConfig  # noqa: F401  (also reachable as phiml_data.trainer.TrainConfig)
 from .dataset import PhiMLDataset
 from .losses import LOSSES
 from .surrogate import Surrogate, correction_scale, solver_step
+from .training import EpochTrainer
 
 
 def build_network(model: ModelConfig, in_channels: int, out_channels: int, spatial_dims: int, periodic: bool):
@@ -41,18 +41,7 @@ def build_network(model: ModelConfig, in_channels: int, out_channels: int, spati
     return ARCHITECTURES[model.architecture].build(model, in_channels, out_channels, common)
 
 
-def _in_backend(method):
-    """Runs a `Trainer` method inside its backend's context."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        with self.backend:
-            return method(self, *args, **kwargs)
-
-    return wrapper
-
-
-class Trainer:
+class Trainer(EpochTrainer):
     """Trains a network to roll out the windows of a `PhiMLDataset`.
 
     Args:
@@ -63,6 +52,9 @@ class Trainer:
             `out_channels = len(train.target_channels)` (e.g. `nn.res_net(...)` or your own torch module).
         config: Optimisation config.
         output: Folder for `history.json` and `checkpoints/` (best and last); `None` keeps nothing on disk.
+        base: What the network's output is added to at each step, given the last frame `Tensor (batchᵇ, xˢ, [yˢ],
+            channelsᶜ=targets)` in normalised units (e.g. `surrogate.solver_step(train)` or a fitted solver); default:
+            `model.base` of a `ModelConfig` (persistence without one).
 
     Data-parallel: inside an initialised `torch.distributed` process group (e.g. under `torchrun`), each rank passes
     its shard of the training set (`shard=(rank, world_size)`); gradients are averaged over the ranks every step,
@@ -72,11 +64,13 @@ class Trainer:
         >>> dm = DataManager(tmp, Burgers2D(resolution=8, steps=4))
         >>> _ = dm.generate(3, progress=False)
         >>> train = PhiMLDataset(dm, [0, 1], n_targets=2)
-        >>> val = PhiMLDataset(dm, [2], n_targets=2, stats=train.stats, shuffle=False)
+        >>> val = train.variant(sims=[2], shuffle=False)
         >>> trainer = Trainer(train, val, ModelConfig('conv_net', filters=4, layers=1), TrainConfig(epochs=2, progress=False))
         >>> [sorted(r)[:4] for r in trainer.fit()][-1]
         ['data_seconds', 'epoch', 'learning_rate', 'seconds']
     """
+
+    kind = 'network'
 
     def __init__(
         self,
@@ -85,17 +79,12 @@ class Trainer:
         model=ModelConfig(),
         config: TrainConfig = TrainConfig(),
         output=None,
+        base: Callable[[Tensor], Tensor] = None,
     ):
-        self.train, self.val, self.config = train, val, config
+        super().__init__(train, val, config, config.backend, output)
         self.model_config = model if isinstance(model, ModelConfig) else None
-        self.output = Path(output) if output else None
         if self.model_config:
             self.model_config.check_backend(config.backend)
-        if val is not None and val.config.normalize and val.stats != train.stats:
-            raise ValueError(
-                "The validation dataset normalises with other statistics than the training split "
-                "(it computed its own?): build it with stats=train.stats"
-            )
         lay = train.layout
         dynamic_inputs = [f for f in lay.inputs if f not in lay.static]
         if list(lay.outputs) != dynamic_inputs:
@@ -103,11 +92,10 @@ class Trainer:
                 f"An autoregressive rollout feeds predictions back: target fields {list(lay.outputs)} must be "
                 f"the dynamic input fields {dynamic_inputs}"
             )
-        self.backend = backend_named(config.backend)
         with self.backend, seeded(self.backend, config.seed):
             net = model
             if self.model_config:
-                periodic = train.manager.scenario.all_periodic
+                periodic = train.scenario.all_periodic
                 net = build_network(
                     model,
                     len(train.input_channels) * lay.n_input,
@@ -116,21 +104,22 @@ class Trainer:
                     periodic,
                 )
             self.optimizer = nn.adam(net, learning_rate=config.learning_rate)
+        self.base_name = (
+            'custom' if base is not None else self.model_config.base if self.model_config else 'persistence'
+        )
         with self.backend:
-            coarse = self.model_config and model.base == 'coarse_solver'
-            base = solver_step(train, config.solver_gradient) if coarse else None
+            if base is None and self.base_name == 'coarse_solver':
+                base = solver_step(train, config.solver_gradient)
             scale = correction_scale(train, base) if self.model_config and model.scale_output else None
         self.surrogate = Surrogate(
             net, train.input_channels, train.target_channels, self.backend, config.reattach_static, base, scale
         )
-        self.rank, self.world_size = _TRAINING[config.backend].ranks()
+        self.rank, self.world_size = TRAINING_BACKENDS[config.backend].ranks()
         if self.world_size > 1 and tuple(train.shard) != (self.rank, self.world_size):
             raise ValueError(
                 f"Data-parallel training on {self.world_size} ranks: build the training dataset with "
                 f"shard=({self.rank}, {self.world_size}), got shard={tuple(train.shard)}"
             )
-        self.history: list[dict] = []
-        self.epoch = 0
 
     # --- model application (the surrogate) ---
 
@@ -143,10 +132,6 @@ class Trainer:
         """`Surrogate.step` of the network being trained."""
         return self.surrogate.step(state)
 
-    def rollout(self, initial_state: Tensor, steps: int) -> Tensor:
-        """`Surrogate.rollout` of the network being trained: `Tensor (batchᵇ, timeᵇ=steps, xˢ, [yˢ], channelsᶜ=targets)`."""
-        return self.surrogate.rollout(initial_state, steps)
-
     def loss(self, initial_state: Tensor, targets: Tensor) -> Tensor:
         """The rollout's error against `targets (batchᵇ, timeᵇ, xˢ, [yˢ], channelsᶜ)` as `config.loss` defines it;
         a scalar `Tensor`.
@@ -158,41 +143,43 @@ class Trainer:
         base = lambda: math.stop_gradient(self.surrogate.rollout(initial_state, steps, correct=False))
         return LOSSES[self.config.loss](self.rollout(initial_state, steps), targets, base)
 
+    def batch_loss(self, batch: dict) -> Tensor:
+        return self.loss(batch['initial_state'], batch['targets'])
+
     # --- training ---
 
-    def fit(self, epochs: int = None) -> list[dict]:
+    def fit(self, epochs: int = None, train: PhiMLDataset = None) -> list[dict]:
         """Trains until `epochs` (default `config.epochs`) epochs are done in total; returns the history.
 
         After every epoch: appends `{'epoch', 'train_loss', 'val_loss', 'learning_rate', 'seconds', 'train_seconds',
         'data_seconds', 'steps'}` to the history (`data_seconds`: time spent waiting for the next batch, within
         `train_seconds`), writes `history.json` and the `last` checkpoint, and the `best` one when `val_loss` (else
-        `train_loss`) improves.
+        `train_loss`) improves. `train`: see `EpochTrainer.fit`.
         """
         from tqdm import tqdm
 
         epochs = self.config.epochs if epochs is None else epochs
-        bar = tqdm(total=epochs, initial=self.epoch, desc='training', unit='epoch', disable=not self.config.progress)
-        with self.backend, threads(self.backend, self.config.threads):
-            while self.epoch < epochs:
-                record = self._epoch()
-                self.history.append(record)
-                self.epoch += 1
-                self._save(record)
-                bar.set_postfix(train=f"{record['train_loss']:.4g}", val=f"{record['val_loss'] or float('nan'):.4g}")
-                bar.update()
-        bar.close()
-        return self.history
+        self._bar = tqdm(
+            total=epochs, initial=self.epoch, desc='training', unit='epoch', disable=not self.config.progress
+        )
+        try:
+            return super().fit(epochs, train)
+        finally:
+            self._bar.close()
 
-    def _epoch(self) -> dict:
+    def _fitting(self):
+        return threads(self.backend, self.config.threads)
+
+    def _epoch(self, train: PhiMLDataset) -> dict:
         """One epoch of updates and the validation; returns its history record."""
-        update = _TRAINING[self.config.backend].update
+        update = TRAINING_BACKENDS[self.config.backend].update
         if self.world_size > 1:
             update = distributed.averaged_update
         t0, losses, wait = time.perf_counter(), [], 0.0
         lr = self.config.learning_rate * self.config.lr_decay**self.epoch
         if self.config.lr_decay != 1:
             nn.set_learning_rate(self.optimizer, lr)
-        batches = iter(self.train.iterate_batches(epoch=self.epoch))
+        batches = iter(train.iterate_batches(epoch=self.epoch))
         while True:
             t = time.perf_counter()
             b = next(batches, None)
@@ -202,8 +189,7 @@ class Trainer:
             loss = update(self.net, self.optimizer, self.loss, b['initial_state'], b['targets'])
             losses.append(float(math.stop_gradient(loss)))
         t_train = time.perf_counter() - t0
-        return {
-            'epoch': self.epoch,
+        record = {
             'train_loss': distributed.mean_over_ranks(sum(losses) / len(losses)),
             'val_loss': self.validate(),
             'learning_rate': lr,
@@ -212,88 +198,46 @@ class Trainer:
             'data_seconds': wait,
             'steps': len(losses),
         }
-
-    @_in_backend
-    def validate(self) -> float | None:
-        """Mean rollout loss over the validation set (normalised units), or `None` without one."""
-        if self.val is None:
-            return None
-        with self.surrogate.eval_mode():
-            losses = [
-                (
-                    float(math.stop_gradient(self.loss(b['initial_state'], b['targets']))),
-                    b['initial_state'].shape.get_size('batch'),
-                )
-                for b in self.val.iterate_batches(epoch=0)
-            ]
-        return sum(loss * n for loss, n in losses) / sum(n for _, n in losses)
+        self._bar.set_postfix(train=f"{record['train_loss']:.4g}", val=f"{record['val_loss'] or float('nan'):.4g}")
+        self._bar.update()
+        return record
 
     # --- checkpoints ---
 
-    def _save(self, record: dict):
-        if self.output is None or self.rank != 0:  # data-parallel: rank 0 writes for all (identical weights)
-            return
-        ckpt = self.output / 'checkpoints'
-        ckpt.mkdir(parents=True, exist_ok=True)
-        self.save_checkpoint(ckpt / 'last')
-        score = lambda r: r['val_loss'] if r['val_loss'] is not None else r['train_loss']
-        if score(record) <= min(score(r) for r in self.history):
-            self.save_checkpoint(ckpt / 'best')
-        (self.output / 'history.json').write_text(json.dumps(self.history, indent=1))
+    def identity(self) -> dict:
+        model = dataclasses.asdict(self.model_config) if self.model_config else {'network': type(self.net).__name__}
+        return {**super().identity(), 'model': model, 'base': self.base_name}
 
-    @_in_backend
-    def save_checkpoint(self, path):
-        """Writes network, optimizer and training state to folder `path`."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        files = {
-            k: Path(nn.save_state(obj, str(path / k))).name
-            for k, obj in (('net', self.net), ('optimizer', self.optimizer))
-        }
-        state = {
-            'epoch': self.epoch,
-            'history': self.history,
-            'files': files,
-            'model': asdict(self.model_config) if self.model_config else None,
-            'training': asdict(self.config),
-        }
-        if _TRAINING[self.config.backend].keeps_adam_step:
-            state['adam_step'] = adam_step(self.optimizer)
-        (path / 'state.json').write_text(json.dumps(state, indent=1))
+    def _state(self) -> dict:
+        if TRAINING_BACKENDS[self.config.backend].keeps_adam_step:
+            return {'adam_step': adam_step(self.optimizer)}
+        return {}
 
-    @_in_backend
-    def load_checkpoint(self, path):
-        """Restores a checkpoint written by `save_checkpoint`; `fit()` then continues from its epoch."""
-        path = Path(path)
-        if not (path / 'state.json').exists():
-            raise FileNotFoundError(f"No checkpoint in {path} (state.json missing)")
-        state = json.loads((path / 'state.json').read_text())
-        nn.load_state(self.net, str(path / state['files']['net']))
-        nn.load_state(self.optimizer, str(path / state['files']['optimizer']))
+    def _parts(self) -> dict:
+        return {
+            name: functools.partial(lambda obj, stem: nn.save_state(obj, str(stem)), obj)
+            for name, obj in (('net', self.net), ('optimizer', self.optimizer))
+        }
+
+    def _restore(self, state: dict, parts: dict):
+        try:
+            nn.load_state(self.net, str(parts['net']))
+            nn.load_state(self.optimizer, str(parts['optimizer']))
+        except (RuntimeError, ValueError, KeyError, OSError, EOFError) as err:
+            detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(
+                f"Network checkpoint {parts.get('net', '?')} does not fit this network ({self.identity()['model']}): {detail}"
+            ) from None
+        if not all(bool(self.backend.all(self.backend.isfinite(p))) for p in _parameters(self.net)):
+            raise CheckpointError(f"Network checkpoint {parts['net']} holds non-finite weights; refusing it")
         if 'adam_step' in state:
             set_adam_step(self.optimizer, state['adam_step'])
-        self.epoch, self.history = state['epoch'], state['history']
-        return self
 
 
-def _jax_update(net, optimizer, loss_function, *args):
-    """`nn.update_weights` for jax without phiml 1.16.1's bugs: eager update, Adam step counter advanced."""
-    loss = nn.update_weights(net, optimizer, loss_function, *args)
-    set_adam_step(optimizer, adam_step(optimizer) + 1)
-    return loss
+def _parameters(net) -> list:
+    """The network's parameter arrays (torch: `parameters()`; jax: the nested `parameters` tree)."""
+    if hasattr(net, 'parameters') and callable(net.parameters):
+        return [p.detach() for p in net.parameters()]
+    import jax
 
-
-@dataclass(frozen=True)
-class _Training:
-    """What differs between training backends: the optimiser step, how ranks are found (torch.distributed only),
-    and whether the Adam step counter must be saved beside the optimiser state (phiml 1.16.1's jax optimiser)."""
-
-    update: Callable
-    ranks: Callable[[], tuple[int, int]]
-    keeps_adam_step: bool
-
-
-_TRAINING = {
-    'torch': _Training(nn.update_weights, distributed.rank_and_world, keeps_adam_step=False),
-    'jax': _Training(_jax_update, lambda: (0, 1), keeps_adam_step=True),
-}
+    return jax.tree_util.tree_leaves(net.parameters)

@@ -105,3 +105,26 @@ def write_the_well(path, scenario, fields: dict, constant: dict = (), bc=None, p
                     }
                 )
     return path
+
+
+def _pdebench_fixture(folder):
+    from phiml_data import Burgers1D, simulate
+
+    scenario = Burgers1D(resolution=32, steps=4, viscosity=0.01 / math.pi)
+    sims = simulate(scenario, [0, 1])
+    data = np.stack([s['velocity'].numpy('time,x,vector')[..., 0] for s in sims])
+    return scenario, write_pdebench(Path(folder) / '1D_Burgers_Sols_Nu0.01.hdf5', data, scenario), sims
+
+
+def _the_well_fixture(folder):
+    from phiml_data import Burgers2D, simulate
+
+    scenario = Burgers2D(resolution=16, steps=3)
+    sims = simulate(scenario, [0, 1])
+    data = np.stack([s['velocity'].numpy('time,x,y,vector') for s in sims])
+    return scenario, write_the_well(Path(folder) / 'burgers.hdf5', scenario, {'velocity': data}), sims
+
+
+LAYOUT_FIXTURES = {'pdebench': _pdebench_fixture, 'the_well': _the_well_fixture}
+"""Per registered layout: `writer(folder) -> (scenario, file, [{field: Tensor} per trajectory])`, the contract test's
+input (`tests/test_registries.py`)."""

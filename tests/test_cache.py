@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT, SMALL, arrays
 from phiml_data import Burgers2D, CacheError, DataManager, PhiMLDataset, SmokePlume
-from phiml_data.dataset import record_split
+from phiml_data.splits import record_split
 
 
 def lazy_epoch(dm):

@@ -24,7 +24,7 @@ def _error(capsys, *argv) -> str:
     'override, expected',
     [
         ('scenario=5', 'scenario: expected a mapping such as {name: burgers2d'),
-        ('scenario.name=[a, b]', "scenario.name: unknown scenario '['a', 'b']'"),
+        ('scenario.name=[a, b]', "scenario.name: unknown scenario ['a', 'b']; valid: ["),
         ('scenario.seed=-5', 'scenario.seed: must be an integer >= 0, got -5'),
         ('scenario.steps=true', 'scenario.steps: expected an integer, got True'),
     ],

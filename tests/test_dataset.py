@@ -10,7 +10,7 @@ from phiml import math
 from conftest import arrays, run_python
 from phiml_data import Burgers2D, ConfigError, DataManager, PhiMLDataset, SmokePlume, split_sims
 from phiml_data.config import parse_run_config
-from phiml_data.dataset import record_split
+from phiml_data.splits import record_split
 
 
 @pytest.fixture(scope='module', params=['h5', 'zarr'])
@@ -57,7 +57,7 @@ def test_static_fields_are_inputs_only(tmp_path):
     np.testing.assert_array_equal(
         b['initial_state'].batch[0].channels['inflow'].numpy('x,y'), arrays(dm.load_phiml_cache(sim)['inflow'])
     )
-    fields = ds.to_fields(b['targets'])
+    fields = ds.layout.to_fields(b['targets'], ds.scenario)
     assert fields['velocity'].is_staggered and fields['density'].is_centered
     assert fields['density'].shape.get_size('time') == 2
 
@@ -161,7 +161,7 @@ def test_generated_samples_are_mixed_by_count(burgers_dm):
 def test_to_fields_of_unknown_or_incomplete_channels_names_the_channels(burgers_dm):
     ds = PhiMLDataset(burgers_dm, sims=[0], n_targets=2, normalize=False)
     targets = next(ds.iterate_batches(4))['targets']
-    assert set(ds.to_fields(targets)) == {'velocity'}
+    assert set(ds.layout.to_fields(targets, ds.scenario)) == {'velocity'}
     cases = {
         'incomplete': targets.channels[['velocity.x']],
         'unknown': math.rename_dims(targets, 'channels', math.channel(channels='a,b')),
@@ -171,7 +171,7 @@ def test_to_fields_of_unknown_or_incomplete_channels_names_the_channels(burgers_
         with pytest.raises(
             ValueError, match=r"Expected a Tensor with a 'channels' dim .*\['velocity.x', 'velocity.y'\]"
         ):
-            ds.to_fields(t)
+            ds.layout.to_fields(t, ds.scenario)
 
 
 def test_bad_counts_and_sizes_name_the_value(dm):

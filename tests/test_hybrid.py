@@ -1,16 +1,25 @@
 """Hybrid training (`phiml_data.hybrid`): cycles of network and physical model that exchange generated samples."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
 from phiml_data import Burgers1D, DataManager, ModelConfig, PhiMLDataset, TrainConfig, Trainer
-from phiml_data.hybrid import HybridConfig, HybridTrainer, predictions
+from phiml_data.checkpoints import CheckpointError
+from phiml_data.hybrid import (
+    NEW_STATE_INDEX,
+    HybridConfig,
+    HybridTrainer,
+    initial_frames,
+    new_state_indices,
+    predictions,
+)
 from phiml_data.physical import PhysicalConfig, PhysicalTrainer
 
 torch = pytest.importorskip('torch')
-CONFIG = HybridConfig(warmup_epochs=1, cycles=2, network_epochs=1, physical_epochs=1, alpha=0.25)
+CONFIG = HybridConfig(warmup_epochs=1, cycles=2, network_epochs=1, physical_epochs=1, alpha=0.25, new_states=2)
 
 
 @pytest.fixture(scope='module')
@@ -31,62 +40,73 @@ def _hybrid(dm, output=None, config=CONFIG):
 
 
 def test_mixed_windows_hold_exactly_the_requested_fraction_and_validation_none(dm):
-    hybrid = _hybrid(dm)
+    hybrid = _hybrid(dm, config=dataclasses.replace(CONFIG, exchange='windows'))
     generated = predictions(hybrid.physical, hybrid.real)
     assert generated[0].shape.get_size('window') == len(hybrid.real) == 24
-    mixed = hybrid.mixed(generated)
+    mixed = hybrid.mix(generated)
     order = mixed.epoch_order(3)
     n_generated = int((order >= len(mixed)).sum())
     assert n_generated == mixed.n_generated() == 8 and n_generated / len(order) == CONFIG.alpha
     hybrid.fit()
-    assert hybrid.network.train.n_generated() == 8 and hybrid.physical.train.n_generated() == 8
-    assert hybrid.network.val.n_generated() == 0 and hybrid.physical.val.n_generated() == 0  # never in validation
+    assert hybrid.mixed['network'].n_generated() == 8 and hybrid.mixed['physical'].n_generated() == 8
+    assert hybrid.network.train.n_generated() == 0 and hybrid.network.val.n_generated() == 0  # never reassigned
     assert [r['phase'] for r in hybrid.log] == ['warmup', 'cycle 1', 'cycle 2']
+
+
+def test_new_states_are_fresh_initial_conditions_in_no_split_and_the_physical_model_fits_first(dm):
+    hybrid = _hybrid(dm)
+    assert new_state_indices(CONFIG, 1) == [NEW_STATE_INDEX + 2, NEW_STATE_INDEX + 3]
+    first = initial_frames(hybrid.real, new_state_indices(CONFIG, 0))
+    assert first.shape.get_size('batch') == 2 and not set(new_state_indices(CONFIG, 0)) & set(dm.cached_indices())
+    samples = hybrid.physical_samples()  # whole trajectories from the fresh states, cut like the data (8 windows each)
+    assert samples[0].shape.get_size('window') == 2 * 8 and samples[1].shape.get_size('time') == 3
+    np.testing.assert_allclose(  # a window's first frame is the fresh initial condition itself
+        samples[0].window[0].numpy('x,channels'), hybrid.real.denormalize(first).batch[0].numpy('x,channels'), rtol=1e-5
+    )
+    hybrid.fit()
+    assert hybrid.log[1]['new_states'] == new_state_indices(CONFIG, 0) and hybrid.physical.epoch == 2
+    assert hybrid.log[1]['params']['viscosity'] != hybrid.log[0]['params']['viscosity']  # fitted before generating
 
 
 def test_a_resumed_hybrid_run_equals_an_uninterrupted_one(dm, tmp_path):
     whole = _hybrid(dm)
     whole.fit()
-    _hybrid(dm, tmp_path, HybridConfig(**{**CONFIG.__dict__, 'cycles': 1})).fit()  # stops after cycle 1
+    _hybrid(dm, tmp_path, dataclasses.replace(CONFIG, cycles=1)).fit()  # stops after cycle 1
     resumed = _hybrid(dm).resume(tmp_path)
-    assert resumed.cycle == 1 and json.loads((tmp_path / 'hybrid.json').read_text())['cycle'] == 1
+    assert resumed.cycle == 1 and json.loads((tmp_path / 'state.json').read_text())['state']['cycle'] == 1
     resumed.fit()
     assert resumed.physical.params() == whole.physical.params()
     for a, b in zip(resumed.network.net.parameters(), whole.network.net.parameters()):
         assert torch.equal(a, b)
 
 
-@pytest.mark.slow
-def test_the_main_job_runs_every_mode_and_records_parameters(tmp_path):
-    from phiml_data.cli import main
+def test_a_crash_between_the_two_checkpoints_of_a_cycle_resumes_from_the_last_whole_cycle(dm, tmp_path, monkeypatch):
+    """The failure of issue #28.1: the network's checkpoint of cycle 2 written, the physical model's not."""
+    whole = _hybrid(dm)
+    whole.fit()
+    crashing = _hybrid(dm, tmp_path)
+    calls = []
 
-    config = tmp_path / 'c.yaml'
-    config.write_text(
-        f"scenario: {{name: burgers1d, resolution: [32], steps: 10, scheme: spectral, viscosity: 0.05}}\n"
-        f"data: {{cache_dir: '{tmp_path / 'cache'}', n_sims: 8}}\ndataset: {{n_targets: 3, batch_size: 8}}\n"
-        "model: {architecture: conv_net, filters: 8, layers: 1}\ntraining: {epochs: 1}\n"
-        "physical: {initial: {viscosity: 0.25}, epochs: 1}\nhybrid: {warmup_epochs: 1, cycles: 1, alpha: 0.25}\n"
-        "evaluation: {min_test_sims: 1}\n"
-    )
-    for mode in ('synthetic', 'physical', 'hybrid'):
-        out = tmp_path / mode
-        assert main(['run', '--config', str(config), '--quiet', f'training.mode={mode}', f'output={out}']) == 0
-        metrics = json.loads((out / 'metrics.json').read_text())
-        splits = json.loads((out / 'splits.json').read_text())
-        assert metrics['mode'] == mode and splits['generated_fraction'] == {
-            'train': 0.25 if mode == 'hybrid' else 0.0,
-            'val': 0.0,
-            'test': 0.0,
-        }
-        if mode != 'synthetic':
-            p = metrics['parameters']['viscosity']
-            assert p['initial'] == 0.25 and p['simulated_with'] == 0.05 and (out / 'parameters.png').exists()
-            assert len(p['history']) >= 1 and np.isfinite(metrics['summary']['velocity']['model'])
-    assert metrics['parameters']['viscosity']['fitted'] > 0 and len(metrics['hybrid']) == 2
-    physical = json.loads((tmp_path / 'physical' / 'metrics.json').read_text())['parameters']['viscosity']
-    assert physical['relative_error'] < 1e-2
-    for mode in ('synthetic', 'physical'):  # a saved model evaluated again on its test sims gives the run's numbers
-        assert main(['evaluate', str(tmp_path / mode), '--quiet']) == 0
-        again = json.loads((tmp_path / mode / 'evaluate' / 'metrics.json').read_text())['summary']['velocity']['model']
-        run = json.loads((tmp_path / mode / 'metrics.json').read_text())['summary']['velocity']['model']
-        assert again == pytest.approx(run, rel=1e-6)
+    def crash_on_the_second_cycle(path):
+        calls.append(path)
+        if len(calls) == 3:  # warm-up, cycle 1, then cycle 2's physical checkpoint
+            raise KeyboardInterrupt('killed')
+        return PhysicalTrainer.save_checkpoint(crashing.physical, path)
+
+    monkeypatch.setattr(crashing.physical, 'save_checkpoint', crash_on_the_second_cycle)
+    with pytest.raises(KeyboardInterrupt):
+        crashing.fit()
+    resumed = _hybrid(dm).resume(tmp_path)
+    assert resumed.cycle == 1 and resumed.physical.epoch == 1 and resumed.network.epoch == 2
+    resumed.fit()
+    assert resumed.physical.params() == whole.physical.params()
+    for a, b in zip(resumed.network.net.parameters(), whole.network.net.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_a_hybrid_commit_of_another_alpha_is_refused(dm, tmp_path):
+    _hybrid(dm, tmp_path, dataclasses.replace(CONFIG, cycles=1)).fit()
+    with pytest.raises(
+        CheckpointError, match=r"state.json was written by another configuration: hybrid.alpha is 0.25 there, 0.5 here"
+    ):
+        _hybrid(dm, config=dataclasses.replace(CONFIG, alpha=0.5)).resume(tmp_path)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from phiml_data import Burgers2D, DataManager, PhiMLDataset
-from phiml_data.dataset import to_arrays
+from phiml_data.arrays import to_arrays
 
 torch = pytest.importorskip('torch')
 

@@ -46,7 +46,7 @@ def test_adam_moves_towards_it_and_a_checkpoint_resumes_exactly(windows, tmp_pat
     assert 0.05 < whole.params()['viscosity'] < 0.15
     first = PhysicalTrainer(train, config=config, output=tmp_path)
     first.fit(2)
-    resumed = PhysicalTrainer(train, config=config).load_checkpoint(tmp_path)
+    resumed = PhysicalTrainer(train, config=config).load_checkpoint(tmp_path / 'checkpoints' / 'last')
     resumed.fit()
     same = lambda h: [(r['epoch'], r['params'], r['train_loss']) for r in h]
     assert resumed.params() == whole.params() and same(resumed.history) == same(whole.history)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from phiml_data import PhiMLDataset
-from phiml_data.dataset import to_arrays
+from phiml_data.arrays import to_arrays
 
 torch = pytest.importorskip('torch')
 from torch.utils.data import DataLoader  # noqa: E402

@@ -100,7 +100,7 @@ def test_relative_loss_weighs_every_window_and_channel_equally(datasets):
     assert loss == pytest.approx(by_hand, rel=1e-4)
     history = trainer.fit()
     assert history[-1]['train_loss'] < history[0]['train_loss']
-    with pytest.raises(ValueError, match="loss must be one of \\('mse', 'relative', 'over_base'\\), got 'l1'"):
+    with pytest.raises(ValueError, match=r"TrainConfig.loss: unknown loss 'l1'; valid: \[.*'mse'"):
         TrainConfig(loss='l1')
 
 
@@ -176,7 +176,7 @@ def test_evaluation_against_hand_computed_persistence(datasets, monkeypatch):
     monkeypatch.setattr(
         trainer.surrogate,
         'rollout',
-        lambda init, steps: train.normalize({'initial_state': init, 'targets': truth})['targets'],
+        lambda init, steps: train.normalized(truth),
     )
     perfect = evaluate(trainer.surrogate, trainer.train, [6, 7], steps=4)
     np.testing.assert_allclose(perfect['fields']['velocity']['model'], 0, atol=1e-5)
@@ -193,14 +193,14 @@ def test_config_validation_names_the_key_path(tmp_path):
         ({'training': {'epochs': 'ten'}}, r"training.epochs: expected an integer, got 'ten'"),
         (
             {'dataset': {'mode': 'disk'}},
-            r"dataset: mode must be 'auto' or one of \['lazy', 'memory'\] \(window sources\), got 'disk'",
+            r"dataset.mode: unknown window source 'disk'; valid: \[.*'lazy'",
         ),
         (
             {'scenario': {'name': 'navier'}},
-            r"scenario.name: unknown scenario 'navier'; valid: \['burgers1d', 'burgers2d', 'smoke'\]",
+            r"scenario.name: unknown scenario 'navier'; valid: \[.*'burgers2d'",
         ),
         ({'scenario': {'name': 'burgers2d', 'resolution': [16]}}, r"scenario.resolution: must be 2 ints"),
-        ({'model': {'architecture': 'transformer'}}, r"model: architecture must be"),
+        ({'model': {'architecture': 'transformer'}}, r"model.architecture: unknown architecture 'transformer'"),
         ({'data': {'split': [0.5, 0.6, 0.1]}}, r"data: split must be three non-negative fractions summing to 1"),
         ({'extra': 1}, r"extra: unknown section"),
     ]
@@ -385,8 +385,8 @@ def test_a_network_correcting_the_coarse_solver_starts_from_it_and_learns(tmp_pa
             trainer.backend,
             base=solver_step(train),
         )
-        rollout = train.unpack(train.denormalize(zero.rollout(b['initial_state'], 3)))['velocity']
-    initial = train.unpack(train.denormalize(b['initial_state']))
+        rollout = train.layout.unpack(train.denormalize(zero.rollout(b['initial_state'], 3)))['velocity']
+    initial = train.layout.unpack(train.denormalize(b['initial_state']))
     expected = coarse_solver(dm.scenario, initial, 3)['velocity']
     np.testing.assert_allclose(rollout.numpy('batch,time,x,vector'), expected.numpy('batch,time,x,vector'), atol=1e-5)
     history = trainer.fit(3)

@@ -15,9 +15,10 @@ import xxhash
 from phiml.math import Shape, Tensor
 
 from .._phiml import shape_from_spec, shape_to_spec
+from ..registry import Registry
 
 FORMAT_VERSION = 2  # 2: per-frame xxh3-64 checksums, identity metadata (class, version, source digest) in every file
-FORMATS: dict[str, 'Format'] = {}
+FORMATS: Registry['Format'] = Registry('cache format')  # by `data.format` of a run config
 
 
 class CacheError(ValueError):
@@ -25,16 +26,13 @@ class CacheError(ValueError):
 
 
 def register(cls: type['Format']) -> type['Format']:
-    """Class decorator: makes a `Format` available under `cls.name`."""
-    FORMATS[cls.name] = cls()
-    return cls
+    """Class decorator: makes a `Format` (an instance of `cls`) available under `cls.name`."""
+    return FORMATS.register(make=lambda c: c())(cls)
 
 
 def get_format(name: str) -> 'Format':
     """The registered format `name`; the error lists the valid names."""
-    if name not in FORMATS:
-        raise ValueError(f"Unknown cache format '{name}'; valid: {sorted(FORMATS)}")
-    return FORMATS[name]
+    return FORMATS[FORMATS.check(name)]
 
 
 def frame_checksums(array: np.ndarray, dynamic: bool) -> np.ndarray:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-LAYOUTS: dict[str, type[BenchmarkLayout]] = {}
+from ..registry import Registry
+
+LAYOUTS: Registry[type[BenchmarkLayout]] = Registry('benchmark layout')  # by `import --from`
 
 
 def register(cls: type[BenchmarkLayout]) -> type[BenchmarkLayout]:
     """Class decorator: makes `cls` available as `import_benchmark(..., layout=cls.name)` and `import --from`."""
-    LAYOUTS[cls.name] = cls
-    return cls
+    return LAYOUTS.register()(cls)
 
 
 def get_layout(name: str) -> BenchmarkLayout:
@@ -19,9 +20,7 @@ def get_layout(name: str) -> BenchmarkLayout:
     Raises:
         ValueError: No layout has that name; lists the registered ones.
     """
-    if name not in LAYOUTS:
-        raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, got {name!r}")
-    return LAYOUTS[name]()
+    return LAYOUTS[LAYOUTS.check(name)]()
 
 
 class BenchmarkLayout:

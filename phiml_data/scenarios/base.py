@@ -12,6 +12,7 @@ from phi.field import CenteredGrid, Field
 from phi.geom import Box
 from phiml.math import Shape, Tensor, batch, channel, extrapolation, spatial
 
+from ..registry import Registry
 from .digest import source_digest
 
 BOUNDARIES = {
@@ -179,6 +180,12 @@ class Scenario:
         """
         raise NotImplementedError
 
+    @classmethod
+    def examples(cls) -> dict[str, Scenario]:
+        """Small instances (CI-sized) that the registry's contract tests simulate, cache, batch and step
+        (`tests/test_registries.py`, `tests/test_physics.py`); override to cover each discretisation."""
+        return {cls.name: cls(resolution=16, steps=3)}
+
     def params(self) -> dict:
         """All constructor parameters, JSON-compatible."""
         return {
@@ -213,10 +220,13 @@ def sim_rng(seed: int, sim_index: int) -> np.random.Generator:
     return np.random.default_rng(sim_seed(seed, sim_index))
 
 
-SCENARIOS: dict[str, type[Scenario]] = {}
+SCENARIOS: Registry[type[Scenario]] = Registry('scenario')  # by `scenario.name` of a run config
 
 
 def register(cls: type[Scenario]) -> type[Scenario]:
-    """Class decorator: makes a scenario available under `cls.name` (run configs' `scenario.name`)."""
-    SCENARIOS[cls.name] = cls
-    return cls
+    """Class decorator: makes a scenario available under `cls.name` (run configs' `scenario.name`).
+
+    Raises:
+        ValueError: Another scenario has that name.
+    """
+    return SCENARIOS.register()(cls)

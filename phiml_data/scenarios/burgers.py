@@ -67,6 +67,13 @@ class Burgers(Scenario):
         if self.refine > 1 and self.scheme != 'spectral':
             raise ValueError(f"{type(self).__name__}.refine > 1 needs scheme='spectral'")
 
+    @classmethod
+    def examples(cls):
+        return {
+            f'{cls.name}-spectral': cls(resolution=32, steps=3, scheme='spectral', viscosity=0.05),
+            f'{cls.name}-phiflow': cls(resolution=16, steps=3),
+        }
+
     def coarse(self):
         return dataclasses.replace(self, refine=1) if self.refine > 1 else None
 
