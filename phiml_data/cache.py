@@ -32,11 +32,11 @@ from phiml.math import Tensor
 
 from .formats import FORMAT_VERSION, CacheError, Reader, checksum_digest, get_format
 from .formats.base import frame_checksum, shape_spec
-from .generation import sim_index as checked_index
-from .generation import write_sim
 from .keys import differences, hash_payload, key_payload
 from .manifest import Manifest, sim_file_name
 from .scenarios import Scenario
+from .writing import sim_index as checked_index
+from .writing import write_sim
 
 
 class Cache:
@@ -95,7 +95,7 @@ class Cache:
         """Validates and writes one sim (temporary file renamed into place), then records it; returns its entry.
 
         Raises:
-            ValueError: The data do not fit the scenario (see `generation.write_sim`); nothing was written.
+            ValueError: The data do not fit the scenario (see `writing.write_sim`); nothing was written.
         """
         return self.write_all([(sim_index, field_data)], origin)[int(sim_index)]
 
@@ -120,7 +120,7 @@ class Cache:
         return written
 
     def record(self, entries: dict[int, dict]):
-        """Adds manifest entries of sims written with `generation.write_sim` (here, or by remote workers)."""
+        """Adds manifest entries of sims written with `writing.write_sim` (here, or by remote workers)."""
         self.manifest_store.update(entries)
 
     def forget_verification(self, sim_index: int):

@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from phiml import math
-from phiml.math import Tensor
 
 from .formats import CacheError, get_format
-from .formats.base import field_entry, shape_spec
-from .keys import differences, hash_payload, key_payload
+from .formats.base import field_entry
+from .keys import differences, key_payload
 from .manifest import sim_file_name
 from .scenarios import Scenario, simulate
+from .writing import sim_index, write_sim
 
 if TYPE_CHECKING:
     from .cache import Cache
@@ -287,81 +286,6 @@ def check_flock(directory: Path):
                 f"(SLURM arrays: see scripts/slurm_generate.sbatch)."
             ) from None
         raise
-
-
-def write_sim(directory: Path, scenario: Scenario, fmt: str, sim_index: int, field_data: dict, origin: str) -> dict:
-    """Validates one simulation against `scenario` and writes it atomically; returns its manifest entry."""
-    fields = validate_fields(scenario, sim_index, field_data)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    storage = get_format(fmt)
-    payload = key_payload(scenario, fmt)
-    metadata = {
-        **scenario.metadata(sim_index),
-        'cache_key': hash_payload(payload),
-        'key_payload': payload,
-        'origin': origin,
-    }
-    path = directory / sim_file_name(sim_index, storage.suffix)
-    entries = storage.write(path, fields, metadata, static={k for k, s in scenario.fields.items() if s.static})
-    return {'file': path.name, 'bytes': path.stat().st_size, 'origin': origin, 'fields': entries}
-
-
-def validate_fields(scenario: Scenario, sim_index: int, field_data: dict) -> dict[str, Tensor]:
-    """Checks fields against the scenario (set, dims, sizes, item names, dtype, finite values), listing every problem.
-
-    Returns:
-        The fields in canonical dim order `scenario.field_shape(name)`.
-    """
-    expected, got = set(scenario.fields), set(field_data)
-    if expected != got:
-        raise ValueError(
-            f"Sim {sim_index}: fields {sorted(got)} do not match scenario '{scenario.name}' fields {sorted(expected)}."
-        )
-    problems, out = [], {}
-    for name, t in field_data.items():
-        want = scenario.field_shape(name)
-        if not isinstance(t, Tensor) or set(t.shape.names) != set(want.names):
-            problems.append(
-                f"field '{name}' must be a Tensor with dims {list(want.names)}, got {getattr(t, 'shape', type(t))}"
-            )
-            continue
-        shape = t.shape.only(want.names, reorder=True)
-        if shape != want:
-            problems.append(
-                f"field '{name}' has shape {shape_spec(shape)}; scenario '{scenario.name}' needs {shape_spec(want)}"
-            )
-            continue
-        dtype = dtype_name(t)
-        array = np.ascontiguousarray(
-            t.numpy(want.names)
-        )  # PhiML casts to its current precision here: check the tensor's own dtype
-        if dtype != scenario.dtype or str(array.dtype) != scenario.dtype:
-            problems.append(f"field '{name}' has dtype {dtype}; scenario '{scenario.name}' stores {scenario.dtype}")
-        elif not np.isfinite(array).all():
-            problems.append(
-                f"field '{name}' contains NaN or Inf; refusing to cache it. Reduce dt or check the scenario"
-            )
-        out[name] = math.tensor(array, want)
-    if problems:
-        raise ValueError(
-            f"Sim {sim_index} does not fit scenario '{scenario.name}' (parameters {scenario.params()}):\n  "
-            + '\n  '.join(problems)
-        )
-    return out
-
-
-def dtype_name(t: Tensor) -> str:
-    """NumPy-style name of a tensor's own dtype, e.g. `'float32'`."""
-    kind = {float: 'float', int: 'int', complex: 'complex', bool: 'bool'}[t.dtype.kind]
-    return kind if kind == 'bool' else f'{kind}{t.dtype.bits}'
-
-
-def sim_index(i) -> int:
-    """`i` as a sim index (or count): an integer >= 0, else `ValueError` naming it."""
-    if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < 0:
-        raise ValueError(f"Sim indices and counts must be integers >= 0, got {i!r}")
-    return int(i)
 
 
 def _as_completed(executor, futures):

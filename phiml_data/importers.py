@@ -15,10 +15,10 @@ import numpy as np
 from phiml import math
 
 from .cache import Cache
-from .generation import dtype_name
 from .layouts import get_layout
 from .layouts.base import shortest32
 from .scenarios import BOUNDARIES, Scenario, field_values
+from .writing import dtype_name
 
 
 def _open_scene(scene_path):

@@ -49,10 +49,8 @@ def covered_code(cls: type) -> list[str]:
 
 
 def _covered(cls: type) -> dict[str, str]:
-    from .base import Scenario
-
     code, roots = {}, {'phiml_data'}
-    classes = [c for c in cls.__mro__ if isinstance(c, type) and issubclass(c, Scenario)]
+    classes = [c for c in cls.__mro__ if hasattr(c, 'identity')]  # the scenario classes (`Scenario.identity`)
     roots |= {c.__module__.split('.')[0] for c in classes}
     todo = list(classes)
     while todo:
