@@ -126,9 +126,11 @@ def _epochs(method, dm, sims, root, args):
 
     if method.startswith('phiml'):
         if method == 'phiml_lazy_unverified':
-            from phiml_data.manager import SimFile
+            from phiml_data.cache import SimFile
 
-            SimFile._check = lambda self, field, frame, values, done: done.__setitem__(frame, True)
+            SimFile._verify = lambda self, field, array, first, n, done: done.__setitem__(
+                slice(first, first + n), bytes([1]) * n
+            )
         limit = {}
         if method == 'phiml_lazy_quarter':
             limit = {'memory_limit': max(dm.summary()['bytes'] // 4, 1)}

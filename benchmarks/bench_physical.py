@@ -53,7 +53,7 @@ def main():
     args = p.parse_args()
     print(machine_line())
     cfg, train = training_set(args.config, args.overrides, args.sims)
-    scenario = train.manager.scenario
+    scenario = train.scenario
     truth = {n: float(getattr(scenario, n)) for n in scenario.learnable}
     print(
         f"\n{args.config}: {len(train.sims)} training sims, {len(train)} windows of {cfg.dataset.n_targets} steps; "

@@ -19,7 +19,7 @@ import numpy as np
 from phiml import math
 from phiml.math import Tensor, channel
 
-from .manager import DataManager
+from .cache import Cache
 from .registry import Registry
 from .scenarios import to_field
 
@@ -134,7 +134,7 @@ class TrajectorySource:
     of holding frames is one `@SOURCES.register('name')`ed subclass implementing `_frames`.
 
     Args:
-        manager: The cache.
+        cache: The cache.
         sims: Sim indices that this source covers.
         layout: Fields and window sizes.
         hop: Distance between consecutive window starts.
@@ -144,12 +144,12 @@ class TrajectorySource:
             the same in every epoch, window and source.
     """
 
-    def __init__(self, manager: DataManager, sims, layout: Layout, hop: int, max_open_files: int = 256, noise=(0.0, 0)):
-        self.manager, self.layout, self.noise = manager, layout, (float(noise[0]), int(noise[1]))
+    def __init__(self, cache: Cache, sims, layout: Layout, hop: int, max_open_files: int = 256, noise=(0.0, 0)):
+        self.cache, self.layout, self.noise = cache, layout, (float(noise[0]), int(noise[1]))
         self.sims = list(sims)
         self._files = OrderedDict()
         self._max_open = max_open_files
-        frames = manager.scenario.frames  # every file is checked against the scenario's shapes when opened
+        frames = cache.scenario.frames  # every file is checked against the scenario's shapes when opened
         starts = [(s, t) for s in self.sims for t in range(0, frames - layout.window_length + 1, hop)]
         self.sim_of = np.array([s for s, _ in starts], dtype=np.int64)
         self.start_of = np.array([t for _, t in starts], dtype=np.int64)
@@ -166,7 +166,7 @@ class TrajectorySource:
         else:
             if len(self._files) >= self._max_open:
                 self._files.popitem(last=False)[1].close()
-            self._files[sim] = self.manager.open_sim(sim)
+            self._files[sim] = self.cache.open_sim(sim)
         return self._files[sim]
 
     def close(self):
@@ -218,7 +218,7 @@ class MemorySource(TrajectorySource):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        scenario = self.manager.scenario
+        scenario = self.cache.scenario
         fields = sorted(set(self.layout.inputs) | set(self.layout.outputs))
         self._arrays = {f: np.empty((len(self.sims), *scenario.field_shape(f).sizes), scenario.dtype) for f in fields}
         self._loaded = np.zeros(len(self.sims), bool)
@@ -226,7 +226,7 @@ class MemorySource(TrajectorySource):
     def _load(self, rows: np.ndarray):
         """Reads (verified) the sims at positions `rows` that are not in memory yet."""
         for r in np.unique(rows[~self._loaded[rows]]):
-            with self.manager.open_sim(self.sims[r]) as sim:
+            with self.cache.open_sim(self.sims[r]) as sim:
                 for f, a in self._arrays.items():
                     sim.read(f, out=a[r])
             self._loaded[r] = True

@@ -217,6 +217,11 @@ class Cache:
         return problems
 
 
+def cache_of(manager) -> Cache:
+    """The `Cache` of a `DataManager` (or a `Cache` itself): what the package's modules read and write through."""
+    return manager if isinstance(manager, Cache) else manager.cache
+
+
 _FIX = "Run DataManager.generate(..., verify=True) (CLI: python -m phiml_data generate --verify) to move it to quarantine/ and regenerate it."
 
 

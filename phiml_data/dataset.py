@@ -34,15 +34,15 @@ from phiml.math import Tensor, batch, channel, spatial
 
 from . import augmentation, memory, normalization, sampler
 from ._windows import SOURCES, Layout, WindowSource
+from .cache import Cache, cache_of
 from .config import DatasetConfig
-from .manager import DataManager
 
 
 class PhiMLDataset:
     """Windows over the cached simulations `sims` of a `DataManager`, as batches of PhiML tensors.
 
     Args:
-        manager: The cache; the sims must be generated.
+        manager: The cache (a `DataManager` or its `Cache`); the sims must be generated.
         sims: Sim indices of this split (default: all cached sims). Windows never cross simulations.
         config: `DatasetConfig` (window sizes, batch size, mode, seed, ...); keyword arguments override its fields.
         stats: Normalisation statistics (`normalization.field_stats` of the training split). When omitted with
@@ -73,7 +73,7 @@ class PhiMLDataset:
 
     def __init__(
         self,
-        manager: DataManager,
+        manager,
         sims=None,
         config: DatasetConfig = None,
         stats: dict = None,
@@ -85,19 +85,20 @@ class PhiMLDataset:
         **overrides,
     ):
         config = dataclasses.replace(config or DatasetConfig(), **overrides)
-        self.manager, self.config, self.shard, self.worker = manager, config, tuple(shard), tuple(worker)
+        self.cache: Cache = cache_of(manager)
+        self.config, self.shard, self.worker = config, tuple(shard), tuple(worker)
         self.noise = (float(noise[0]), int(noise[1]))
-        scenario = manager.scenario
-        cached = manager.cached_indices()
+        scenario = self.cache.scenario
+        cached = self.cache.cached_indices()
         self.sims = sorted(int(s) for s in (cached if sims is None else sims))
         if not self.sims:
             raise ValueError(
-                f"Empty split: no simulations given (cached: {len(cached)} sims in {manager.directory}). Run DataManager.generate() first."
+                f"Empty split: no simulations given (cached: {len(cached)} sims in {self.cache.directory}). Run DataManager.generate() first."
             )
         missing = sorted(set(self.sims) - set(cached))
         if missing:
             raise ValueError(
-                f"Sims {missing[:10]} are not cached in {manager.directory} (cached: {cached[:10]}...). Run DataManager.generate({max(missing) + 1})."
+                f"Sims {missing[:10]} are not cached in {self.cache.directory} (cached: {cached[:10]}...). Run DataManager.generate({max(missing) + 1})."
             )
         self.layout = self._layout(config, scenario)
         n_frames = scenario.frames
@@ -116,7 +117,7 @@ class PhiMLDataset:
         plan = memory.plan(config, self.data_bytes(), self.window_bytes(), self._handle_bytes())
         self.in_memory, self.max_open_files, self.prefetch = plan.in_memory, plan.max_open_files, plan.prefetch
         source = SOURCES['memory' if self.in_memory else 'lazy'] if config.mode == 'auto' else SOURCES[config.mode]
-        self.source = source(manager, self.sims, self.layout, config.hop, self.max_open_files, self.noise)
+        self.source = source(self.cache, self.sims, self.layout, config.hop, self.max_open_files, self.noise)
         self.generated = self._generated_source(generated)
         self.alpha = alpha if self.generated is not None else 0.0
         self.stats = (
@@ -140,7 +141,7 @@ class PhiMLDataset:
             ([2], True, False)
         """
         return PhiMLDataset(
-            self.manager,
+            self.cache,
             self.sims if sims is None else sims,
             self.config,
             self.stats,
@@ -155,7 +156,7 @@ class PhiMLDataset:
     @property
     def scenario(self):
         """The scenario of the cached sims."""
-        return self.manager.scenario
+        return self.cache.scenario
 
     # --- construction helpers ---
 
@@ -208,19 +209,19 @@ class PhiMLDataset:
 
     def _handle_bytes(self) -> int:
         """Memory one open cache file holds: a small handle, or the whole sim for formats without partial reads."""
-        fmt = self.manager.format
+        fmt = self.cache.format
         return fmt.handle_bytes if fmt.partial_reads else max(1, self.data_bytes() // len(self.sims))
 
     def _field_bytes(self) -> dict[str, tuple[int, bool]]:
         """Per field read: bytes of one frame and whether it has frames. Every file is checked against
         `scenario.field_shape` when it is opened, so the scenario gives these for all sims."""
-        scenario, item = self.manager.scenario, np.dtype(self.manager.scenario.dtype).itemsize
+        scenario, item = self.scenario, np.dtype(self.scenario.dtype).itemsize
         shapes = {f: scenario.field_shape(f) for f in set(self.layout.inputs) | set(self.layout.outputs)}
         return {f: (s.without('time').volume * item, 'time' in s) for f, s in shapes.items()}
 
     def data_bytes(self) -> int:
         """Bytes of all frames of the sims and fields this dataset reads."""
-        frames = self.manager.scenario.frames
+        frames = self.scenario.frames
         return len(self.sims) * sum(b * (frames if dynamic else 1) for b, dynamic in self._field_bytes().values())
 
     def window_bytes(self) -> int:
@@ -314,7 +315,7 @@ class PhiMLDataset:
                 augmentation.Transform.draw(
                     np.random.default_rng([self.config.seed, epoch, int(i), 2]),
                     self.symmetries,
-                    self.manager.scenario.grid_size,
+                    self.scenario.grid_size,
                 )
                 for i in ids
             ]
@@ -337,7 +338,7 @@ class PhiMLDataset:
     def _shapes(self, n: int):
         """`batch(batch=n)` and the shapes of `initial_state` and `targets` for `n` windows, built once per size."""
         b = batch(batch=n)
-        space = spatial(**{d: self.manager.scenario.grid_size[d] for d in self.layout.spatial})
+        space = spatial(**{d: self.scenario.grid_size[d] for d in self.layout.spatial})
         history = channel(history=self.layout.n_input) if self.layout.n_input > 1 else math.EMPTY_SHAPE
         initial = math.concat_shapes(b, history, space, channel(channels=','.join(self.input_channels)))
         targets = math.concat_shapes(

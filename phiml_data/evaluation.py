@@ -35,19 +35,10 @@ def relative_l2(pred: Tensor, truth: Tensor) -> Tensor:
 def rollout_dataset(train: PhiMLDataset, sims, steps: int = None) -> PhiMLDataset:
     """One window per sim in `sims`: the first `n_input` frames and the next `steps` frames (default: all)."""
     cfg = train.config
-    n_frames = train.manager.scenario.frames
+    n_frames = train.scenario.frames
     steps = steps or n_frames - cfg.n_input
-    return PhiMLDataset(
-        train.manager,
-        sims,
-        cfg,
-        stats=train.stats,
-        n_targets=steps,
-        hop=n_frames,
-        shuffle=False,
-        augment=False,
-        mode='memory',
-        prefetch=0,
+    return train.variant(
+        sims, noise=(0.0, 0), n_targets=steps, hop=n_frames, shuffle=False, augment=False, mode='memory', prefetch=0
     )
 
 
@@ -141,7 +132,7 @@ def evaluate(surrogate: Surrogate, train: PhiMLDataset, sims, steps: int = None)
     }
     truth_f = ds.layout.unpack(truth)
     unpacked = {name: ds.layout.unpack(p) for name, p in predictions.items()}
-    solver = coarse_solver(train.manager.scenario, ds.layout.unpack(last), ds.layout.n_targets)
+    solver = coarse_solver(train.scenario, ds.layout.unpack(last), ds.layout.n_targets)
     if solver is not None:  # a solver that diverged (NaN, Inf) on the coarse grid has an infinite error there
         unpacked['coarse_solver'] = {f: math.where(math.is_finite(v), v, float('inf')) for f, v in solver.items()}
     fields = {}

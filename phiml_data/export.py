@@ -25,12 +25,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .cache import Cache
+from .cache import Cache, cache_of
 
 
 def to_xarray(cache: Cache, sims=None):
@@ -44,6 +42,7 @@ def to_xarray(cache: Cache, sims=None):
         >>> dict(ds['velocity'].sizes), float(ds['t'][-1]), ds['component'].values.tolist()
         ({'sim': 2, 't': 5, 'x': 16, 'y': 16, 'vector': 2}, 0.2, ['x', 'y'])
     """
+    cache = cache_of(cache)
     import xarray as xr
 
     scenario = cache.scenario
@@ -138,6 +137,7 @@ def export(cache: Cache, path, fmt: str = 'netcdf', sims=None, overwrite: bool =
         ...
         ValueError: Refusing to export into the cache directory ...
     """
+    cache = cache_of(cache)
     if fmt not in ('netcdf', 'zarr'):
         raise ValueError(f"export format must be 'netcdf' or 'zarr', got {fmt!r}")
     path = Path(path).absolute()

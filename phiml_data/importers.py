@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from phiml import math
 
-from .cache import Cache
+from .cache import Cache, cache_of
 from .layouts import get_layout
 from .layouts.base import shortest32
 from .scenarios import BOUNDARIES, Scenario, field_values
@@ -107,6 +107,7 @@ def import_scene(cache: Cache, scene_path, sim_index: int, dt: float = None) -> 
     Raises:
         ValueError: The scene differs from the scenario; the message lists every difference.
     """
+    cache = cache_of(cache)
     scenario = cache.scenario
     problems = scene_problems(scenario, scene_description(scene_path), dt)
     if problems:
@@ -258,6 +259,7 @@ def import_benchmark(
     Raises:
         ValueError: The file differs from the scenario; the message lists every difference.
     """
+    cache = cache_of(cache)
     import h5py
 
     scenario = cache.scenario

@@ -17,7 +17,7 @@ import numpy as np
 from phiml import math
 from phiml.math import Tensor
 
-from .cache import Cache
+from .cache import Cache, cache_of
 from .importers import timing_problems
 
 
@@ -68,6 +68,7 @@ def migrate_legacy(files, cache: Cache, progress: bool = True) -> list[int]:
     Returns:
         Sim indices written.
     """
+    cache = cache_of(cache)
     import torch  # only here: the data layer does not depend on torch
     from tqdm import tqdm
 

@@ -90,9 +90,6 @@ def mode_of(cfg: RunConfig) -> Mode:
     return mode
 
 
-def _quiet(cfg: RunConfig):
-    return cfg.training if cfg.training.progress else dataclasses.replace(cfg.training, progress=False)
-
 
 @MODES.register('synthetic', make=lambda cls: cls())
 class Synthetic(Mode):
@@ -105,8 +102,7 @@ class Synthetic(Mode):
 
         network = Trainer(train, val, cfg.model, cfg.training, output=out)
         network.fit()
-        network.load_checkpoint(out / 'checkpoints' / 'best')
-        return Outcome(network, network.history)
+        return Outcome(network.restore_best(), network.history)
 
     def load(self, cfg, train, run, checkpoint='best'):
         from .trainer import Trainer
@@ -129,8 +125,7 @@ class Physical(Mode):
         physical = PhysicalTrainer(train, val, cfg.physical, cfg.training.backend, out / 'physical')
         physical.fit()
         report = physical.report()  # of the whole fit, before the best checkpoint is restored
-        physical.load_checkpoint(out / 'physical' / 'checkpoints' / 'best')
-        return Outcome(physical, physical.history, report, {'parameters.png': physical.plot})
+        return Outcome(physical.restore_best(), physical.history, report, {'parameters.png': physical.plot})
 
     def load(self, cfg, train, run, checkpoint='best'):
         from .physical import PhysicalTrainer
@@ -161,9 +156,8 @@ class Hybrid(Mode):
         network = Trainer(train, val, cfg.model, cfg.training, output=out)
         physical = PhysicalTrainer(train, val, cfg.physical, cfg.training.backend, out / 'physical')
         log = HybridTrainer(network, physical, cfg.hybrid, out / 'hybrid').fit()
-        network.load_checkpoint(out / 'checkpoints' / 'best')
         report = {**physical.report(), 'hybrid': log}
-        return Outcome(network, network.history, report, {'parameters.png': physical.plot})
+        return Outcome(network.restore_best(), network.history, report, {'parameters.png': physical.plot})
 
     def load(self, cfg, train, run, checkpoint='best'):
         return MODES['synthetic'].load(cfg, train, run, checkpoint)

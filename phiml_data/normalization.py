@@ -27,7 +27,7 @@ def field_stats(source: TrajectorySource, fields, progress: bool = False) -> dic
     Reads through the dataset's own source (the memory arrays it trains from, or its verified files), one sim at a
     time (memory: one trajectory), accumulating in float64.
     """
-    cache, sims = source.manager, sorted(int(s) for s in source.sims)
+    cache, sims = source.cache, sorted(int(s) for s in source.sims)
     digest = hashlib.sha256(json.dumps([cache.key, sorted(fields), sims]).encode()).hexdigest()[:16]
     path = cache.side_path(f'stats-{digest}.json')
     if path.exists():

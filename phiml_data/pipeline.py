@@ -126,7 +126,7 @@ def evaluate_and_plot(cfg: RunConfig, model, sims: list[int], out: Path) -> dict
 
     metrics = evaluate(model.surrogate, model.train, sims, cfg.evaluation.rollout_steps)
     write_table(metrics, out / 'evaluation.csv')
-    scenario = model.train.manager.scenario
+    scenario = model.train.scenario
     plots.plot_errors(metrics, out / 'errors.png', dt=scenario.dt)
     truth, pred = model.train.layout.unpack(metrics['truth']), model.train.layout.unpack(metrics['prediction'])
     for field in truth:

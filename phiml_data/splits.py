@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 
-from .manager import DataManager
+from .cache import cache_of
 from .manifest import write_json
 
 
@@ -35,12 +35,13 @@ def split_sims(indices, fractions=(0.75, 0.125, 0.125), seed: int = 0) -> dict[s
     }
 
 
-def record_split(manager: DataManager, split: dict, fractions, seed: int):
+def record_split(manager, split: dict, fractions, seed: int):
     """Writes the split to `split-<hash of fractions and seed>.json` beside the cache and returns its path.
 
-    The file goes to `manager.side_path(...)`: the cache directory, or a per-user folder for a read-only shared cache.
+    The file goes to `Cache.side_path(...)` of `manager` (a `DataManager` or `Cache`): the cache directory, or a
+    per-user folder for a read-only shared cache.
     """
     tag = hashlib.sha256(json.dumps([list(fractions), seed]).encode()).hexdigest()[:8]
-    path = manager.side_path(f'split-{tag}.json')
+    path = cache_of(manager).side_path(f'split-{tag}.json')
     write_json(path, {'fractions': list(fractions), 'seed': seed, **split})
     return path

@@ -143,7 +143,7 @@ def solver_step(dataset: PhiMLDataset, gradient: bool = True) -> Callable[[Tenso
     Raises:
         ValueError: The scenario has no coarser solver (its data were simulated on the cache's grid).
     """
-    scenario = dataset.manager.scenario
+    scenario = dataset.scenario
     coarse = scenario.coarse()
     if coarse is None:
         raise ValueError(

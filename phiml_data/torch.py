@@ -44,7 +44,7 @@ class TorchBatches(IterableDataset):
 
     def __init__(self, dataset: PhiMLDataset, epoch: int = 0, start: int = 0):
         super().__init__()
-        self.manager, self.sims, self.stats = dataset.manager, dataset.sims, dataset.stats
+        self.cache, self.sims, self.stats, self.noise = dataset.cache, dataset.sims, dataset.stats, dataset.noise
         self.config = dataclasses.replace(dataset.config, prefetch=0)  # DataLoader workers are the parallelism
         self._position = torch.tensor([epoch, start], dtype=torch.int64).share_memory_()  # seen by every worker
 
@@ -64,7 +64,7 @@ class TorchBatches(IterableDataset):
         info = get_worker_info()
         worker = (info.id, info.num_workers) if info else (0, 1)
         shard = rank_and_world()
-        ds = PhiMLDataset(self.manager, self.sims, self.config, stats=self.stats, shard=shard, worker=worker)
+        ds = PhiMLDataset(self.cache, self.sims, self.config, self.stats, shard=shard, worker=worker, noise=self.noise)
         try:
             for batch in ds.iterate_batches(epoch=self.epoch, start=self.start):
                 arrays = to_arrays(batch, channels_first=True)

@@ -163,7 +163,7 @@ class EpochTrainer:
         }
         return {
             'kind': self.kind,
-            'cache_key': self.train.manager.key,
+            'cache_key': self.train.cache.key,
             'train_sims': list(self.train.sims),
             'dataset': plain(self.train.config, 'dataset'),
             'trainer': plain(self.config, 'trainer'),
@@ -186,6 +186,13 @@ class EpochTrainer:
         with self.backend:
             self._restore(state, parts)
         self.epoch, self.history = state['epoch'], state['history']
+        return self
+
+    def restore_best(self):
+        """Loads `output/checkpoints/best` (what a run evaluates); data-parallel ranks other than 0, which write
+        nothing, keep their (identical) last weights."""
+        if self.output is not None and self.rank == 0:
+            self.load_checkpoint(self.output / 'checkpoints' / 'best')
         return self
 
     def _save(self, record: dict):

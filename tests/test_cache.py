@@ -92,7 +92,7 @@ def test_config_json_of_another_configuration_names_each_difference(cache):
 
 
 def test_reads_into_a_wrong_buffer_are_refused(cache):
-    with cache.open_sim(0) as sim:
+    with cache.cache.open_sim(0) as sim:
         good = np.empty((3, 16, 16, 2), np.float32)
         np.testing.assert_array_equal(
             sim.read('velocity', 2, 5, out=good), cache.load_phiml_cache(0)['velocity'].numpy('time,x,y,vector')[2:5]

@@ -325,7 +325,7 @@ def test_a_flipped_bit_in_a_zarr_chunk_names_file_and_sim_on_every_read_path(tmp
         'lazy': lambda: list(PhiMLDataset(dm, mode='lazy', n_targets=2, normalize=False).iterate_batches(4)),
     }
     for name, read in reads.items():
-        dm.forget_verification(1)
+        dm.cache.forget_verification(1)
         with pytest.raises(CacheError, match=r'Sim 1: Cache file .*sim_000001.zarr.zip: .*corrupted \(BadZipFile'):
             read()
     assert dm.generate(2, progress=False, verify=True) == [1]

@@ -36,14 +36,14 @@ def test_a_malformed_entry_is_named_and_the_rest_of_the_cache_works(cache, name)
     stray = ' ' in name
     assert cache.cached_indices() == ([0, 1, 2, 3, 4, 5] if stray else sorted({0, 1, 2, 3, 4, 5} - {sim}))
     assert cache.load_phiml_cache(0)['velocity'].shape.get_size('time') == 4  # other sims read as before
-    problems = cache.manifest_store.problems()
+    problems = cache.cache.manifest_store.problems()
     assert list(problems) == [bad] and (stray or problems[bad][0] == sim)
     if not stray:
         with pytest.raises(CacheError, match=rf'Sim {sim} is not cached .*manifest entry {bad} is malformed'):
             cache.load_phiml_cache(sim)
     with pytest.warns(UserWarning, match='Malformed manifest entry'):
         assert cache.generate(6, progress=False) == []  # the sim's file is checked and adopted again
-    assert cache.cached_indices() == [0, 1, 2, 3, 4, 5] and not cache.manifest_store.problems()
+    assert cache.cached_indices() == [0, 1, 2, 3, 4, 5] and not cache.cache.manifest_store.problems()
     assert not bad.exists() and any((cache.directory / 'quarantine' / 'manifest.d').glob(f'{name}.*.reason.txt'))
     cache.load_phiml_cache(sim)
 
@@ -79,7 +79,7 @@ def test_a_sim_file_that_is_a_symlink_is_refused_and_quarantined(cache, tmp_path
     outside = tmp_path / 'elsewhere.h5'
     os.replace(cache.path(1), outside)
     os.symlink(outside, cache.path(1))
-    cache.forget_verification(1)
+    cache.cache.forget_verification(1)
     with pytest.raises(CacheError, match=r'sim_000001.h5 \(sim 1\) is a symbolic link'):
         cache.load_phiml_cache(1)
     assert 1 not in cache.cached_indices()
@@ -91,7 +91,7 @@ def test_manifest_entries_are_merged_with_the_index(tmp_path):
     dm = DataManager(tmp_path, SMALL)
     dm.generate(3, progress=False)
     entry = dm.manifest()[1]
-    dm.manifest_store.update({7: {**entry, 'file': 'sim_000007.h5'}}, remove=[2])
+    dm.cache.manifest_store.update({7: {**entry, 'file': 'sim_000007.h5'}}, remove=[2])
     assert sorted(dm.manifest()) == [0, 1, 7]  # pending entry files count before compaction
     assert sorted(DataManager(tmp_path, SMALL).manifest()) == [0, 1, 7]  # and for a fresh reader
-    assert dm.manifest_store.compact() and sorted(dm.manifest()) == [0, 1, 7]
+    assert dm.cache.manifest_store.compact() and sorted(dm.manifest()) == [0, 1, 7]

@@ -74,7 +74,7 @@ def test_every_format_writes_and_reads_back_every_frame(name, tmp_path):
     dm = DataManager(tmp_path, scenario, name, allow_pickle=FORMATS[name].needs_pickle)
     dm.generate(1, progress=False)
     expected = simulate(scenario, [0])[0]
-    with dm.open_sim(0) as sim:
+    with dm.cache.open_sim(0) as sim:
         for field, values in expected.items():
             np.testing.assert_array_equal(sim.read(field), values.numpy(sim.fields[field].shape.names))
 

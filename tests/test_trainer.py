@@ -48,7 +48,7 @@ def test_torch_loss_decreases_and_batches_go_in_as_phiml_tensors(datasets, tmp_p
 @pytest.mark.slow
 def test_jax_loss_keeps_falling_despite_the_phiml_adam_bug(datasets):
     train, _ = datasets
-    small = PhiMLDataset(train.manager, [0, 1], n_targets=1, batch_size=11, stats=train.stats)
+    small = train.variant(sims=[0, 1], n_targets=1, batch_size=11)
     trainer = Trainer(
         small,
         None,
@@ -149,15 +149,15 @@ def test_relative_l2_by_hand():
     np.testing.assert_allclose(relative_l2(pred, truth).numpy('b'), [4 / 5, 1.0])
 
 
-def test_evaluation_against_hand_computed_persistence(datasets, monkeypatch):
+def test_evaluation_against_hand_computed_persistence(datasets, burgers_dm, monkeypatch):
     train, _ = datasets
     trainer = Trainer(train, None, SMALL, TrainConfig(epochs=0, progress=False))
     metrics = evaluate(trainer.surrogate, trainer.train, [6, 7], steps=4)
-    v = [arrays(train.manager.load_phiml_cache(s)['velocity']).astype(np.float64) for s in (6, 7)]
+    v = [arrays(burgers_dm.load_phiml_cache(s)['velocity']).astype(np.float64) for s in (6, 7)]
     by_hand = [np.mean([np.linalg.norm(x[0] - x[k]) / np.linalg.norm(x[k]) for x in v]) for k in range(1, 5)]
     np.testing.assert_allclose(metrics['fields']['velocity']['persistence'], by_hand, rtol=1e-4)
     np.testing.assert_allclose(metrics['fields']['velocity']['zero'], 1, rtol=1e-6)
-    fit = [arrays(train.manager.load_phiml_cache(s)['velocity']).astype(np.float64) for s in train.sims]
+    fit = [arrays(burgers_dm.load_phiml_cache(s)['velocity']).astype(np.float64) for s in train.sims]
     damping = [sum((x[0] * x[k]).sum() for x in fit) / sum((x[0] ** 2).sum() for x in fit) for k in range(1, 5)]
     damped = [
         np.mean([np.linalg.norm(a * x[0] - x[k]) / np.linalg.norm(x[k]) for x in v])
@@ -218,9 +218,9 @@ def test_no_conversion_functions_in_the_training_path():
     assert not re.search(r'\.native\(|\.numpy\(|import torch|from torch|torch_to_phiml|phiml_to_torch', text)
 
 
-def test_legacy_pipeline_gives_the_same_windows_and_first_losses(datasets, tmp_path):
+def test_legacy_pipeline_gives_the_same_windows_and_first_losses(datasets, burgers_dm, tmp_path):
     train, _ = datasets
-    dm = train.manager
+    dm = burgers_dm
     ours = PhiMLDataset(dm, [0, 1, 2], n_targets=2, batch_size=8, shuffle=False, normalize=False)
     files = write_legacy_caches(dm, [0, 1, 2], tmp_path / 'legacy')
     loader = legacy_loader(files, ['velocity'], ['velocity'], n_targets=2, batch_size=8)
