@@ -90,7 +90,6 @@ def mode_of(cfg: RunConfig) -> Mode:
     return mode
 
 
-
 @MODES.register('synthetic', make=lambda cls: cls())
 class Synthetic(Mode):
     """A network alone (`Trainer`); the run evaluates its best checkpoint."""

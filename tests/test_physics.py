@@ -41,7 +41,9 @@ def _backends():
     return out
 
 
-@pytest.mark.parametrize('name', sorted(SCENARIOS))
+@pytest.mark.parametrize(
+    'name', [pytest.param(n, marks=pytest.mark.slow) if n.startswith('smoke') else n for n in sorted(SCENARIOS)]
+)
 def test_one_step_is_the_same_on_every_backend(name, monkeypatch):
     from phiml.backend.torch._torch_backend import TorchBackend
 

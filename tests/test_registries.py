@@ -136,20 +136,28 @@ def test_every_loss_is_zero_at_the_truth_positive_elsewhere_and_differentiable(n
         assert float(LOSSES[name](targets * 0.9, targets, base)) > 0 and float(math.sum(abs(grad), grad.shape)) > 0
 
 
-@pytest.mark.parametrize('name', list(ARCHITECTURES))
-def test_every_architecture_builds_on_every_backend_it_allows_and_keeps_the_grid(name):
+def _slow_unless_torch(cases: list) -> list:
+    """Cases on the default backend (torch) in the unit layer, the others (jax: compiling) in the slow layer."""
+    slow = lambda c: (
+        pytest.param(*c, marks=pytest.mark.slow) if isinstance(c, tuple) else pytest.param(c, marks=pytest.mark.slow)
+    )
+    return [c if 'torch' in (c if isinstance(c, tuple) else (c,)) else slow(c) for c in cases]
+
+
+@pytest.mark.parametrize('name,backend', _slow_unless_torch([(a, b) for a in ARCHITECTURES for b in TRAINING_BACKENDS]))
+def test_every_architecture_builds_on_every_backend_it_allows_and_keeps_the_grid(name, backend):
     from phiml_data.backends import backend_named
     from phiml_data.trainer import build_network
 
     model = ModelConfig(architecture=name, filters=4, layers=1, levels=2)
-    for backend in TRAINING_BACKENDS:
-        if ARCHITECTURES[name].refuse(model, backend):
-            continue
-        with backend_named(backend):
-            net = build_network(model, 3, 2, 2, periodic=True)
-            x = math.random_normal(math.batch(batch=2), math.spatial(x=8, y=8), math.channel(c=3))
-            out = math.native_call(net, x)
-        assert out.shape.spatial == x.shape.spatial and out.shape.channel.volume == 2, backend
+    if ARCHITECTURES[name].refuse(model, backend):
+        pytest.skip(ARCHITECTURES[name].refuse(model, backend))
+    pytest.importorskip(backend)
+    with backend_named(backend):
+        net = build_network(model, 3, 2, 2, periodic=True)
+        x = math.random_normal(math.batch(batch=2), math.spatial(x=8, y=8), math.channel(c=3))
+        out = math.native_call(net, x)
+    assert out.shape.spatial == x.shape.spatial and out.shape.channel.volume == 2
 
 
 @pytest.mark.parametrize('name', list(SOURCES))
@@ -161,7 +169,7 @@ def test_every_window_source_serves_the_in_memory_windows(name, burgers_dm):
             np.testing.assert_array_equal(a[key].numpy(a[key].shape.names), b[key].numpy(a[key].shape.names))
 
 
-@pytest.mark.parametrize('name', list(TRAINING_BACKENDS))
+@pytest.mark.parametrize('name', _slow_unless_torch(list(TRAINING_BACKENDS)))
 def test_every_training_backend_lowers_the_loss(name, burgers_dm):
     pytest.importorskip(name)
     from phiml_data import TrainConfig, Trainer
