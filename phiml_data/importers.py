@@ -315,6 +315,11 @@ def _benchmark_field(f, description: dict, name: str, j: int, scenario: Scenario
     has_time = any(description['varying'][d][1] for d in description['fields'][name])  # time_varying in the file
     if spec.vector and values.ndim == space.rank + has_time:  # a 1D vector field as one dataset
         values = values[..., None]
+    if spec.vector and values.shape[-1] != space.rank:
+        raise ValueError(
+            f"field '{name}' has {values.shape[-1]} vector components in the file; scenario '{scenario.name}' has "
+            f"{space.rank} ({', '.join(scenario.spatial_dims)})"
+        )
     shape = (math.batch(time=values.shape[0]) if has_time else math.EMPTY_SHAPE) & space
     if spec.vector:
         shape = shape & math.channel(vector=','.join(scenario.spatial_dims))

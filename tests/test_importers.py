@@ -72,6 +72,17 @@ CASES = {
         "has shape (3, 5, 32); expected [3, 5, 16] (trajectories, frames, the coordinates' sizes)",
     ),
     'no coordinate': (lambda f: f.__delitem__('x-coordinate'), 'no spatial coordinates (x-coordinate)'),
+    '2^40 coordinate samples': (  # issue #28.10: was a MemoryError
+        lambda f: (
+            f.__delitem__('x-coordinate'),
+            f.create_dataset('x-coordinate', (2**40,), np.float32, chunks=(1024,)),
+        ),
+        "x coordinate declares (1099511627776,) samples; more than 67108864 per axis is no grid",
+    ),
+    'no trajectories': (  # issue #28.10: was an IndexError
+        _replace('tensor', np.zeros((0, SCENARIO.frames, 32), np.float32)),
+        'the datasets hold 0 trajectories: nothing to import',
+    ),
 }
 
 
@@ -172,3 +183,22 @@ def test_scene_with_centred_velocity_is_not_recorded_as_staggered(tmp_path):
         import_scene(DataManager(tmp_path / 'cache', smoke), path, 0)
     with pytest.raises(ValueError, match=r"records no dt"):
         import_scene(DataManager(tmp_path / 'cache', smoke), _scene(tmp_path / 'nodt', smoke, frames=2), 0)
+
+
+def test_a_vector_field_with_more_components_than_the_scenario_has_axes_is_one_line(tmp_path, capsys):
+    """Issue #28.10: a 3-component velocity for a 2D scenario ended in a PhiML AssertionError."""
+    from benchmark_files import write_the_well
+
+    from phiml_data.cli import main
+
+    scenario = Burgers2D(resolution=16, steps=3)
+    velocity = np.zeros((1, scenario.frames, 16, 16, 3), np.float32)
+    path = write_the_well(tmp_path / 'w.hdf5', scenario, {'velocity': velocity})
+    config = tmp_path / 'c.yaml'
+    config.write_text(
+        f"scenario: {{name: burgers2d, resolution: [16, 16], steps: 3}}\ndata: {{cache_dir: '{tmp_path}'}}\n"
+    )
+    assert main(['import', str(path), '--from', 'the_well', '--config', str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "field 'velocity' has 3 vector components in the file; scenario 'burgers2d' has 2 (x, y)" in err
+    assert err.count('\n') == 2 and 'Traceback' not in err  # the error and "Nothing was imported."

@@ -74,6 +74,17 @@ def test_the_well_time_per_trajectory_with_one_trajectory(tmp_path, velocity_2d)
     assert d['dt'] == 0.05 and d['frames'] == 4 and benchmark_problems(TWO_D, d) == []
 
 
+def test_the_well_time_per_trajectory_is_checked_in_every_row(tmp_path, velocity_2d):
+    """Issue #28.3: a non-monotonic second row (0, .08, .06, .15) was imported with exit status 0."""
+    import h5py
+
+    path = write_the_well(tmp_path / 'w.hdf5', TWO_D, {'velocity': velocity_2d}, time_per_trajectory=True)
+    with h5py.File(path, 'a') as f:
+        f['dimensions']['time'][1] = np.array([0, 0.08, 0.06, 0.15], np.float32)
+    with pytest.raises(ValueError, match=r"time coordinate of trajectory 1 is not uniformly increasing"):
+        benchmark_description(path, 'the_well')
+
+
 def test_points_on_both_domain_ends_are_described_and_refused_in_one_line(tmp_path, velocity_2d):
     path = write_the_well(tmp_path / 'w.hdf5', TWO_D, {'velocity': velocity_2d}, points=True)
     d = benchmark_description(path, 'the_well')

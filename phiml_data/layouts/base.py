@@ -64,6 +64,19 @@ def shortest32(value) -> float:
     return float(str(np.float32(value)))
 
 
+MAX_COORDINATE_SAMPLES = 2**26  # more samples along one axis than any simulation grid (64 Mi): a damaged declaration
+
+
+def read_coordinate(dataset, what: str) -> tuple[np.ndarray | None, list[str]]:
+    """The values of a coordinate dataset (`[n]`, or `[trajectories, n]`), or `None` and the problem if it declares
+    more samples than any grid has (refused before it is read: a damaged file must not allocate terabytes)."""
+    if dataset.size > MAX_COORDINATE_SAMPLES * max(dataset.shape[0] if dataset.ndim == 2 else 1, 1):
+        return None, [
+            f"{what} declares {dataset.shape} samples; more than {MAX_COORDINATE_SAMPLES} per axis is no grid"
+        ]
+    return dataset[()], []
+
+
 def axis_problems(what: str, values, count: int) -> list[str]:
     """Problems of a coordinate axis: not numeric, shorter than needed, or not uniformly increasing (float32 tolerance)."""
     values = np.asarray(values)

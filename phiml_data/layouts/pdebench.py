@@ -14,7 +14,16 @@ from __future__ import annotations
 
 import math
 
-from .base import BenchmarkLayout, axis_problems, float32_step, grid_of, register, shape_problems, unwritten
+from .base import (
+    BenchmarkLayout,
+    axis_problems,
+    float32_step,
+    grid_of,
+    read_coordinate,
+    register,
+    shape_problems,
+    unwritten,
+)
 
 _PARAMETERS = {'Nu': ('viscosity', lambda nu: nu / math.pi)}  # attribute: (scenario attribute, conversion)
 
@@ -40,12 +49,18 @@ class PDEBench(BenchmarkLayout):
         if missing:
             raise ValueError(f"{path} has no dataset(s) {missing} (pdebench layout); pass fields={{ours: theirs}}")
         dims = [d for d in ('x', 'y', 'z') if f'{d}-coordinate' in f]
-        coords = {d: f[f'{d}-coordinate'][()] for d in dims}
-        t = f['t-coordinate'][()] if 't-coordinate' in f else None
+        read = {d: read_coordinate(f[f'{d}-coordinate'], f'{d} coordinate') for d in dims}
+        t, problems = read_coordinate(f['t-coordinate'], 'time coordinate') if 't-coordinate' in f else (None, [])
+        problems += [p for _, found in read.values() for p in found]
+        if problems:
+            raise ValueError(f"{path} (pdebench) is malformed:\n  " + '\n  '.join(problems))
+        coords = {d: c for d, (c, _) in read.items()}
         datasets = {d: f[d] for names in fields.values() for d in names}
         first = next(iter(datasets.values()))
         leading = tuple(first.shape[:2])
         problems = [p for d, c in coords.items() for p in axis_problems(f'{d} coordinate', c, len(c))]
+        if leading and leading[0] < 1:
+            problems.append("the datasets hold 0 trajectories: nothing to import")
         if not coords:
             problems.append("no spatial coordinates (x-coordinate)")
         sizes = [len(c) for c in coords.values()]

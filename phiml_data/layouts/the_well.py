@@ -24,6 +24,7 @@ from .base import (
     convention_of,
     float32_step,
     grid_of,
+    read_coordinate,
     register,
     shape_problems,
     text,
@@ -52,18 +53,28 @@ class TheWell(BenchmarkLayout):
             if text(f.attrs.get('grid_type', 'cartesian')) == 'cartesian'
             else [f"grid_type {text(f.attrs['grid_type'])!r}; only 'cartesian' grids can be imported"]
         )
+        if n < 1:
+            problems.append(f"n_trajectories is {n}: the file holds no trajectory to import")
         coords = {}
         for d in dims:
-            c = f['dimensions'][d][()]
+            c, found = read_coordinate(f['dimensions'][d], f'{d} coordinate')
+            problems += found
+            if c is None:
+                continue
             if c.ndim == 2:  # sample_varying coordinates: importable only if the same for every trajectory
                 problems += [] if (c == c[:1]).all() else [f"{d} coordinate differs between trajectories"]
                 c = c[0]
             coords[d] = c
             problems += axis_problems(f'{d} coordinate', c, len(c))
-        time = np.atleast_2d(f['dimensions']['time'][()])
+        time, found = read_coordinate(f['dimensions']['time'], 'time coordinate')
+        if time is None:
+            raise ValueError(f"{path} (the_well) is malformed:\n  " + '\n  '.join(problems + found))
+        time = np.atleast_2d(time)
         frames = time.shape[-1]
-        problems += [p for row in time[:1] for p in axis_problems('time coordinate', row, frames)]
-        steps = {float32_step(row) for row in time} if frames > 1 else {None}
+        for j, row in enumerate(time):  # every trajectory's time (time per trajectory: [N, T])
+            where = f'time coordinate of trajectory {j}' if len(time) > 1 else 'time coordinate'
+            problems += axis_problems(where, row, frames)
+        steps = {float32_step(row) for row in time} if frames > 1 and not problems else {None}
         if len(steps) > 1:
             problems.append(f"the time step differs between trajectories: {sorted(steps)}")
         datasets = {d: f[d] for names in fields.values() for d in names}
