@@ -21,7 +21,7 @@ Example:
 
 from .config import ConfigError, DataConfig, ModelConfig, TrainConfig, load_run_config
 from .dataset import DatasetConfig, PhiMLDataset
-from .formats import CacheError
+from .formats import CacheError, CacheWarning
 from .hybrid import HybridConfig, HybridTrainer
 from .importers import scenario_from_scene
 from .manager import DataManager, SimulationData
@@ -39,6 +39,7 @@ __all__ = [
     'DataManager',
     'SimulationData',
     'CacheError',
+    'CacheWarning',
     'scenario_from_scene',
     'PhiMLDataset',
     'DatasetConfig',

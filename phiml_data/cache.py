@@ -79,6 +79,19 @@ class Cache:
         """Sorted indices of the recorded sims whose file is present."""
         return self.manifest_store.present()
 
+    def left_out(self) -> dict[int, str]:
+        """Sims the manifest knows of that `cached_indices` leaves out, with the reason: a malformed manifest entry,
+        a symbolic link instead of a file, a recorded file that is gone (`generate()` repairs each)."""
+        present, out = set(self.cached_indices()), {}
+        for path, (i, reason) in self.manifest_store.problems().items():
+            if i is not None and i not in present:
+                out[int(i)] = f"its manifest entry {Path(path).name} is malformed ({reason})"
+        for i, entry in self.entries().items():
+            if i not in present:
+                path = self.directory / entry['file']
+                out[i] = f"{path.name} is a symbolic link" if path.is_symlink() else f"{path.name} is missing"
+        return dict(sorted(out.items()))
+
     def side_path(self, name: str) -> Path:
         """Where to keep a file derived from this cache (statistics, splits): the cache directory if this process
         may write there, else `$XDG_CACHE_HOME/phiml_data/<cache directory name>/` (a read-only shared cache)."""
@@ -100,22 +113,26 @@ class Cache:
         return self.write_all([(sim_index, field_data)], origin)[int(sim_index)]
 
     def write_all(self, sims, origin: str) -> dict[int, dict]:
-        """Writes `(sim_index, field_data)` pairs all or nothing: if one fails (bad data, a crash, Ctrl-C), the files
-        already written are deleted, so that a later `generate()` adopts none of them; then records them together.
+        """Writes `(sim_index, field_data)` pairs all or nothing: every sim is validated and written to a temporary
+        file first; only when all are, they are renamed into place and recorded together. If one fails (bad data, a
+        crash, Ctrl-C), only the temporary files are deleted: a sim cached before stays as it was.
 
         Args:
             sims: Iterable of `(sim_index, {field: Tensor})`, consumed one at a time (data may be read lazily).
             origin: What the manifest records as their origin (`'saved'`, `'imported'`, `'migrated'`, ...).
         """
-        written = {}
+        staged = {}
         try:
             for i, data in sims:
                 i = checked_index(i)
-                written[i] = write_sim(self.directory, self.scenario, self.format.name, i, data, origin=origin)
+                staged[i] = write_sim(self.directory, self.scenario, self.format.name, i, data, origin, stage=True)
         except BaseException:
-            for entry in written.values():
-                (self.directory / entry['file']).unlink(missing_ok=True)
+            for _, tmp in staged.values():
+                tmp.unlink(missing_ok=True)
             raise
+        for i, (entry, tmp) in staged.items():
+            os.replace(tmp, self.directory / entry['file'])
+        written = {i: entry for i, (entry, _) in staged.items()}
         self.record(written)
         return written
 

@@ -26,6 +26,7 @@ import dataclasses
 import functools
 import queue
 import threading
+import warnings
 from typing import Iterator
 
 import numpy as np
@@ -36,6 +37,7 @@ from . import augmentation, memory, normalization, sampler
 from ._windows import SOURCES, Layout, WindowSource
 from .cache import Cache, cache_of
 from .config import DatasetConfig
+from .formats import CacheWarning
 
 
 class PhiMLDataset:
@@ -43,7 +45,8 @@ class PhiMLDataset:
 
     Args:
         manager: The cache (a `DataManager` or its `Cache`); the sims must be generated.
-        sims: Sim indices of this split (default: all cached sims). Windows never cross simulations.
+        sims: Sim indices of this split (default: all cached sims, warning with `CacheWarning` about every sim the
+            manifest knows of but cannot serve: `left_out`). Windows never cross simulations.
         config: `DatasetConfig` (window sizes, batch size, mode, seed, ...); keyword arguments override its fields.
         stats: Normalisation statistics (`normalization.field_stats` of the training split). When omitted with
             `config.normalize`, the statistics of this dataset's own sims are used: right for the training split only.
@@ -91,6 +94,15 @@ class PhiMLDataset:
         scenario = self.cache.scenario
         cached = self.cache.cached_indices()
         self.sims = sorted(int(s) for s in (cached if sims is None else sims))
+        self.left_out = self.cache.left_out() if sims is None else {}  # all cached sims: what they do not include
+        if self.left_out:
+            warnings.warn(
+                f"PhiMLDataset over all cached sims of {self.cache.directory} leaves out sims "
+                + '; '.join(f"{i}: {why}" for i, why in self.left_out.items())
+                + ". Run generate() to repair them, or pass sims= explicitly.",
+                CacheWarning,
+                stacklevel=2,
+            )
         if not self.sims:
             raise ValueError(
                 f"Empty split: no simulations given (cached: {len(cached)} sims in {self.cache.directory}). Run DataManager.generate() first."

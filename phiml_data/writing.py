@@ -7,6 +7,7 @@ Part of step 2 of the pipeline (scenarios -> manager (cache) -> dataset -> train
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,11 @@ from .manifest import sim_file_name
 from .scenarios import Scenario
 
 
-def write_sim(directory: Path, scenario: Scenario, fmt: str, sim_index: int, field_data: dict, origin: str) -> dict:
-    """Validates one simulation against `scenario` and writes it atomically; returns its manifest entry."""
+def write_sim(
+    directory: Path, scenario: Scenario, fmt: str, sim_index: int, field_data: dict, origin: str, stage: bool = False
+):
+    """Validates one simulation against `scenario` and writes it atomically; returns its manifest entry, or with
+    `stage` the entry and the complete temporary file, not yet renamed to `sim_file_name(sim_index)`."""
     fields = validate_fields(scenario, sim_index, field_data)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -34,8 +38,12 @@ def write_sim(directory: Path, scenario: Scenario, fmt: str, sim_index: int, fie
         'origin': origin,
     }
     path = directory / sim_file_name(sim_index, storage.suffix)
-    entries = storage.write(path, fields, metadata, static={k for k, s in scenario.fields.items() if s.static})
-    return {'file': path.name, 'bytes': path.stat().st_size, 'origin': origin, 'fields': entries}
+    entries, staged = storage.stage(path, fields, metadata, static={k for k, s in scenario.fields.items() if s.static})
+    entry = {'file': path.name, 'bytes': staged.stat().st_size, 'origin': origin, 'fields': entries}
+    if stage:
+        return entry, staged
+    os.replace(staged, path)
+    return entry
 
 
 def validate_fields(scenario: Scenario, sim_index: int, field_data: dict) -> dict[str, Tensor]:

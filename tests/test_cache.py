@@ -156,3 +156,18 @@ def test_read_only_shared_cache_is_usable(dm, tmp_path, monkeypatch):
     next(train.iterate_batches())
     assert sorted(p.name for p in dm.directory.iterdir()) == before
     assert len(list((tmp_path / 'user' / 'phiml_data' / dm.directory.name).glob('*.json'))) == 2
+
+
+def test_write_all_never_deletes_a_sim_cached_before(cache):
+    """Issue #28.7: the rollback of a failed batch unlinked every file it wrote, the replaced file of a cached sim too."""
+    before = arrays(cache.load_phiml_cache(0)['velocity'])
+    good = {'velocity': cache.load_phiml_cache(1)['velocity']}
+    bad = {'velocity': good['velocity'] * float('nan')}
+    with pytest.raises(ValueError, match='NaN or Inf'):
+        cache.cache.write_all([(0, good), (5, good), (6, bad)], origin='saved')
+    np.testing.assert_array_equal(arrays(cache.load_phiml_cache(0)['velocity']), before)  # still the old sim 0
+    assert not cache.path(5).exists() and cache.cached_indices() == [0, 1, 2]
+    assert not [p for p in cache.directory.iterdir() if p.name.endswith('.tmp')]  # no staged file left
+    cache.cache.write_all([(0, good), (5, good)], origin='saved')  # all valid: replaced and added together
+    np.testing.assert_array_equal(arrays(cache.load_phiml_cache(0)['velocity']), arrays(good['velocity']))
+    assert cache.cached_indices() == [0, 1, 2, 5]

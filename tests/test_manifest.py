@@ -95,3 +95,19 @@ def test_manifest_entries_are_merged_with_the_index(tmp_path):
     assert sorted(dm.manifest()) == [0, 1, 7]  # pending entry files count before compaction
     assert sorted(DataManager(tmp_path, SMALL).manifest()) == [0, 1, 7]  # and for a fresh reader
     assert dm.cache.manifest_store.compact() and sorted(dm.manifest()) == [0, 1, 7]
+
+
+def test_a_dataset_over_all_cached_sims_names_every_sim_it_leaves_out(cache, tmp_path):
+    """Issue #28.5: 2 of 3 sims served, no warning, although loading the others refuses them."""
+    from phiml_data import CacheWarning, PhiMLDataset
+
+    (cache.directory / 'manifest.d').mkdir(exist_ok=True)
+    (cache.directory / 'manifest.d' / 'sim_000002.json').write_text('[]')  # a malformed entry
+    os.replace(cache.path(4), tmp_path / 'elsewhere.h5')
+    os.symlink(tmp_path / 'elsewhere.h5', cache.path(4))  # a symbolic link
+    with pytest.warns(CacheWarning) as caught:
+        ds = PhiMLDataset(cache, n_targets=1)
+    message = str(caught[0].message)
+    assert ds.sims == [0, 1, 3, 5] and sorted(ds.left_out) == [2, 4]
+    assert 'leaves out sims 2: its manifest entry sim_000002.json is malformed' in message
+    assert '4: sim_000004.h5 is a symbolic link' in message and 'Run generate() to repair them' in message

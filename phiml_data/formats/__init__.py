@@ -20,6 +20,7 @@ from .base import (
     FORMAT_VERSION,
     FORMATS,
     CacheError,
+    CacheWarning,
     FieldInfo,
     Format,
     Reader,
@@ -36,6 +37,7 @@ for _module in pkgutil.iter_modules(__path__):
 __all__ = [
     'FORMAT_VERSION',
     'CacheError',
+    'CacheWarning',
     'FieldInfo',
     'Format',
     'Reader',

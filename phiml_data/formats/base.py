@@ -25,6 +25,10 @@ class CacheError(ValueError):
     """A cache file is missing, truncated, corrupted, or belongs to another configuration."""
 
 
+class CacheWarning(UserWarning):
+    """Something in a cache that is left out rather than refused (e.g. by a dataset over all cached sims)."""
+
+
 def register(cls: type['Format']) -> type['Format']:
     """Class decorator: makes a `Format` (an instance of `cls`) available under `cls.name`."""
     return FORMATS.register(make=lambda c: c())(cls)
@@ -137,10 +141,23 @@ class Format(ABC):
     def write(
         self, path: Path, fields: dict[str, Tensor], metadata: dict, static: set = frozenset()
     ) -> dict[str, dict]:
-        """Writes one simulation atomically (temporary file renamed into place).
+        """Writes one simulation atomically (`stage`, then renamed into place).
 
         Returns:
             `{field: {'shape', 'dtype', 'digest'}}` for the manifest.
+        """
+        entries, staged = self.stage(path, fields, metadata, static)
+        os.replace(staged, path)
+        return entries
+
+    def stage(
+        self, path: Path, fields: dict[str, Tensor], metadata: dict, static: set = frozenset()
+    ) -> tuple[dict[str, dict], Path]:
+        """Writes one simulation completely to a temporary sibling of `path` (`.<name>.<random>.tmp`, which
+        `generate()` sweeps if its writer died), for the caller to rename into place.
+
+        Returns:
+            The manifest's `{field: {'shape', 'dtype', 'digest'}}` and the temporary file.
         """
         path = Path(path)
         arrays = {k: array_of(t) for k, t in fields.items()}
@@ -150,14 +167,14 @@ class Format(ABC):
         try:
             self._write(tmp, {k: (fields[k].shape, arrays[k], checksums[k]) for k in fields}, header)
             os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
         except OSError as err:
             tmp.unlink(missing_ok=True)
             raise OSError(err.errno, f"Cannot write {path}: {err.strerror or err}") from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return {k: field_entry(FieldInfo(fields[k].shape, str(arrays[k].dtype), checksums[k])) for k in fields}
+        entries = {k: field_entry(FieldInfo(fields[k].shape, str(arrays[k].dtype), checksums[k])) for k in fields}
+        return entries, tmp
 
     @abstractmethod
     def _write(self, tmp: Path, fields: dict[str, tuple[Shape, np.ndarray, np.ndarray]], header: dict):
