@@ -36,10 +36,15 @@ class TorchBatches(IterableDataset):
     `set_epoch` also reaches workers that persist between epochs (`persistent_workers=True`): epoch and start live in
     shared memory.
 
+    Resuming: each batch carries `'position'`, the number of batches of the epoch the loader has yielded up to and
+    including it, counted over all workers of the rank (a `DataLoader` takes one batch from each worker in turn);
+    `set_epoch(epoch, position)` of the last batch seen continues with exactly the windows not seen yet, whatever the
+    number of workers.
+
     Args:
         dataset: The dataset (its sims, config and normalisation statistics are reused; its own shard is replaced).
         epoch: The epoch to read; call `set_epoch` before each epoch.
-        start: Position within each shard to resume from (`batch['position']` of the last batch a shard yielded).
+        start: Batches of the epoch already consumed, over all workers (`batch['position']` of the last batch seen).
     """
 
     def __init__(self, dataset: PhiMLDataset, epoch: int = 0, start: int = 0):
@@ -65,12 +70,15 @@ class TorchBatches(IterableDataset):
         worker = (info.id, info.num_workers) if info else (0, 1)
         shard = rank_and_world()
         ds = PhiMLDataset(self.cache, self.sims, self.config, self.stats, shard=shard, worker=worker, noise=self.noise)
+        index, workers = worker
+        skipped = max(0, -(-(self.start - index) // workers))  # this worker's batches among the first `start`
         try:
-            for batch in ds.iterate_batches(epoch=self.epoch, start=self.start):
+            batches = ds.iterate_batches(epoch=self.epoch, start=skipped * ds.config.batch_size)
+            for k, batch in enumerate(batches, start=skipped):
                 arrays = to_arrays(batch, channels_first=True)
                 yield {k: torch.from_numpy(v) for k, v in arrays.items()} | {
                     'epoch': batch['epoch'],
-                    'position': batch['position'],
+                    'position': k * workers + index + 1,  # the loader's count of batches, this one included
                 }
         finally:
             ds.close()

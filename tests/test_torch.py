@@ -45,3 +45,22 @@ def test_set_epoch_reaches_persistent_workers(burgers_dm):
     assert orders[0] != orders[1] != orders[2]  # before, every epoch repeated epoch 0
     assert all(sorted(o) == list(range(len(ds))) for o in orders)
     assert orders[1][:4] == ds.epoch_order(1)[0::2][:4].tolist()  # worker 0's first batch of epoch 1
+
+
+@pytest.mark.filterwarnings('ignore:This DataLoader will create')
+@pytest.mark.parametrize('workers', [0, 1, 3])
+def test_a_resumed_epoch_reads_exactly_the_windows_not_seen_yet_with_any_number_of_workers(burgers_dm, workers):
+    """Issue #28.6: with 3 workers, resuming from the last batch's position after 4 batches read 85 of 117 windows."""
+    ds = PhiMLDataset(burgers_dm, sims=range(5), n_targets=2, batch_size=4, normalize=False)
+    batches = TorchBatches(ds)
+    batches.set_epoch(1)
+    seen = []
+    for b in DataLoader(batches, batch_size=None, num_workers=workers):
+        seen.append(b['window_ids'].numpy())
+        if len(seen) == 4:
+            position = b['position']
+            break
+    assert position == 4
+    batches.set_epoch(1, position)
+    rest = _ids(DataLoader(batches, batch_size=None, num_workers=workers))
+    assert sorted(np.concatenate([*seen, rest]).tolist()) == list(range(len(ds)))
