@@ -95,13 +95,19 @@ def main(argv=None):
     )
     ev.add_argument('--indices', help="sims, e.g. '100-119' (default: the run's test sims); missing ones are simulated")
     ev.add_argument('--checkpoint', choices=['best', 'last'], default='best', help='network checkpoint (default: best)')
-    ev.add_argument('--output', help='output folder (default: a fresh RUN/evaluate)')
+    ev.add_argument('--output', help='output folder (default: a fresh RUN/evaluate, RUN/evaluate-2, ...)')
+    ev.add_argument('--overwrite', action='store_true', help='write into --output even if it holds files')
     ev.add_argument('--quiet', action='store_true', help='no progress bars')
     parser.add_argument('--debug', action='store_true', help='show the full traceback of errors')
     args = parser.parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:  # the CLI owns this process: warnings go after the result
         try:
             status = _COMMANDS[args.command](args)
+        except KeyboardInterrupt:
+            if args.debug:
+                traceback.print_exc()
+            print(f"interrupted: {_KEPT[args.command]}", file=sys.stderr)
+            return 130
         except (ConfigError, CacheError, ValueError, FileNotFoundError, RuntimeError, OSError) as err:
             if args.debug:
                 traceback.print_exc()
@@ -227,9 +233,14 @@ def select_sims(n_sims: int, shard: str = None, indices: str = None):
         for part in indices.split(','):
             a, _, b = part.partition('-')
             try:
-                out += list(range(int(a), int(b or a) + 1))
+                low, high = int(a), int(b or a)
             except ValueError:
                 raise ValueError(f"--indices {indices!r}: expected ranges like '0-99,120'") from None
+            if high < low or low < 0:
+                raise ValueError(
+                    f"--indices {indices!r}: the range {part!r} is empty; expected LOW-HIGH with 0 <= LOW <= HIGH"
+                )
+            out += list(range(low, high + 1))
         return out
     return n_sims
 
@@ -298,21 +309,23 @@ def _run(args):
     import yaml
 
     from .modes import mode_of
-    from .pipeline import run_pipeline
+    from .pipeline import check_test_split, run_pipeline
+    from .splits import split_sims
 
     cfg = _load(args)
-    mode_of(cfg)  # a mode that cannot train this config is refused before anything is printed or simulated
+    mode_of(cfg)  # a config the run cannot train is refused before anything is printed or simulated
+    check_test_split(cfg, split_sims(range(cfg.data.n_sims), cfg.data.split, cfg.data.split_seed)['test'])
     output = Path(args.output or cfg.output)
     if not args.overwrite:
         output = fresh_folder(output)
-    print(f'resolved config (also saved as {output / "config.yaml"}):')
+    print(f'resolved config (the run saves it as {output / "config.yaml"}):')
     print(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
     run_pipeline(cfg, output=output, progress=not args.quiet)
     return 0
 
 
 def fresh_folder(path: Path) -> Path:
-    """`path`, or where it holds an earlier run (a `config.yaml`), the first free `path-2`, `path-3`, ...
+    """`path`, or where it holds files (an earlier run or evaluation), the first free `path-2`, `path-3`, ...
 
     Example:
         >>> fresh_folder(tmp / 'out') == tmp / 'out'
@@ -320,15 +333,20 @@ def fresh_folder(path: Path) -> Path:
     """
     path, n = Path(path), 1
     candidate = path
-    while (candidate / 'config.yaml').exists():
+    while _holds_files(candidate):
         n += 1
         candidate = path.with_name(f'{path.name}-{n}')
     return candidate
 
 
+def _holds_files(path: Path) -> bool:
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
 def _evaluate(args):
     from .config import load_run_config
     from .evaluation import summarize
+    from .manifest import write_json
     from .pipeline import evaluate_and_plot, load_model
 
     run = Path(args.run)
@@ -342,12 +360,15 @@ def _evaluate(args):
     cfg.data_manager().generate(sorted(set(sims) | set(train)), progress=not args.quiet)  # whatever is missing
     model = load_model(cfg, run, args.checkpoint)
     out = Path(args.output) if args.output else fresh_folder(run / 'evaluate')
+    if _holds_files(out) and not args.overwrite:
+        raise FileExistsError(
+            f"--output {out} holds files (an earlier run or evaluation); choose another folder, or pass --overwrite "
+            f"to write into it"
+        )
     out.mkdir(parents=True, exist_ok=True)
     metrics = evaluate_and_plot(cfg, model, sims, out)
     summary = summarize(metrics)
-    (out / 'metrics.json').write_text(
-        json.dumps({'sims': sims, 'summary': summary, 'per_step': metrics['fields']}, indent=1)
-    )
+    write_json(out / 'metrics.json', {'sims': sims, 'summary': summary, 'per_step': metrics['fields']})
     print(f"wrote {out}: metrics.json, evaluation.csv, errors.png, rollout_*.png")
     for field, m in summary.items():
         print(
@@ -388,6 +409,16 @@ def _export(args):
     print(f"wrote {export(dm, args.path, args.format, sims, overwrite=args.overwrite)}")
     return 0
 
+
+_KEPT = {  # what Ctrl-C leaves behind, per command: files are renamed into place complete, so nothing is half-written
+    'generate': "every sim written so far is complete and recorded; rerun generate to simulate the rest",
+    'run': "the cache and the checkpoints written so far are complete (each is one commit); rerun to start again",
+    'evaluate': "nothing of the run was changed; its evaluate folder may be incomplete",
+    'import': "nothing was imported (an import writes all trajectories or none)",
+    'migrate': "nothing was migrated (a migration writes all files or none)",
+    'export': "nothing at the export path was changed",
+    'inspect': "nothing was changed",
+}
 
 _COMMANDS = {
     'import': _import,

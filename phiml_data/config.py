@@ -51,7 +51,7 @@ class DataConfig:
     cache_dir: str = 'cache'
     n_sims: int = 16
     format: str = 'h5'
-    split: tuple = (0.75, 0.125, 0.125)
+    split: tuple = (0.625, 0.125, 0.25)  # 16 sims: 10 train, 2 validation, 4 test (`evaluation.min_test_sims`)
     split_seed: int = 0
     noise: float = 0.0
 
@@ -169,7 +169,10 @@ def load_yaml(path) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML ({err})") from None
+        mark = getattr(err, 'problem_mark', None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ''
+        problem = getattr(err, 'problem', None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data

@@ -143,8 +143,11 @@ def export(cache: Cache, path, fmt: str = 'netcdf', sims=None, overwrite: bool =
     path = Path(path).absolute()
     _check_target(path, Path(cache.directory).absolute(), overwrite)
     ds = to_xarray(cache, sims)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent))
+    except OSError as err:
+        raise OSError(err.errno, f"Cannot write {path} (nothing there was changed): {err.strerror or err}") from None
     try:
         if fmt == 'netcdf':  # built in memory: a failing write is a plain OSError, not a crash inside HDF5
             image = ds.to_netcdf(engine='h5netcdf')

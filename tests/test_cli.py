@@ -172,3 +172,103 @@ def test_a_write_that_fails_with_efbig_is_an_error_not_a_crash(tmp_path):
     result = run_cli('generate', '--config', config, '--quiet', preexec_fn=_limit_file_size)
     assert_one_line_error(result, 'File too large')
     assert not list((tmp_path / 'cache').rglob('sim_*.h5')) and not list((tmp_path / 'cache').rglob('*.tmp'))
+
+
+def _tiny(tmp_path, extra=''):
+    config = tmp_path / 'c.yaml'
+    config.write_text(
+        f"scenario: {{name: burgers1d, resolution: [32], steps: 6, scheme: spectral, viscosity: 0.05}}\n"
+        f"data: {{cache_dir: '{tmp_path / 'cache'}', n_sims: 6, split: [0.5, 0.17, 0.33]}}\n"
+        "dataset: {n_targets: 2, batch_size: 8}\nmodel: {architecture: conv_net, filters: 4, layers: 1}\n"
+        f"training: {{epochs: 1}}\nevaluation: {{min_test_sims: 2}}\noutput: '{tmp_path / 'run'}'\n{extra}"
+    )
+    return config
+
+
+@pytest.mark.slow
+def test_evaluate_never_overwrites_and_refuses_a_damaged_or_edited_checkpoint_in_one_line(tmp_path, capsys):
+    """Issue #28.8 and #28.11: evaluate replaced RUN/evaluate and other runs' files; garbage weights gave tracebacks."""
+    config = _tiny(tmp_path)
+    assert cli.main(['run', '--config', str(config), '--quiet']) == 0
+    run = tmp_path / 'run'
+    assert cli.main(['evaluate', str(run), '--quiet']) == 0 and cli.main(['evaluate', str(run), '--quiet']) == 0
+    assert (run / 'evaluate' / 'metrics.json').exists() and (run / 'evaluate-2' / 'metrics.json').exists()
+    capsys.readouterr()
+    err = _error(capsys, 'evaluate', str(run), '--quiet', '--output', str(run))
+    assert f"--output {run} holds files" in err and err.count('\n') == 1
+    edited = (run / 'config.yaml').read_text().replace('filters: 4', 'filters: 8')
+    (run / 'config.yaml').write_text(edited)
+    err = _error(capsys, 'evaluate', str(run), '--quiet')
+    assert 'was written by another configuration: model.filters is 4 there, 8 here' in err and err.count('\n') == 1
+    (run / 'config.yaml').write_text(edited.replace('filters: 8', 'filters: 4'))
+    next((run / 'checkpoints' / 'best').glob('net-*.pth')).write_bytes(b'not a network')
+    err = _error(capsys, 'evaluate', str(run), '--quiet')
+    assert 'is damaged: its SHA-256 differs' in err and err.count('\n') == 1
+
+
+def test_an_empty_index_range_names_the_flag(capsys):
+    with pytest.raises(ValueError, match=r"--indices '5-3': the range '5-3' is empty"):
+        cli.select_sims(10, indices='5-3')
+
+
+def test_physical_parameters_are_validated_like_the_others(capsys):
+    """Issue #28.13: viscosity -1 was cached, with velocities growing to 1.5e9."""
+    err = _error(capsys, 'generate', '--config', str(ROOT / 'configs' / 'default.yaml'), 'scenario.viscosity=-1')
+    assert 'scenario.viscosity: must be a finite number >= 0, got -1.0' in err and err.count('\n') == 1
+
+
+def test_a_solver_that_cannot_run_on_the_training_backend_is_refused_before_anything_is_simulated(tmp_path, capsys):
+    """Issue #28.14: 1D Burgers with scheme phiflow in physical mode printed a torch error and kept running."""
+    config = _tiny(tmp_path)
+    err = _error(capsys, 'run', '--config', str(config), 'training.mode=physical', 'scenario.scheme=phiflow')
+    assert "training.mode: the solver of scenario 'burgers1d' cannot run on backend 'torch'" in err
+    assert err.count('\n') == 1 and not (tmp_path / 'cache').exists() and not (tmp_path / 'run').exists()
+
+
+def test_config_errors_come_before_the_config_dump_and_the_defaults_meet_their_own_test_minimum(tmp_path, capsys):
+    """Issue #28.15: a truncated YAML gave 7 lines; run printed 80 lines of config before a config error; an empty
+    YAML announced a saved config.yaml and saved nothing, since the built-in defaults failed min_test_sims."""
+    truncated = tmp_path / 't.yaml'
+    truncated.write_text('scenario: {name: burgers2d, resolution: [32, 32\n')
+    err = _error(capsys, 'run', '--config', str(truncated))
+    assert err.startswith(f'error: {truncated}: invalid YAML at line') and err.count('\n') == 1
+    out = capsys.readouterr().out
+    config = _tiny(tmp_path)
+    err = _error(capsys, 'run', '--config', str(config), 'data.split=[0.8, 0.2, 0.0]')
+    assert 'data.split: the test split has 0 sims' in err and 'resolved config' not in capsys.readouterr().out + out
+    from phiml_data.config import parse_run_config
+    from phiml_data.splits import split_sims
+
+    defaults = parse_run_config({})
+    test = split_sims(range(defaults.data.n_sims), defaults.data.split, defaults.data.split_seed)['test']
+    assert len(test) >= defaults.evaluation.min_test_sims
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_generate_is_one_line_saying_what_was_kept_and_exit_130(tmp_path):
+    config = tmp_path / 'c.yaml'
+    config.write_text(
+        f"scenario: {{name: smoke, resolution: [32, 32], steps: 30}}\ndata: {{cache_dir: '{tmp_path}', n_sims: 50}}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'phiml_data', 'generate', '--config', str(config), '--quiet', '--batch-size', '1'],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    import time
+
+    directory = None
+    for _ in range(600):  # until the first sim is written
+        time.sleep(0.1)
+        found = list(tmp_path.glob('smoke-*/sim_000000.h5'))
+        if found:
+            directory = found[0].parent
+            break
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == [
+        'interrupted: every sim written so far is complete and recorded; rerun generate to simulate the rest'
+    ]
+    assert directory is not None and (directory / 'sim_000000.h5').exists()

@@ -132,3 +132,17 @@ def test_staggered_components_sit_on_their_face_coordinates(smoke_dm, tmp_path):
             on_ours.transpose(*dims).values, component.values.numpy(component.resolution.names)
         )
     assert 'velocity' not in ds and ds['density'].dims == ('sim', 't', 'x', 'y')
+
+
+def test_an_export_into_a_read_only_folder_names_the_target(dm, tmp_path, monkeypatch):
+    """Issue #28.12: the message named a hidden temporary file instead of the target (the temporary folder's
+    creation fails first in a read-only folder; simulated, since the tests may run as root)."""
+    import tempfile
+
+    def refused(prefix, suffix, dir):
+        raise PermissionError(13, 'Permission denied', f'{dir}/{prefix}abc{suffix}')
+
+    monkeypatch.setattr(tempfile, 'mkdtemp', refused)
+    target = tmp_path / 'locked' / 'out.nc'
+    with pytest.raises(OSError, match=rf"Cannot write {target} \(nothing there was changed\): Permission denied$"):
+        export(dm, target)

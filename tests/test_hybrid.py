@@ -114,3 +114,74 @@ def test_a_hybrid_commit_of_another_alpha_is_refused(dm, tmp_path):
         CheckpointError, match=r"state.json was written by another configuration: hybrid.alpha is 0.25 there, 0.5 here"
     ):
         _hybrid(dm, config=dataclasses.replace(CONFIG, alpha=0.5)).resume(tmp_path)
+
+
+KILLED_RUN = """
+import sys
+from pathlib import Path
+from phiml_data import Burgers1D, DataManager, ModelConfig, PhiMLDataset, TrainConfig, Trainer
+from phiml_data.hybrid import HybridConfig, HybridTrainer
+from phiml_data.physical import PhysicalConfig, PhysicalTrainer
+
+kind, cache, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+dm = DataManager(cache, Burgers1D(resolution=32, steps=10, scheme='spectral', viscosity=0.05))
+train = PhiMLDataset(dm, [0, 1, 2], n_targets=3, batch_size=8)
+val = train.variant(sims=[3], shuffle=False)
+network = Trainer(train, val, ModelConfig('conv_net', filters=8, layers=1), TrainConfig(epochs=6, progress=False), out)
+physical = PhysicalTrainer(train, val, PhysicalConfig({'viscosity': 0.25}, 'adam', epochs=6), output=out / 'physical')
+config = HybridConfig(warmup_epochs=1, cycles=3, network_epochs=1, physical_epochs=1, alpha=0.25, new_states=2)
+{'network': network, 'physical': physical, 'hybrid': HybridTrainer(network, physical, config, out / 'hybrid')}[kind].fit()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('kind', ['network', 'physical', 'hybrid'])
+def test_a_kill_9_at_any_point_then_a_resume_gives_the_uninterrupted_result_or_one_clear_error(dm, tmp_path, kind):
+    """Issue #28, done when: kill -9 while training or writing a checkpoint, resume, compare with no kill."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    def trainers(out):
+        train = PhiMLDataset(dm, [0, 1, 2], n_targets=3, batch_size=8)
+        val = train.variant(sims=[3], shuffle=False)
+        network = Trainer(
+            train, val, ModelConfig('conv_net', filters=8, layers=1), TrainConfig(epochs=6, progress=False), out
+        )
+        config = PhysicalConfig({'viscosity': 0.25}, 'adam', epochs=6)
+        physical = PhysicalTrainer(train, val, config, output=None if out is None else out / 'physical')
+        hybrid = HybridConfig(warmup_epochs=1, cycles=3, network_epochs=1, physical_epochs=1, alpha=0.25, new_states=2)
+        return network, physical, HybridTrainer(network, physical, hybrid, None if out is None else out / 'hybrid')
+
+    whole = trainers(None)
+    {'network': whole[0], 'physical': whole[1], 'hybrid': whole[2]}[kind].fit()
+    resumed = 0
+    for delay in (4.5, 6.0, 7.5):  # import and start take about 4 s: kills before, during and between commits
+        out = tmp_path / f'{delay}'
+        proc = subprocess.Popen(
+            [sys.executable, '-c', KILLED_RUN, kind, str(dm.cache.directory.parent), str(out)], cwd=ROOT
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        network, physical, hybrid = trainers(out)
+        try:
+            if kind == 'network':
+                network.load_checkpoint(out / 'checkpoints' / 'last').fit()
+            elif kind == 'physical':
+                physical.load_checkpoint(out / 'physical' / 'checkpoints' / 'last').fit()
+            else:
+                hybrid.resume(out / 'hybrid').fit()
+        except CheckpointError as err:  # killed before its first commit: one clear line, and a fresh start
+            assert 'checkpoint in' in str(err) and 'state.json missing' in str(err), err
+            continue
+        if kind != 'physical':
+            for a, b in zip(network.net.parameters(), whole[0].net.parameters()):
+                assert torch.equal(a, b), delay
+        if kind != 'network':
+            assert physical.params() == whole[1].params(), delay
+        resumed += 1
+    assert resumed >= 1  # at least one kill came after a commit

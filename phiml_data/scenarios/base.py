@@ -88,6 +88,8 @@ class Scenario:
     )
 
     spatial_dims: ClassVar[tuple[str, ...]] = ('x', 'y')
+    positive: ClassVar[tuple[str, ...]] = ('dt', 'length')  # parameters that must be > 0
+    non_negative: ClassVar[tuple[str, ...]] = ()  # parameters that must be >= 0
 
     def __post_init__(self):
         res = self.resolution
@@ -104,10 +106,15 @@ class Scenario:
         if self.backend not in ('numpy', 'jax') or (self.backend == 'jax' and not self.jittable):
             valid = "'numpy' or 'jax'" if self.jittable else "'numpy' (its step does not compile)"
             raise ValueError(f"{type(self).__name__}.backend must be {valid}, got {self.backend!r}")
-        if not self.dt > 0 or not self.length > 0:
-            raise ValueError(
-                f"{type(self).__name__}: dt and length must be > 0, got dt={self.dt!r}, length={self.length!r}"
-            )
+        for f in dataclasses.fields(self):  # every number finite; declared signs (`positive`, `non_negative`)
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            sign = '> 0' if f.name in self.positive else '>= 0' if f.name in self.non_negative else None
+            if not pymath.isfinite(value) or (sign == '> 0' and value <= 0) or (sign == '>= 0' and value < 0):
+                raise ValueError(
+                    f"{type(self).__name__}.{f.name} must be a finite number{' ' + sign if sign else ''}, got {value!r}"
+                )
 
     @property
     def bounds(self) -> dict[str, tuple[float, float]]:

@@ -56,6 +56,8 @@ class Burgers(Scenario):
     refine: int = 1
     fields: ClassVar[dict[str, FieldSpec]] = {'velocity': FieldSpec('centered', 'periodic', vector=True)}
     learnable: ClassVar[tuple[str, ...]] = ('viscosity',)
+    positive: ClassVar[tuple[str, ...]] = ('dt', 'length', 'noise_scale')
+    non_negative: ClassVar[tuple[str, ...]] = ('viscosity', 'amplitude')
     version: ClassVar[int] = 2  # 2: PhiML spectral step (complex FFTs) in float64, initial state at the cell centres
 
     def __post_init__(self):

@@ -59,6 +59,8 @@ class SmokePlume(Scenario):
     batchable: ClassVar[bool] = False  # the pressure solve and the substeps depend on every sim of a batch
     symmetries: ClassVar[tuple[str, ...]] = ('x',)  # gravity breaks y, and the inflow sits low in the box
     learnable: ClassVar[tuple[str, ...]] = ('buoyancy',)
+    positive: ClassVar[tuple[str, ...]] = ('dt', 'length', 'inflow_radius')
+    non_negative: ClassVar[tuple[str, ...]] = ('inflow_rate',)
 
     def initial_state(self, sim_index):
         rng = sim_rng(self.seed, sim_index)
