@@ -76,3 +76,28 @@ def conv_net(model, in_channels: int, out_channels: int, common: dict):
     from phiml import nn
 
     return nn.conv_net(in_channels, out_channels, layers=[model.filters] * model.layers, **common)
+
+
+def zero_output(net):
+    """Sets the weights and bias of `net`'s output layer to zero, so that it predicts exactly zero until it learns:
+    a network that corrects a base starts as the base itself. The output layer is the last registered child module
+    (torch) or parameter group (jax) of phiml's u_net, res_net and conv_net, and of any network built the same way.
+
+    Raises:
+        ValueError: The last part of `net` holds no weights to zero.
+    """
+    if hasattr(net, 'children'):  # torch
+        import torch
+
+        last = list(net.children())[-1]
+        if not hasattr(last, 'weight'):
+            raise ValueError(f"the last module of {type(net).__name__} ({type(last).__name__}) has no weights to zero")
+        with torch.no_grad():
+            for p in last.parameters():
+                p.zero_()
+        return net
+    import jax
+
+    last = list(net.parameters)[-1]
+    net.parameters = {**net.parameters, last: jax.tree_util.tree_map(lambda a: a * 0, net.parameters[last])}
+    return net

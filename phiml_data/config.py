@@ -193,9 +193,12 @@ class ModelConfig:
             `'coarse_solver'` (the scenario's own solver on the cache's grid, for ground truth simulated on a finer
             grid: the network learns the coarse solver's correction; the solver runs on the training backend inside
             the graph, see `TrainConfig.solver_gradient`).
-        scale_output: Multiply the network's output by the rms one-step error of its base on the training windows
-            (`surrogate.correction_scale`, per channel, recomputed from the training set), so that it learns
-            corrections of unit size.
+        scale_output: What the network's output is multiplied by, so that it learns corrections of unit size:
+            `'none'`; `'global'`: the rms one-step error of its base on the training windows, per channel
+            (`surrogate.correction_scale`); `'state'`: a size of the base's one-step error that follows the state
+            (`surrogate.StateScale`: small for smooth states, large where the state has grid-scale features), fitted
+            on the training windows.
+        zero_init: Start with the output layer at zero, so that the model starts as its base (`architectures.zero_output`).
     """
 
     architecture: str = 'u_net'
@@ -205,12 +208,15 @@ class ModelConfig:
     batch_norm: bool = False
     activation: str = 'ReLU'
     base: str = 'persistence'
-    scale_output: bool = False
+    scale_output: str = 'none'
+    zero_init: bool = False
 
     def __post_init__(self):
         registered(self, 'architecture', ARCHITECTURES)
         if self.base not in ('persistence', 'coarse_solver'):
             raise ValueError(f"base must be 'persistence' or 'coarse_solver', got '{self.base}'")
+        if self.scale_output not in ('none', 'global', 'state'):
+            raise ValueError(f"scale_output must be 'none', 'global' or 'state', got {self.scale_output!r}")
         if self.levels < 1 or self.filters < 1 or self.layers < 1:
             raise ValueError(
                 f"levels, filters and layers must be >= 1, got {self.levels}, {self.filters}, {self.layers}"
@@ -247,6 +253,9 @@ class TrainConfig:
             the network learns how the solver reacts to its corrections); `False` (default) stops them at the
             solver ("NON"), which measured better on the default config (README: 0.19 vs 0.32 of the coarse
             solver's error over 3 seeds).
+        floor_quantile: With `loss: over_base`, the floor below which a window's error is not made relative: this
+            quantile of the base's mean square one-step error over the training windows (`None`: 1e-4 of each
+            target's mean square).
         loss: A registered loss (`phiml_data.losses.LOSSES`): `'mse'` (mean squared error, normalised units),
             `'relative'` (every window weighs the same) or `'over_base'` (the error over that of the model's base
             alone: where the base is nearly exact, any error is costly); see their docstrings.
@@ -262,6 +271,7 @@ class TrainConfig:
     threads: int = 1
     reattach_static: bool = True
     loss: str = 'mse'
+    floor_quantile: Optional[float] = None
     solver_gradient: bool = False
     progress: bool = True
 
@@ -366,6 +376,10 @@ class PhysicalConfig:
         learning_rate: Adam's step on the logarithm of each parameter (0.1: about 10 % per step at first).
         lr_decay: Adam's learning rate factor applied after each epoch.
         epochs: Epochs over the training windows.
+        refine: The physical model simulates on a grid `refine` times finer than the cache's, from the stored values
+            up-sampled (`Scenario.upsample`), and stores its prediction back (`scenarios.step_values`): `None` (default)
+            resolves the data as they were simulated (the scenario's own `refine`); `1` runs on the cache's grid,
+            where the fitted parameters also absorb that grid's error (an effective coarse-grid value).
     """
 
     initial: dict = field(default_factory=dict)
@@ -374,6 +388,7 @@ class PhysicalConfig:
     learning_rate: float = 0.1
     lr_decay: float = 1.0
     epochs: int = 3
+    refine: Optional[int] = None
 
     def __post_init__(self):
         if not isinstance(self.initial, dict) or not all(
@@ -383,6 +398,8 @@ class PhysicalConfig:
             raise ValueError(f"initial must map parameter names to finite numbers > 0, got {self.initial!r}")
         if self.optimizer not in ('lbfgs', 'adam'):
             raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {self.optimizer!r}")
+        if self.refine is not None and self.refine < 1:
+            raise ValueError(f"refine must be an integer >= 1 (or null: the scenario's own), got {self.refine}")
         if self.learning_rate <= 0 or not 0 < self.lr_decay <= 1 or self.epochs < 0 or self.iterations < 1:
             raise ValueError(
                 f"need learning_rate > 0, 0 < lr_decay <= 1, epochs >= 0, iterations >= 1; got "

@@ -7,6 +7,8 @@ per field and rollout step, computed in physical units.
 from __future__ import annotations
 
 import csv
+import importlib.util
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from phiml.math import Tensor
 
 from ._windows import last_frame
 from .dataset import PhiMLDataset
+from .physical import FitWarning
 from .scenarios import step_values
 from .surrogate import Surrogate
 
@@ -42,7 +45,9 @@ def rollout_dataset(train: PhiMLDataset, sims, steps: int = None) -> PhiMLDatase
     )
 
 
-BASELINES = ('zero', 'persistence', 'damped_persistence', 'coarse_solver')  # the last only where the truth is refined
+BASELINES = ('zero', 'persistence', 'damped_persistence', 'coarse_solver', 'fitted_solver')
+"""The last two only where the truth was simulated on a finer grid; `fitted_solver` where the scenario also has
+learnable parameters (the coarse solver with them fitted on the training windows: the best simple physics)."""
 
 
 def _rollout_batch(ds: PhiMLDataset) -> tuple[Tensor, Tensor, dict]:
@@ -74,12 +79,13 @@ def damping(train: PhiMLDataset, steps: int, max_sims: int = 64) -> Tensor:
     return math.stack(per_channel, math.channel(channels=','.join(ds.target_channels)))
 
 
-def coarse_solver(scenario, initial: dict[str, Tensor], steps: int) -> dict[str, Tensor] | None:
+def coarse_solver(scenario, initial: dict[str, Tensor], steps: int, params: dict = None) -> dict[str, Tensor] | None:
     """The scenario's own solver on the cache's grid (`Scenario.coarse`) from the given initial frames, where the
     cached ground truth was simulated on a finer grid; else `None`.
 
     Args:
         initial: `{field: Tensor (batchᵇ, xˢ, [yˢ], [vectorᶜ])}` in physical units.
+        params: Values of learnable parameters to use instead of the scenario's (`fitted_parameters`).
 
     Returns:
         `{field: Tensor (batchᵇ, timeᵇ=steps, xˢ, [yˢ], [vectorᶜ])}`.
@@ -87,13 +93,40 @@ def coarse_solver(scenario, initial: dict[str, Tensor], steps: int) -> dict[str,
     coarse = scenario.coarse()
     if coarse is None:
         return None
+    params = None if params is None else {k: math.tensor(v) for k, v in params.items()}
     metadata, state, frames = coarse.metadata(0), initial, {f: [] for f in initial}
     with np.errstate(all='ignore'):  # a diverging coarse solver is scored as an infinite error
         for _ in range(steps):
-            state = step_values(coarse, state, metadata)
+            state = step_values(coarse, state, metadata, params)
             for f in frames:
                 frames[f].append(state[f])
     return {f: math.stack(v, math.batch('time')) for f, v in frames.items()}
+
+
+def fitted_parameters(train: PhiMLDataset, windows: int = 32, steps: int = 3) -> dict[str, float] | None:
+    """The scenario's learnable parameters fitted (L-BFGS-B, at most 15 iterations, from the scenario's own values)
+    through its coarse solver to rollouts of at most `steps` steps from about `windows` training windows (evenly
+    spaced starts), where the truth was simulated on a finer
+    grid and the scenario has learnable parameters; else `None`: the effective coarse-grid values, which also absorb
+    the coarse grid's error. Deterministic: the same numbers on every call."""
+    scenario = train.scenario
+    if scenario.coarse() is None or not scenario.learnable:
+        return None
+    from .config import PhysicalConfig
+    from .physical import PhysicalTrainer
+
+    per_sim = max(1, windows // len(train.sims))
+    n_targets = min(steps, train.layout.n_targets)
+    hop = max(1, (scenario.frames - train.layout.n_input - n_targets) // per_sim)
+    subset = train.variant(hop=hop, n_targets=n_targets, shuffle=False, augment=False, prefetch=0)
+    backend = next((b for b in ('torch', 'jax') if importlib.util.find_spec(b)), None)
+    if backend is None:  # no backend that differentiates: no fitted baseline
+        return None
+    fit = PhysicalTrainer(subset, config=PhysicalConfig(epochs=1, iterations=15, refine=1), backend=backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', FitWarning)  # a baseline: its fit is judged by its errors, reported per step
+        fit.fit()
+    return fit.params()
 
 
 def evaluate(surrogate: Surrogate, train: PhiMLDataset, sims, steps: int = None) -> dict:
@@ -114,8 +147,9 @@ def evaluate(surrogate: Surrogate, train: PhiMLDataset, sims, steps: int = None)
     Returns:
         `{'steps', 'sims', 'fields': {field: {'model': [per-step mean rel. L2], 'zero': [...], 'persistence': [...],
         'damped_persistence': [...], 'spread': {name: {'std', 'min', 'max': [per step]}}}}, 'truth', 'prediction'}`,
-        the last two `Tensor (batchᵇ=sims, timeᵇ, xˢ, [yˢ], channelsᶜ)` in physical units, and `'rollouts'`: the
-        coarse solver's rollout `{'coarse solver': {field: Tensor (batchᵇ, timeᵇ, xˢ, [yˢ], [vectorᶜ])}}` where it exists.
+        the last two `Tensor (batchᵇ=sims, timeᵇ, xˢ, [yˢ], channelsᶜ)` in physical units, `'rollouts'`: the coarse
+        solvers' rollouts `{'coarse solver': {field: Tensor (batchᵇ, timeᵇ, xˢ, [yˢ], [vectorᶜ])}, 'fitted solver': ...}`
+        where they exist, and `'fitted_parameters'`: those of the fitted solver (`fitted_parameters`), or `None`.
     """
     if not len(sims):
         raise ValueError("No test sims to evaluate on: the test split is empty")
@@ -132,9 +166,15 @@ def evaluate(surrogate: Surrogate, train: PhiMLDataset, sims, steps: int = None)
     }
     truth_f = ds.layout.unpack(truth)
     unpacked = {name: ds.layout.unpack(p) for name, p in predictions.items()}
+    finite = lambda values: {f: math.where(math.is_finite(v), v, float('inf')) for f, v in values.items()}
     solver = coarse_solver(train.scenario, ds.layout.unpack(last), ds.layout.n_targets)
     if solver is not None:  # a solver that diverged (NaN, Inf) on the coarse grid has an infinite error there
-        unpacked['coarse_solver'] = {f: math.where(math.is_finite(v), v, float('inf')) for f, v in solver.items()}
+        unpacked['coarse_solver'] = finite(solver)
+    fitted = fitted_parameters(train)
+    if fitted is not None:
+        unpacked['fitted_solver'] = finite(
+            coarse_solver(train.scenario, ds.layout.unpack(last), ds.layout.n_targets, fitted)
+        )
     fields = {}
     for f in truth_f:
         errors = {
@@ -145,10 +185,11 @@ def evaluate(surrogate: Surrogate, train: PhiMLDataset, sims, steps: int = None)
             name: {'std': _spread(e).tolist(), 'min': e.min(0).tolist(), 'max': e.max(0).tolist()}
             for name, e in errors.items()
         }
-    coarse = {'coarse solver': unpacked['coarse_solver']} if 'coarse_solver' in unpacked else {}
+    coarse = {n.replace('_', ' '): unpacked[n] for n in ('coarse_solver', 'fitted_solver') if n in unpacked}
     return {
         'steps': ds.layout.n_targets,
         'sims': list(ds.sims),
+        'fitted_parameters': fitted,
         'fields': fields,
         'truth': truth,
         'prediction': pred,

@@ -33,7 +33,7 @@ _TMP_SIM = re.compile(r'^\.sim_(\d+)\..*\.tmp$')
 
 def generate(cache: Cache, n_sims, executor=None, batch_size=8, progress=True, verify=False, claims=True) -> list[int]:
     """See `DataManager.generate`."""
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     indices = (
         list(range(sim_index(n_sims))) if isinstance(n_sims, (int, np.integer)) else [sim_index(i) for i in n_sims]

@@ -70,7 +70,7 @@ def migrate_legacy(files, cache: Cache, progress: bool = True) -> list[int]:
     """
     cache = cache_of(cache)
     import torch  # only here: the data layer does not depend on torch
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     files = _legacy_files(files)
     written = []

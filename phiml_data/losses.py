@@ -1,12 +1,13 @@
 """Training losses of a rollout, registered by name (`TrainConfig.loss`): adding one is one decorated function here.
 
 Each takes the model's rollout `pred` and the `targets`, both `Tensor (batchᵇ, timeᵇ, xˢ, [yˢ], channelsᶜ)` in
-normalised units, and `base()`, which rolls out the model's base alone (persistence or the coarse solver, no
-gradient) for the losses that compare with it; it returns a scalar `Tensor`.
+normalised units, and a `LossContext` (the model's base alone, rolled out on demand; a floor set from the data), and
+returns a scalar `Tensor`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 from phiml import math
@@ -14,7 +15,25 @@ from phiml.math import Tensor
 
 from .registry import Registry
 
-LOSSES: Registry[Callable[[Tensor, Tensor, Callable[[], Tensor]], Tensor]] = Registry('loss')  # `training.loss`
+
+@dataclass(frozen=True)
+class LossContext:
+    """What a loss may compare a rollout with.
+
+    Attributes:
+        base: Rolls out the model's base alone from the same initial state (persistence or the coarse solver, no
+            gradient): `Tensor (batchᵇ, timeᵇ, xˢ, [yˢ], channelsᶜ)`.
+        floor: A mean square error (normalised units) below which a window's error is not made relative to, set from
+            the training data (`training.floor_quantile`); `None`: `1e-4` of the target's mean square.
+        base_mse: The base's mean square one-step error over the training windows (normalised units), or `None`.
+    """
+
+    base: Callable[[], Tensor]
+    floor: float | None = None
+    base_mse: float | None = None
+
+
+LOSSES: Registry[Callable[[Tensor, Tensor, LossContext], Tensor]] = Registry('loss')  # `training.loss`
 
 
 def register(name: str):
@@ -23,19 +42,19 @@ def register(name: str):
 
 
 @register('mse')
-def mse(pred: Tensor, targets: Tensor, base) -> Tensor:
+def mse(pred: Tensor, targets: Tensor, context: LossContext) -> Tensor:
     """The mean squared error over steps, cells and channels.
 
     Example:
         >>> t = math.ones(math.batch(batch=2, time=3), math.spatial(x=4), math.channel(channels='u'))
-        >>> float(mse(t * 3, t, None))
+        >>> float(mse(t * 3, t, LossContext(base=lambda: t)))
         4.0
     """
     return math.mean((pred - targets) ** 2, math.shape(targets))
 
 
 @register('relative')
-def relative(pred: Tensor, targets: Tensor, base) -> Tensor:
+def relative(pred: Tensor, targets: Tensor, context: LossContext) -> Tensor:
     """Per window, step and channel, the squared error over the target's mean square (plus 1e-6), averaged: every
     window weighs the same, so states of small magnitude (a plume starting from rest) are learned as well."""
     cells = targets.shape.spatial
@@ -44,9 +63,21 @@ def relative(pred: Tensor, targets: Tensor, base) -> Tensor:
 
 
 @register('over_base')
-def over_base(pred: Tensor, targets: Tensor, base) -> Tensor:
-    """Per window and step, the squared error over that of the model's base alone from the same state (plus 1e-4 of
-    the target's mean square), averaged: where the base is nearly exact, any error is costly."""
+def over_base(pred: Tensor, targets: Tensor, context: LossContext) -> Tensor:
+    """Per window and step, the squared error over that of the model's base alone from the same state (plus the
+    context's floor, by default 1e-4 of the target's mean square), averaged: where the base is nearly exact, any error
+    is costly."""
     cells = targets.shape.spatial & targets.shape['channels']
-    reference = math.mean((base() - targets) ** 2, cells) + 1e-4 * math.mean(targets**2, cells)
+    floor = 1e-4 * math.mean(targets**2, cells) if context.floor is None else context.floor
+    reference = math.mean((context.base() - targets) ** 2, cells) + floor
     return math.mean(math.mean((pred - targets) ** 2, cells) / reference, reference.shape)
+
+
+@register('balanced')
+def balanced(pred: Tensor, targets: Tensor, context: LossContext) -> Tensor:
+    """The sum of two losses that are 1 for the base alone: the mean squared error over the base's mean square error
+    on the training windows (dominated by the late, steep states, where the base errs most) and `over_base` (every
+    window relative to the base's own error there: the early, smooth states, where the base is nearly exact). A
+    correction trained on it gains on the late states without giving up the early ones."""
+    scale = context.base_mse or float(math.mean((context.base() - targets) ** 2, math.shape(targets)))
+    return mse(pred, targets, context) / scale + over_base(pred, targets, context)

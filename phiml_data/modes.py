@@ -55,7 +55,8 @@ class Mode:
         if cfg.model.base == 'coarse_solver' or self.fits_parameters:
             from .physical import check_solver
 
-            problem = check_solver(cfg.scenario, cfg.training.backend, need_coarse=not self.fits_parameters)
+            need_coarse = not self.fits_parameters
+            problem = check_solver(cfg.scenario, cfg.training.backend, need_coarse, cfg.physical.refine)
             if problem:
                 key = 'training.mode' if self.fits_parameters else 'model.base'
                 raise ConfigError(f"{key}: {problem}")

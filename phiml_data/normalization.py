@@ -34,7 +34,7 @@ def field_stats(source: TrajectorySource, fields, progress: bool = False) -> dic
         saved = read_json(path, 'normalisation statistics')
         if set(saved.get('fields', {})) == set(fields):
             return saved['fields']
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     sums = {f: np.zeros(3) for f in fields}  # count, sum, sum of squares
     trajectories = tqdm(source.trajectories(list(fields)), 'statistics', len(sims), unit='sim', disable=not progress)

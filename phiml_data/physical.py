@@ -19,12 +19,14 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math as pymath
 import time
 import warnings
 
+import numpy as np
 from phiml import math
-from phiml.math import Diverged, NotConverged, Solve, Tensor, channel
+from phiml.math import Tensor, channel
 
 from .config import PhysicalConfig
 from .dataset import PhiMLDataset
@@ -59,7 +61,7 @@ class PhysicalTrainer(EpochTrainer):
             raise ValueError(
                 f"physical.initial: scenario '{scenario.name}' can learn {list(self.names)}; got {sorted(config.initial)}"
             )
-        self.solver = scenario.coarse() or scenario
+        self.solver = physical_model(scenario, config.refine)
         self.step_fn = packed_step(train, self.solver)
         with self.backend:
             guess = [float(config.initial.get(n, getattr(scenario, n))) for n in self.names]
@@ -131,22 +133,25 @@ class PhysicalTrainer(EpochTrainer):
             warnings.warn(message, FitWarning, stacklevel=3)
 
     def _lbfgs(self, objective: _Objective) -> tuple[list[float], str]:
-        """`math.minimize` (L-BFGS-B) of the epoch's mean loss from the current parameters. SciPy's line search ends
-        "ABNORMAL" where it finds no lower loss along its direction, at an optimum too (PhiML raises `Diverged`):
-        the point it reached is kept and judged by `_Objective.checked` like any other."""
-        solve = Solve(
-            'L-BFGS-B', 0, 1e-12, x0=self.theta, max_iterations=self.config.iterations, suppress=[NotConverged]
-        )
-        try:
-            theta, stop = (
-                math.minimize(objective.mean_loss, solve),
-                f'{self.config.iterations} L-BFGS-B iterations or tolerance',
-            )
-        except Diverged as err:
-            messages = err.result.msg if isinstance(err.result.msg, (list, tuple)) else [err.result.msg]
-            theta, stop = err.result.x, f"L-BFGS-B ended: {' '.join(str(m).strip() for m in messages)}"
-        self.theta = math.stop_gradient(theta)
-        return [objective.value(self.theta)], stop
+        """SciPy's L-BFGS-B on the epoch's mean loss from the current parameters, with value and gradient summed batch
+        by batch (`_Objective.value_and_gradient`: one batch's graph in memory at a time), for `config.iterations`
+        iterations (a small gradient per unit log-parameter far below the parameter's range is no optimum, so it
+        does not stop on one). Its line search ends "ABNORMAL" where it finds no lower loss along its direction, at an
+        optimum too: the point it reached is kept and judged by `_Objective.checked` like any other."""
+        from scipy.optimize import minimize
+
+        def fun(x):
+            value, grad = objective.value_and_gradient(self._as_theta(x))
+            return value, grad.numpy('param').astype(np.float64)
+
+        x0 = math.stop_gradient(self.theta).numpy('param').astype(np.float64)
+        options = {'maxiter': self.config.iterations, 'ftol': 1e-12, 'gtol': 0.0}  # judged by `checked`, not here
+        result = minimize(fun, x0, jac=True, method='L-BFGS-B', options=options)
+        self.theta = self._as_theta(result.x)
+        return [objective.value(self.theta)], f'L-BFGS-B: {result.message} ({result.nit} iterations)'
+
+    def _as_theta(self, values) -> Tensor:
+        return math.tensor(np.asarray(values, np.float32), channel(param=','.join(self.names)))
 
     def _adam_epoch(self, batches: list[dict]) -> list[float]:
         gradient, losses = math.gradient(self.loss, 'theta', get_output=True), []
@@ -263,13 +268,20 @@ class _Objective:
         self.trainer, self.batches = trainer, batches
         self.scale = sum(float(math.mean(b['targets'] ** 2, math.shape(b['targets']))) for b in batches) / len(batches)
 
-    def mean_loss(self, theta: Tensor) -> Tensor:
-        """The mean loss over the epoch's windows with parameters `exp(theta)`; a scalar."""
-        losses = [self.trainer.loss(theta, b['initial_state'], b['targets']) for b in self.batches]
-        return sum(losses) / len(losses)
+    def value_and_gradient(self, theta: Tensor) -> tuple[float, Tensor]:
+        """The mean loss over the epoch's windows with parameters `exp(theta)` and its gradient `Tensor (paramᶜ)`,
+        accumulated batch by batch."""
+        gradient = math.gradient(self.trainer.loss, 'theta', get_output=True)
+        total, grads = 0.0, []
+        for b in self.batches:
+            loss, grad = gradient(theta, b['initial_state'], b['targets'])
+            total += float(math.stop_gradient(loss))
+            grads.append(math.stop_gradient(grad))
+        return total / len(self.batches), sum(grads) / len(self.batches)
 
     def value(self, theta: Tensor) -> float:
-        return float(math.stop_gradient(self.mean_loss(theta)))
+        losses = [self.trainer.loss(theta, b['initial_state'], b['targets']) for b in self.batches]
+        return float(math.stop_gradient(sum(losses) / len(losses)))
 
     def checked(self, theta: Tensor, epoch: int, stop: str) -> tuple[float, float]:
         """Loss and largest gradient component (per unit log-parameter) at `theta`.
@@ -277,8 +289,7 @@ class _Objective:
         Raises:
             FitError: `theta`, the loss or its gradient are not finite.
         """
-        loss, grad = math.gradient(self.mean_loss, 'theta', get_output=True)(theta)
-        loss, grad = float(math.stop_gradient(loss)), math.stop_gradient(grad)
+        loss, grad = self.value_and_gradient(theta)
         finite = math.is_finite(theta).all and math.is_finite(grad).all
         if not (finite and pymath.isfinite(loss)):
             t = self.trainer
@@ -296,9 +307,10 @@ class _Objective:
         return gradient <= _GRADIENT_TOLERANCE * self.scale or loss <= 1e-12 * self.scale
 
 
-def check_solver(scenario, backend: str, need_coarse: bool = False) -> str | None:
-    """Why the solver that physical training (or `model.base: coarse_solver`, `need_coarse`) runs cannot run on the
-    training backend with gradients to its learnable parameters, or `None`. One probe step of sim 0's initial state.
+def check_solver(scenario, backend: str, need_coarse: bool = False, refine: int = None) -> str | None:
+    """Why the solver that physical training (`physical_model(scenario, refine)`) or `model.base: coarse_solver`
+    (`need_coarse`) runs cannot run on the training backend with gradients to its learnable parameters, or `None`.
+    One probe step of sim 0's initial state.
 
     Example:
         >>> check_solver(Burgers1D(resolution=32, scheme='spectral'), 'torch') is None
@@ -312,14 +324,14 @@ def check_solver(scenario, backend: str, need_coarse: bool = False) -> str | Non
         )
     if not need_coarse and not scenario.learnable:
         return f"scenario '{scenario.name}' has no learnable parameters to fit (use training.mode: synthetic)"
-    solver = coarse or scenario
+    solver = coarse if need_coarse else physical_model(scenario, refine)
     from phiml.backend import NUMPY
 
     from .backends import backend_named
     from .scenarios import field_values, step_values
 
     with NUMPY:
-        values = {f: field_values(v) for f, v in solver.initial_state(0).items()}
+        values = {f: solver.stored(field_values(v)) for f, v in solver.initial_state(0).items()}
     try:
         with backend_named(backend) as b:
             values = {f: math.convert(math.to_float(v), b) for f, v in values.items()}
@@ -337,3 +349,17 @@ def check_solver(scenario, backend: str, need_coarse: bool = False) -> str | Non
     if dead:
         return f"no gradient flows to {dead} through the solver of scenario '{scenario.name}' on backend '{backend}'"
     return None
+
+
+def physical_model(scenario, refine: int = None):
+    """The scenario the physical model runs: the data's own (`refine=None`), or simulating `refine` times finer than
+    the cache's grid (`1`: on the cache's grid).
+
+    Raises:
+        ValueError: `refine` is given for a scenario without a `refine` parameter.
+    """
+    if refine is None or refine == getattr(scenario, 'refine', 1):
+        return scenario
+    if not hasattr(scenario, 'refine'):
+        raise ValueError(f"physical.refine: scenario '{scenario.name}' simulates on the cache's grid only (no refine)")
+    return dataclasses.replace(scenario, refine=refine)

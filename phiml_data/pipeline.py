@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -90,6 +91,7 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
         'rollout_steps': metrics['steps'],
         'summary': summarize(metrics),
         'per_step': metrics['fields'],
+        'fitted_solver_parameters': metrics['fitted_parameters'],
         'seconds': {'simulation': t_sim, 'training': t_train, 'total': time.perf_counter() - t_start},
         'train_steps': steps,
         'train_steps_per_second': steps / t_train if t_train else None,
@@ -98,6 +100,7 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
         'mode': cfg.training.mode,
         **outcome.metrics,
         'versions': _versions(),
+        'machine': machine(),
     }
     write_json(out / 'metrics.json', result)
     _report(result, out)
@@ -154,6 +157,30 @@ def load_model(cfg: RunConfig, run: Path, checkpoint: str = 'best'):
     splits = json.loads((Path(run) / 'splits.json').read_text())
     train = PhiMLDataset(cfg.data_manager(), splits['train'], cfg.dataset)  # statistics and damping from training sims
     return mode_of(cfg).load(cfg, train, Path(run), checkpoint)
+
+
+def machine() -> dict:
+    """The processor a run's trained numbers came from: its model name, core count and the instruction-set flags
+    that select different floating-point kernels (`/proc/cpuinfo` on Linux; `platform` elsewhere). The data and the
+    baselines are identical across machines; trained models differ in their last bits, which grow along a training."""
+    import platform
+
+    info = {'processor': platform.processor() or platform.machine(), 'cores': os.cpu_count(), 'flags': []}
+    try:
+        text = Path('/proc/cpuinfo').read_text()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        key, _, value = line.partition(':')
+        if key.strip() == 'model name':
+            info['processor'] = value.strip()
+        elif key.strip() == 'flags':
+            info['flags'] = sorted(f for f in value.split() if f.startswith(_KERNEL_FLAGS))
+            break
+    return info
+
+
+_KERNEL_FLAGS = ('sse4', 'avx', 'fma', 'amx', 'f16c')  # what BLAS and torch dispatch their kernels on
 
 
 def _versions() -> dict[str, str]:

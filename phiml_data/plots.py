@@ -246,6 +246,7 @@ ERROR_STYLES = {  # one colour and line style per curve, the same in every figur
     'persistence': ('C1', '--'),
     'damped_persistence': ('C2', '-.'),
     'coarse_solver': ('C3', (0, (5, 1, 1, 1))),
+    'fitted_solver': ('C4', (0, (3, 1, 1, 1, 1, 1))),
 }
 
 

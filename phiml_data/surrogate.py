@@ -34,8 +34,9 @@ class Surrogate:
         base: What the network's output is added to, given the last input frame `Tensor (batchᵇ, xˢ, [yˢ],
             channelsᶜ=inputs)` (static channels too), returning `Tensor (batchᵇ, xˢ, [yˢ], channelsᶜ=targets)`:
             `None` for the frame's target channels themselves (persistence), or e.g. `solver_step(...)`.
-        scale: `Tensor (channelsᶜ=targets)` the network's output is multiplied by (e.g. `correction_scale`), or
-            `None`.
+        scale: What the network's output is multiplied by: `Tensor (channelsᶜ=targets)` (one size for every state,
+            `correction_scale`), a function of the last input frame returning `Tensor (batchᵇ)` (a size that follows
+            the state, `StateScale`), or `None`.
     """
 
     def __init__(
@@ -49,7 +50,7 @@ class Surrogate:
         scale: Tensor = None,
     ):
         self.net, self.backend, self.reattach_static, self.base = net, backend, reattach_static, base
-        self.scale = None if scale is None else math.convert(scale, backend)
+        self.scale = scale if scale is None or callable(scale) else math.convert(scale, backend)
         self.input_channels, self.target_channels = list(input_channels), list(target_channels)
         self.static_channels = [c for c in self.input_channels if c not in self.target_channels]
 
@@ -64,7 +65,9 @@ class Surrogate:
                 return base
             delta = math.native_call(self.net, state)
             delta = math.rename_dims(delta, delta.shape.channel, channel(channels=','.join(self.target_channels)))
-            return base + (delta if self.scale is None else delta * self.scale)
+            if self.scale is None:
+                return base + delta
+            return base + delta * (self.scale(last) if callable(self.scale) else self.scale)
 
     def rollout(self, initial_state: Tensor, steps: int, correct: bool = None) -> Tensor:
         """Applies the network `steps` times, feeding predictions back.
@@ -128,6 +131,77 @@ def correction_scale(dataset: PhiMLDataset, base: Callable[[Tensor], Tensor] = N
             count + error.shape.without('channels').volume,
         )
     return math.maximum(math.sqrt(total / count), 1e-8)
+
+
+def high_frequency_rms(frame: Tensor, channels: list[str], cutoff: float = 0.2) -> Tensor:
+    """Per sample, the rms (over cells and `channels`) of the part of `frame` above `cutoff` cycles per cell (0.5 is
+    the grid's Nyquist wavenumber): how much of the state lives near the grid scale, where a coarse solver errs.
+
+    Returns:
+        `Tensor` with the batch dims of `frame`.
+
+    Example:
+        >>> x = math.range(math.spatial(x=32)) * 2 * 3.14159 / 32
+        >>> smooth = math.expand(math.sin(x), math.batch(batch=1), math.channel(channels='u'))
+        >>> rough = math.expand(math.sin(12 * x), math.batch(batch=1), math.channel(channels='u'))
+        >>> [round(float(high_frequency_rms(f, ['u']).batch[0]), 3) for f in (smooth, rough)]
+        [0.0, 0.707]
+    """
+    values = frame.channels[channels]
+    space = values.shape.spatial
+    frequency = math.norm(math.fftfreq(space), 'vector')  # cycles per cell
+    high = math.abs(math.fft(values, space)) ** 2 * (frequency > cutoff)
+    return math.sqrt(math.mean(math.sum(high, space) / space.volume**2, 'channels'))
+
+
+class StateScale:
+    """A size of a base's one-step error that follows the state: `floor + slope * high_frequency_rms(frame)` per
+    sample (normalised units), at most `cap`, fitted on the training windows (`fit`). The coarse solver's one-step
+    error grows with the energy near the grid scale (about 600x along a 2D Burgers trajectory); this measure follows
+    it within a factor of about 3 (5-95 % of the default config's training windows), so a network whose output is
+    multiplied by it corrects early, smooth states by little and late, steep ones by much. The cap (the largest error
+    on the training windows) keeps a rollout that leaves the training states from feeding its own grid-scale noise
+    back into ever larger corrections. No gradient flows through it.
+
+    Attributes:
+        floor, slope, cap: The fitted coefficients.
+        channels: The target channels the measure reads.
+    """
+
+    def __init__(self, floor: float, slope: float, cap: float, channels: list[str]):
+        self.floor, self.slope, self.cap, self.channels = float(floor), float(slope), float(cap), list(channels)
+
+    def __call__(self, frame: Tensor) -> Tensor:
+        size = self.floor + self.slope * high_frequency_rms(frame, self.channels)
+        return math.stop_gradient(math.minimum(size, self.cap))
+
+    @staticmethod
+    def fit(dataset: PhiMLDataset, base: Callable[[Tensor], Tensor] = None, max_batches: int = 16) -> StateScale:
+        """Fits `floor` and `slope` to the rms one-step error of `base` (`None`: persistence) on the training windows
+        (the first `max_batches` batches of epoch 0), least squares in log space over floors at error quantiles."""
+        errors, measures = base_errors(dataset, base, max_batches)
+        log_errors, measures = math.log(errors), math.maximum(measures, 1e-30)
+        best = None
+        for q in (0.01, 0.02, 0.05, 0.1, 0.2, 0.3):
+            floor = math.quantile(errors, q, 'window')
+            slope = math.exp(math.median(math.log(math.maximum(errors - floor, 1e-30) / measures), 'window'))
+            misfit = float(math.mean((log_errors - math.log(floor + slope * measures)) ** 2, 'window'))
+            if best is None or misfit < best[0]:
+                best = (misfit, float(floor), float(slope))
+        return StateScale(best[1], best[2], float(math.max(errors, 'window')), dataset.target_channels)
+
+
+def base_errors(dataset: PhiMLDataset, base: Callable[[Tensor], Tensor] = None, max_batches: int = 16):
+    """Per training window (the first `max_batches` batches of epoch 0): the rms one-step error of `base` (`None`:
+    persistence) and the `high_frequency_rms` of its initial frame: two `Tensor (windowᵇ)` (normalised units)."""
+    errors, measures = [], []
+    for b in itertools.islice(dataset.iterate_batches(epoch=0, prefetch=0), max_batches):
+        last = last_frame(b['initial_state'])
+        step = last.channels[dataset.target_channels] if base is None else base(last)
+        errors.append(math.sqrt(math.mean((b['targets'].time[0] - step) ** 2, step.shape.non_batch)))
+        measures.append(high_frequency_rms(last, dataset.target_channels))
+    windows = lambda parts: math.rename_dims(math.concat(math.stop_gradient(parts), 'batch'), 'batch', 'window')
+    return math.to_float(windows(errors)), math.to_float(windows(measures))
 
 
 def solver_step(dataset: PhiMLDataset, gradient: bool = True) -> Callable[[Tensor], Tensor]:

@@ -25,13 +25,13 @@ from phiml.math import Tensor
 
 from . import distributed
 from ._phiml import adam_step, set_adam_step
-from .architectures import ARCHITECTURES
+from .architectures import ARCHITECTURES, zero_output
 from .backends import TRAINING_BACKENDS, seeded, threads
 from .checkpoints import CheckpointError
 from .config import ModelConfig, TrainConfig  # noqa: F401  (also reachable as phiml_data.trainer.TrainConfig)
 from .dataset import PhiMLDataset
-from .losses import LOSSES
-from .surrogate import Surrogate, correction_scale, solver_step
+from .losses import LOSSES, LossContext
+from .surrogate import StateScale, Surrogate, base_errors, correction_scale, solver_step
 from .training import EpochTrainer
 
 
@@ -103,6 +103,8 @@ class Trainer(EpochTrainer):
                     len(lay.spatial),
                     periodic,
                 )
+                if model.zero_init:
+                    zero_output(net)
             self.optimizer = nn.adam(net, learning_rate=config.learning_rate)
         self.base_name = (
             'custom' if base is not None else self.model_config.base if self.model_config else 'persistence'
@@ -110,7 +112,15 @@ class Trainer(EpochTrainer):
         with self.backend:
             if base is None and self.base_name == 'coarse_solver':
                 base = solver_step(train, config.solver_gradient)
-            scale = correction_scale(train, base) if self.model_config and model.scale_output else None
+            scaling = self.model_config.scale_output if self.model_config else 'none'
+            fit = {'none': lambda *args: None, 'global': correction_scale, 'state': StateScale.fit}[scaling]
+            scale = fit(train, base)
+            self.floor = self.base_mse = None  # what the losses compare with, set from the data
+            if config.floor_quantile is not None or config.loss == 'balanced':
+                errors, _ = base_errors(train, base)
+                self.base_mse = float(math.mean(errors**2, 'window'))
+                if config.floor_quantile is not None:
+                    self.floor = float(math.quantile(errors**2, config.floor_quantile, 'window'))
         self.surrogate = Surrogate(
             net, train.input_channels, train.target_channels, self.backend, config.reattach_static, base, scale
         )
@@ -141,7 +151,9 @@ class Trainer(EpochTrainer):
         """
         steps = targets.shape.get_size('time')
         base = lambda: math.stop_gradient(self.surrogate.rollout(initial_state, steps, correct=False))
-        return LOSSES[self.config.loss](self.rollout(initial_state, steps), targets, base)
+        return LOSSES[self.config.loss](
+            self.rollout(initial_state, steps), targets, LossContext(base, self.floor, self.base_mse)
+        )
 
     def batch_loss(self, batch: dict) -> Tensor:
         return self.loss(batch['initial_state'], batch['targets'])
@@ -156,7 +168,7 @@ class Trainer(EpochTrainer):
         `train_seconds`), writes `history.json` and the `last` checkpoint, and the `best` one when `val_loss` (else
         `train_loss`) improves. `train`: see `EpochTrainer.fit`.
         """
-        from tqdm import tqdm
+        from tqdm.auto import tqdm
 
         epochs = self.config.epochs if epochs is None else epochs
         self._bar = tqdm(

@@ -1,12 +1,15 @@
-"""The notebooks where users open them: JupyterLab in headless Chromium runs a notebook through its UI (issue #21.5).
+"""The notebooks where users open them: JupyterLab in headless Chromium runs every notebook through its UI and the
+outputs it shows are compared with the stored ones, as nbval compares them (issues #21.5, #31.3).
 
 Needs Debian's `chromium` and `chromium-driver` (scripts/setup.sh installs them) and the `notebooks` extra
 (JupyterLab, selenium). Skipped where the browser is missing, unless `PHIML_DATA_REQUIRE_BROWSER=1` (set by
-scripts/test.sh, so CI fails instead of skipping).
+scripts/test.sh, so CI fails instead of skipping). `bash scripts/lab.sh` is checked here too: it serves the repository
+root and writes nothing outside the repository and the environment.
 """
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -19,7 +22,7 @@ import pytest
 
 from conftest import ROOT
 
-NOTEBOOKS = ['02_named_dimensions.ipynb']  # two figures, a staggered grid; the fastest with plots
+NOTEBOOKS = sorted(p.name for p in (ROOT / 'notebooks').glob('*.ipynb'))
 
 
 def _browser():
@@ -120,10 +123,11 @@ def _wait(browser, script: str, timeout: float, what: str):
 
 PANEL = 'const p = Array.from(window.jupyterapp.shell.widgets("main")).find(w => w.sessionContext && w.content && w.content.model);'
 KERNEL_IDLE = PANEL + 'return !!(p && p.sessionContext.kernelDisplayStatus === "idle");'
-DONE = (
+DONE = (  # every cell ran, or "run all" stopped at a cell that raised (the cells after it never run)
     PANEL
     + '''const cells = p.content.model.toJSON().cells.filter(c => c.cell_type === "code");
-return p.sessionContext.kernelDisplayStatus === "idle" && cells.every(c => c.execution_count !== null) ? cells : null;'''
+const raised = cells.some(c => c.outputs.some(o => o.output_type === "error"));
+return p.sessionContext.kernelDisplayStatus === "idle" && (raised || cells.every(c => c.execution_count !== null)) ? cells : null;'''
 )
 IMAGES = (
     'return Array.from(document.querySelectorAll(".jp-RenderedImage img")).map(i => i.complete ? i.naturalWidth : 0);'
@@ -165,25 +169,87 @@ def _run_in_lab(notebook: dict, tmp_path) -> tuple[list, list]:
 
 
 def _errors(cells) -> list[str]:
-    return [f"{o['ename']}: {o['evalue']}" for c in cells for o in c['outputs'] if o['output_type'] == 'error']
+    """`'cell N: Name: message'` of every cell that raised, N counting code cells from 1."""
+    return [
+        f"cell {i}: {o['ename']}: {o['evalue']}"
+        for i, c in enumerate(cells, 1)
+        for o in c['outputs']
+        if o['output_type'] == 'error'
+    ]
+
+
+def _sanitizers() -> list[tuple]:
+    """The `(regex, replacement)` pairs of tests/nbval_sanitize.cfg, the rules nbval applies."""
+    text = (ROOT / 'tests' / 'nbval_sanitize.cfg').read_text()
+    pairs = re.findall(r'^regex: (.*)\nreplace: (.*)$', text, re.M)
+    return [(re.compile(r), rep) for r, rep in pairs]
+
+
+def _texts(cell) -> list[str]:
+    """The text outputs of a cell as nbval compares them: streams and `text/plain`, sanitised."""
+    out = []
+    for o in cell['outputs']:
+        if o['output_type'] == 'stream':
+            text = o['text']
+        elif 'text/plain' in o.get('data', {}):
+            text = o['data']['text/plain']
+        else:
+            continue
+        text = ''.join(text) if isinstance(text, list) else text
+        for regex, replacement in _sanitizers():
+            text = regex.sub(replacement, text)
+        out.append((o.get('name', o['output_type']), text.rstrip()))
+    merged = {}  # streams arrive in chunks: compare each stream's whole text
+    for kind, text in out:
+        merged[kind] = merged.get(kind, '') + text
+    return sorted(merged.items())
+
+
+def differences(stored: list, ran: list) -> list[str]:
+    """Checked cells (not tagged `nbval-ignore-output`) whose text output in the UI differs from the stored one."""
+    found = []
+    for i, (before, after) in enumerate(zip(stored, ran, strict=True), 1):
+        if 'nbval-ignore-output' in before.get('metadata', {}).get('tags', []) or before.get('execution_count') is None:
+            continue
+        if _texts(before) != _texts(after):
+            found.append(f"cell {i}: stored {_texts(before)!r}, the UI showed {_texts(after)!r}")
+    return found
+
+
+_RUNS = {}  # notebook name -> (cells, figure widths): each notebook runs once per session
+
+
+def _ran(name, tmp_path_factory):
+    if name not in _RUNS:
+        notebook = json.loads((ROOT / 'notebooks' / name).read_text())
+        _RUNS[name] = _run_in_lab(notebook, tmp_path_factory.mktemp('lab'))
+    return _RUNS[name]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('name', NOTEBOOKS)
-def test_a_notebook_runs_in_jupyterlab_in_a_real_browser(name, tmp_path):
-    notebook = json.loads((ROOT / 'notebooks' / name).read_text())
-    stored = [c for c in notebook['cells'] if c['cell_type'] == 'code']
-    cells, widths = _run_in_lab(notebook, tmp_path)
+def test_every_notebook_runs_in_jupyterlab_and_shows_its_stored_outputs(name, tmp_path_factory):
+    stored = [c for c in json.loads((ROOT / 'notebooks' / name).read_text())['cells'] if c['cell_type'] == 'code']
+    cells, widths = _ran(name, tmp_path_factory)
     assert not _errors(cells), f"kernel error in the UI: {_errors(cells)[0]}"
-    kinds = lambda c: sorted(o['output_type'] for o in c['outputs'] if o['output_type'] != 'stream')
-    for before, after in zip(stored, cells, strict=True):  # every output the stored notebook shows, the UI made too
-        assert kinds(after) == kinds(before) and bool(after['outputs']) == bool(before['outputs']), after['source']
+    assert not differences(stored, cells), differences(stored, cells)[0]
     figures = sum('image/png' in o.get('data', {}) for c in stored for o in c['outputs'])
     assert len(widths) == figures and all(w > 100 for w in widths), widths
 
 
 @pytest.mark.slow
-def test_a_failing_cell_is_seen_as_a_kernel_error(tmp_path):
+def test_a_changed_stored_output_is_caught(tmp_path_factory):
+    """The comparison itself: `timeᵇ=13` edited to `timeᵇ=99` in a stored output of 02 is a difference."""
+    name = '02_named_dimensions.ipynb'
+    stored = [c for c in json.loads((ROOT / 'notebooks' / name).read_text())['cells'] if c['cell_type'] == 'code']
+    edited = json.loads(json.dumps(stored).replace('timeᵇ=13', 'timeᵇ=99'))
+    assert edited != stored
+    cells, _ = _ran(name, tmp_path_factory)
+    assert len(differences(edited, cells)) >= 1 and 'timeᵇ=99' in differences(edited, cells)[0]
+
+
+@pytest.mark.slow
+def test_a_cell_that_raises_in_the_middle_is_named_within_seconds(tmp_path):
     code = lambda source: {
         'cell_type': 'code',
         'source': source,
@@ -192,10 +258,50 @@ def test_a_failing_cell_is_seen_as_a_kernel_error(tmp_path):
         'execution_count': None,
     }
     notebook = {
-        'cells': [code('x = 1'), code("raise RuntimeError('broken on purpose')")],
+        'cells': [code('x = 1'), code("raise RuntimeError('broken on purpose')"), code('import time; time.sleep(600)')],
         'metadata': {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}},
         'nbformat': 4,
         'nbformat_minor': 5,
     }
+    t0 = time.time()
     cells, _ = _run_in_lab(notebook, tmp_path)
-    assert _errors(cells) == ['RuntimeError: broken on purpose']
+    assert _errors(cells) == ['cell 2: RuntimeError: broken on purpose'] and time.time() - t0 < 150
+
+
+@pytest.mark.slow
+def test_lab_sh_serves_the_repository_root_and_writes_nothing_outside_it(tmp_path):
+    port, token = _free_port(), secrets.token_hex(16)
+    home = tmp_path / 'home'
+    home.mkdir()
+    env = {
+        **os.environ,
+        'HOME': str(home),
+        'XDG_CONFIG_HOME': str(home / '.config'),
+        'XDG_DATA_HOME': str(home / '.local'),
+    }
+    for name in ('JUPYTER_CONFIG_DIR', 'JUPYTER_DATA_DIR', 'JUPYTER_RUNTIME_DIR', 'IPYTHONDIR'):
+        env.pop(name, None)
+    args = ['--no-browser', '--ServerApp.ip=127.0.0.1', f'--ServerApp.port={port}', f'--IdentityProvider.token={token}']
+    server = subprocess.Popen(
+        ['bash', str(ROOT / 'scripts' / 'lab.sh'), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    try:
+        url = f'http://127.0.0.1:{port}/api/contents/notebooks?token={token}'
+        for _ in range(240):
+            try:
+                listing = json.loads(urllib.request.urlopen(url, timeout=1).read())
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                time.sleep(0.5)
+        else:
+            raise AssertionError('lab.sh did not serve /api/contents/notebooks')
+        assert {'01_caching.ipynb', '07_hybrid.ipynb'} <= {c['name'] for c in listing['content']}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert [p for p in home.rglob('*')] == [], 'lab.sh wrote into HOME'

@@ -129,7 +129,7 @@ def test_output_scale_is_the_rms_one_step_error_of_the_base(datasets):
     np.testing.assert_allclose(
         scale.numpy('channels'), np.sqrt((np.concatenate(steps) ** 2).mean((0, 1, 2))), rtol=1e-5
     )
-    trainer = Trainer(train, None, ModelConfig('conv_net', 8, 8, 2, scale_output=True), TrainConfig(progress=False))
+    trainer = Trainer(train, None, ModelConfig('conv_net', 8, 8, 2, scale_output='global'), TrainConfig(progress=False))
     b = batches[0]
     with trainer.backend:  # the network's output, times the scale, is added to the last frame
         delta = math.native_call(trainer.net, b['initial_state'])
@@ -418,7 +418,7 @@ def test_training_with_prefetch_and_a_solver_in_the_loop_is_deterministic(tmp_pa
 
     dm = DataManager(tmp_path, Burgers1D(resolution=64, steps=8, scheme='spectral', refine=2))
     dm.generate(3, progress=False)
-    model = ModelConfig('res_net', filters=8, layers=2, base='coarse_solver', scale_output=True)
+    model = ModelConfig('res_net', filters=8, layers=2, base='coarse_solver', scale_output='global')
     runs = []
     for _ in range(2):
         train = PhiMLDataset(dm, [0, 1, 2], n_targets=3, batch_size=8, prefetch=2)

@@ -163,9 +163,19 @@ class Scenario:
         """Floating-point bits `simulate` computes in on its reference backend (NumPy); cached values are `dtype`."""
         return 32
 
+    @property
+    def simulation_grid(self) -> dict[str, int]:
+        """Cells along each spatial dim of the grid the PDE is solved on: the cache's (`grid_size`), or a finer one."""
+        return self.grid_size
+
     def stored(self, values: Tensor) -> Tensor:
         """The cached values of one simulated frame `Tensor (simᵇ, xˢ, [yˢ], [vectorᶜ])`: the values themselves, or
         (scenarios that simulate on a finer grid) their cell averages on the cache's grid."""
+        return values
+
+    def upsample(self, values: Tensor) -> Tensor:
+        """Values on the simulation grid from stored ones (what `stored` averaged away is reconstructed as well as the
+        scenario can): the values themselves where the two grids are the same."""
         return values
 
     def coarse(self) -> Scenario | None:

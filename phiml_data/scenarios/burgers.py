@@ -15,7 +15,7 @@ from phiml.math import batch, channel, spatial
 
 from .base import BOUNDARIES, FieldSpec, Scenario, register, sim_rng
 from .noise import band_limited_noise, smooth_noise
-from .spectral import spectral_burgers
+from .spectral import points_from_cell_averages, spectral_burgers
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,11 @@ class Burgers(Scenario):
     def simulation_grid(self) -> dict[str, int]:
         """Cells along each spatial dim of the grid the PDE is solved on: `refine` times the cache's."""
         return {d: n * self.refine for d, n in self.grid_size.items()}
+
+    def upsample(self, values):
+        """Point values on the `refine` times finer grid of the periodic band-limited field whose cell averages the
+        cache stores (`spectral.points_from_cell_averages`)."""
+        return points_from_cell_averages(values, self.refine)
 
     def initial_state(self, sim_index):
         rng, sizes, d = sim_rng(self.seed, sim_index), self.simulation_grid, len(self.spatial_dims)

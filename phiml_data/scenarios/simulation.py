@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import functools
 
-from phi.field import Field
+from phi.field import CenteredGrid, Field
+from phi.geom import Box
 from phiml import math
 from phiml.backend import NUMPY
 from phiml.math import Tensor, batch
 
-from .base import Scenario
+from .base import BOUNDARIES, Scenario
 from .fields import canonical, field_values, staggered_faces, to_field
 
 
@@ -85,11 +86,11 @@ def _trajectory_compiled(scenario: Scenario, state: dict[str, Field]) -> dict[st
 def _compiled(scenario: Scenario, names: tuple[str, ...]):
     """One step of the fields `names` and their stored frames, compiled with `math.jit_compile` once per process and
     scenario. Its inputs must be tensors of the compiling backend: on NumPy tensors PhiML runs it uncompiled."""
-    metadata = scenario.metadata(0)
 
     def step(values: tuple) -> tuple:
-        out = step_values(scenario, dict(zip(names, values)), metadata)
-        return tuple(out[k] for k in names), tuple(scenario.stored(out[k]) for k in names)
+        state = scenario.step({k: _simulation_field(scenario, k, v) for k, v in zip(names, values)})
+        out = tuple(state[k].values for k in names)
+        return out, tuple(scenario.stored(v) for v in out)
 
     return math.jit_compile(step)
 
@@ -99,12 +100,26 @@ def step_values(
 ) -> dict[str, Tensor]:
     """One `scenario.step` on stored values `{field: Tensor (batchᵇ, xˢ, [yˢ], [vectorᶜ])}` in physical units, on
     their own backend (gradients flow through it): the fields are rebuilt with `to_field` (exactly, staggered ones
-    too), advanced, and returned as stored values (`staggered_faces` for staggered fields).
+    too), advanced, and returned as stored values (`staggered_faces` for staggered fields). A scenario that simulates
+    on a finer grid (`simulation_grid`) is stepped there, from `Scenario.upsample`d values, and stored back: the
+    resolved model of its own data.
 
     Args:
         metadata: Sim metadata for `to_field`; default `scenario.metadata(0)` (pass it once for many steps).
         params: Learnable parameters as tensors (`Scenario.step`).
     """
+    if scenario.simulation_grid != scenario.grid_size:  # resolved: up-sample, step on the fine grid, store
+        state = scenario.step(
+            {f: _simulation_field(scenario, f, scenario.upsample(v)) for f, v in values.items()}, params
+        )
+        return {f: scenario.stored(state[f].values) for f in values}
     metadata = metadata or scenario.metadata(0)
     state = scenario.step({f: to_field(v, metadata, f) for f, v in values.items()}, params)
     return {f: staggered_faces(state[f]) if state[f].is_staggered else state[f].values for f in values}
+
+
+def _simulation_field(scenario: Scenario, name: str, values: Tensor) -> CenteredGrid:
+    """Centred field `name` on the scenario's simulation grid (the scenarios that simulate finer or compile store
+    centred fields only)."""
+    boundary = BOUNDARIES[scenario.fields[name].boundary]
+    return CenteredGrid(values, boundary, bounds=Box(**scenario.bounds), **scenario.simulation_grid)
