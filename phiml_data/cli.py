@@ -66,13 +66,21 @@ def main(argv=None):
     mig = sub.add_parser('migrate', help='convert legacy torch.save caches into the cache of --config')
     mig.add_argument('legacy', nargs='+', help='legacy .pt files or a folder of them')
     _config_args(mig, positional_overrides=False)
-    imp = sub.add_parser('import', help='import a PDEBench or The Well HDF5 file into the cache of --config')
+    imp = sub.add_parser(
+        'import', help='import a PDEBench or The Well HDF5 file into the cache of --config, or as recorded data (--out)'
+    )
     imp.add_argument('path', help='the HDF5 file')
     imp.add_argument('--from', dest='layout', required=True, choices=sorted(LAYOUTS), help='the file layout')
     imp.add_argument(
         '--field', action='append', default=[], metavar='OURS=THEIRS[,THEIRS2]', help='map a field to dataset(s)'
     )
     imp.add_argument('--first-index', type=int, default=0, help='sim index of the first trajectory (default: 0)')
+    imp.add_argument(
+        '--out',
+        metavar='DIR',
+        help='no scenario of ours: cache the file as recorded data in DIR/cache and write DIR/config.yaml, which '
+        '`run --config DIR/config.yaml` trains a network on',
+    )
     _config_args(imp, positional_overrides=False)
     exp = sub.add_parser('export', help='export the cache of --config to netCDF or zarr (xarray, with coordinates)')
     exp.add_argument('path', help='output file (netcdf) or folder (zarr)')
@@ -126,8 +134,11 @@ def _print_warnings(caught):
         print(text.replace('\n', ' '), file=sys.stderr)
 
 
+_DEFAULT_CONFIG = 'configs/default.yaml'
+
+
 def _config_args(p, positional_overrides=True):
-    p.add_argument('--config', default='configs/default.yaml', help='YAML run configuration (default: %(default)s)')
+    p.add_argument('--config', default=_DEFAULT_CONFIG, help='YAML run configuration (default: %(default)s)')
     p.add_argument('--n-sims', type=int, help='override data.n_sims')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     if positional_overrides:
@@ -390,13 +401,51 @@ def _print_summary(s: dict):
 def _import(args):
     from .importers import import_benchmark
 
+    fields = {k: v.split(',') for k, _, v in (f.partition('=') for f in args.field)} or None
+    if args.out:
+        return _import_recorded(args, fields)
     cfg = _load(args)
     dm = cfg.data_manager()
-    fields = {k: v.split(',') for k, _, v in (f.partition('=') for f in args.field)} or None
     written = import_benchmark(dm, args.path, args.layout, fields, first_index=args.first_index)
     print(
         f"imported {len(written)} trajectories of {args.path} as sims {written[0]}..{written[-1]} into {dm.directory}"
     )
+    return 0
+
+
+def _import_recorded(args, fields):
+    """`import FILE --from LAYOUT --out DIR`: the file as recorded data (`scenarios.recorded.Recorded`), with a run
+    config that trains a network on it."""
+    import yaml
+
+    from .importers import import_benchmark, scenario_from_file
+    from .manager import DataManager
+    from .splits import split_sims
+
+    if args.config != _DEFAULT_CONFIG or args.n_sims is not None or args.first_index:
+        raise ValueError("import --out writes its own config: --config, --n-sims and --first-index do not apply")
+    out = Path(args.out)
+    if _holds_files(out):
+        raise FileExistsError(f"--out {out} holds files; choose an empty or new folder")
+    scenario = scenario_from_file(args.path, args.layout, fields)
+    dm = DataManager(out.absolute() / 'cache', scenario)
+    n = len(import_benchmark(dm, args.path, args.layout, fields))
+    split = [0.625, 0.125, 0.25] if n >= 8 else [0.5, 0.0, 0.5]
+    if n < 2 or not split_sims(range(n), split)['test']:
+        raise ValueError(f"{args.path} holds {n} trajectory: training and testing need at least 2")
+    params = scenario.params()
+    config = {
+        'scenario': {'name': params.pop('scenario'), **params},
+        'data': {'cache_dir': str(out.absolute() / 'cache'), 'n_sims': n, 'split': split},
+        'dataset': {'n_targets': min(3, scenario.steps), 'batch_size': 16},
+        'model': {'architecture': 'res_net', 'filters': 16, 'layers': 2},
+        'training': {'mode': 'synthetic', 'epochs': 10},
+        'evaluation': {'min_test_sims': len(split_sims(range(n), split)['test'])},
+        'output': str(out.absolute() / 'run'),
+    }
+    (out / 'config.yaml').write_text(yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False))
+    print(f"imported {n} trajectories of {args.path} as recorded data into {dm.directory}")
+    print(f"wrote {out / 'config.yaml'}: python -m phiml_data run --config {out / 'config.yaml'}")
     return 0
 
 

@@ -201,23 +201,24 @@ def benchmark_problems(scenario: Scenario, description: dict) -> list[str]:
         problems.append(f"resolution {description['resolution']}; scenario has {scenario.grid_size}")
     if not _same_bounds(description['bounds'], {k: list(v) for k, v in scenario.bounds.items()}):
         problems.append(f"bounds {description['bounds']}; scenario has {dict(scenario.bounds)}")
+    ours = scenario.sample_conventions()
     for d, convention in description['convention'].items():
-        if convention != 'cell centres':
+        if convention != ours.get(d):
             c = description['coordinates'][d]
             problems.append(
                 f"{d}: the file samples {len(c)} points from {float(c[0]):g} to {float(c[-1]):g}, both domain ends "
                 f"included; the scenario stores cell averages at the cell centres, a different grid"
             )
     for name, (value, origin) in description['parameters'].items():
-        ours = getattr(scenario, name, None)
+        ours = scenario.parameter(name)
         if ours is None or not np.isclose(ours, value, rtol=1e-6, atol=0):
             problems.append(f"{name}: {origin} means {name} {value:.7g}; scenario has {ours}")
     for name, spec in scenario.fields.items():
-        problems += _field_problems(name, spec, description)
+        problems += _field_problems(scenario, name, spec, description)
     return problems
 
 
-def _field_problems(name: str, spec, description: dict) -> list[str]:
+def _field_problems(scenario: Scenario, name: str, spec, description: dict) -> list[str]:
     """Differences of one scenario field: not in the file, grid type, constant vs evolving, boundaries per side."""
     if name not in description['fields']:
         return [f"no field for '{name}' (mapped: {sorted(description['fields'])}); pass fields={{'{name}': ...}}"]
@@ -231,8 +232,8 @@ def _field_problems(name: str, spec, description: dict) -> list[str]:
     if constant and not spec.static:
         problems.append(f"field '{name}' is constant in time in the file; the scenario's evolves")
     sides = (description['boundaries'] or {}).get(name)
-    if sides and any(side != spec.boundary for pair in sides.values() for side in pair):
-        problems.append(f"field '{name}': boundaries (lower, upper) {sides}; scenario has {spec.boundary}")
+    if sides and {d: tuple(v) for d, v in sides.items()} != scenario.field_sides(name):
+        problems.append(f"field '{name}': boundaries (lower, upper) {sides}; scenario has {scenario.field_sides(name)}")
     return problems
 
 
@@ -350,3 +351,59 @@ def scenario_from_benchmark(path, layout: str, scenario: Scenario | type[Scenari
         dt=same32(base.dt, d['dt']),
         **{k: value for k, (value, _) in d['parameters'].items() if hasattr(base, k)},
     )
+
+
+def scenario_from_file(path, layout: str, fields: dict = None) -> Scenario:
+    """The data-only scenario (`scenarios.recorded.Recorded`) a benchmark file describes: its fields (vector where
+    the file stores components, static where constant in time), grid and sample convention, bounds, dt, frames,
+    boundaries per field and side, and parameters; no solver. `import_benchmark` then caches the file as it is.
+
+    Example:
+        >>> from the_well.utils.dummy_data import write_dummy_data  # The Well's own dummy file
+        >>> write_dummy_data(str(tmp / 'dummy.hdf5'))
+        >>> s = scenario_from_file(tmp / 'dummy.hdf5', 'the_well')
+        >>> s.name, s.resolution, s.frames, sorted(s.fields), s.fields['field'].vector, s.fields['constant_field'].static
+        ('recorded', (32, 32), 10, ['constant_field', 'field'], True, True)
+    """
+    import h5py
+
+    from .scenarios.recorded import Recorded
+
+    d = benchmark_description(path, layout, fields)
+    dims = list(d['resolution'])
+    specs, sides = [], []
+    with h5py.File(path, 'r') as f:
+        for name, datasets in d['fields'].items():
+            sample_varying, time_varying = d['varying'][datasets[0]]
+            rank = f[datasets[0]].ndim - sample_varying - time_varying
+            specs.append((name, len(datasets) > 1 or rank > len(dims), not time_varying))
+            for dim, (lower, upper) in ((d['boundaries'] or {}).get(name) or {}).items():
+                sides.append((name, dim, lower, upper))
+        parameters = _file_parameters(f, d)
+    if d['dt'] is None:
+        raise ValueError(f"{path} ({layout}) records no time step: a recorded scenario needs one")
+    return Recorded(
+        resolution=tuple(d['resolution'][k] for k in dims),
+        steps=d['frames'] - 1,
+        dt=d['dt'],
+        length=max(hi - lo for lo, hi in d['bounds'].values()),
+        dims=tuple(dims),
+        lower=tuple(d['bounds'][k][0] for k in dims),
+        upper=tuple(d['bounds'][k][1] for k in dims),
+        conventions=tuple(d['convention'][k] for k in dims),
+        field_specs=tuple(specs),
+        sides=tuple(sides),
+        parameters=parameters,
+        source=Path(path).name,
+    )
+
+
+def _file_parameters(f, description: dict) -> tuple:
+    """`((name, value), ...)`: the parameters a layout read, and The Well's `simulation_parameters` root attributes."""
+    found = {name: float(value) for name, (value, _) in description['parameters'].items()}
+    for name in f.attrs.get('simulation_parameters', []):
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        value = f.attrs.get(name)
+        if isinstance(value, (int, float, np.integer, np.floating)):
+            found[name] = float(value)
+    return tuple(sorted(found.items()))

@@ -202,3 +202,31 @@ def test_a_vector_field_with_more_components_than_the_scenario_has_axes_is_one_l
     err = capsys.readouterr().err
     assert "field 'velocity' has 3 vector components in the file; scenario 'burgers2d' has 2 (x, y)" in err
     assert err.count('\n') == 2 and 'Traceback' not in err  # the error and "Nothing was imported."
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('layout', ['the_well', 'pdebench'])
+def test_a_benchmark_file_trains_a_network_without_a_scenario_of_ours(tmp_path, capsys, layout):
+    """Issue #31.4: The Well's own dummy file and the PDEBench fixture go through `import --out`, then `run`."""
+    import json
+
+    from benchmark_files import LAYOUT_FIXTURES
+
+    from phiml_data.cli import main
+
+    if layout == 'the_well':
+        from the_well.utils.dummy_data import write_dummy_data
+
+        path = tmp_path / 'dummy.hdf5'
+        write_dummy_data(str(path))  # points on both domain ends, a static and a vector field
+    else:
+        path = LAYOUT_FIXTURES['pdebench'](tmp_path)[1]
+    out = tmp_path / 'recorded'
+    assert main(['import', str(path), '--from', layout, '--out', str(out)]) == 0
+    assert main(['run', '--config', str(out / 'config.yaml'), '--quiet', 'training.epochs=1']) == 0
+    metrics = json.loads((out / 'run' / 'metrics.json').read_text())
+    assert metrics['mode'] == 'synthetic' and all(np.isfinite(m['model']) for m in metrics['summary'].values())
+    capsys.readouterr()
+    assert main(['run', '--config', str(out / 'config.yaml'), 'training.mode=physical']) == 2
+    err = capsys.readouterr().err
+    assert "scenario 'recorded' has no learnable parameters to fit" in err and err.count('\n') == 1

@@ -56,7 +56,7 @@ def test_the_well_per_side_and_per_field_boundaries(tmp_path, velocity_2d):
     problems = benchmark_problems(TWO_D, d)
     assert problems == [
         "field 'velocity': boundaries (lower, upper) {'x': ('zero', 'zero-gradient'), 'y': ('periodic', 'periodic')}; "
-        "scenario has periodic"
+        "scenario has {'x': ('periodic', 'periodic'), 'y': ('periodic', 'periodic')}"
     ]
     import h5py
 
@@ -86,7 +86,8 @@ def test_the_well_time_per_trajectory_is_checked_in_every_row(tmp_path, velocity
 
 
 def test_points_on_both_domain_ends_are_described_and_refused_in_one_line(tmp_path, velocity_2d):
-    path = write_the_well(tmp_path / 'w.hdf5', TWO_D, {'velocity': velocity_2d}, points=True)
+    walls = {f'{d}_open': ('OPEN', d, 'both') for d in 'xy'}  # not periodic: both ends are distinct samples
+    path = write_the_well(tmp_path / 'w.hdf5', TWO_D, {'velocity': velocity_2d}, points=True, bc=walls)
     d = benchmark_description(path, 'the_well')
     assert d['convention'] == {'x': 'points', 'y': 'points'} and d['bounds']['x'] == [0.0, pytest.approx(TWO_D.length)]
     problems = benchmark_problems(TWO_D, d)
@@ -95,6 +96,64 @@ def test_points_on_both_domain_ends_are_described_and_refused_in_one_line(tmp_pa
     )
     with pytest.raises(ValueError, match='samples points on both domain ends'):
         scenario_from_benchmark(path, 'the_well', Burgers2D)
+
+
+def test_a_periodic_axis_sampled_at_multiples_of_its_spacing_is_a_shifted_cell_centre_grid(tmp_path, velocity_2d):
+    """Issue #31.4: such axes were reported with bounds [0, L - dx] and 'both domain ends included'."""
+    import h5py
+
+    path = write_the_well(tmp_path / 'w.hdf5', TWO_D, {'velocity': velocity_2d})
+    dx = TWO_D.length / 16
+    with h5py.File(path, 'a') as f:
+        for d in 'xy':
+            f['dimensions'][d][...] = (np.arange(16) * dx).astype(np.float32)  # i L / N
+    d = benchmark_description(path, 'the_well')
+    assert d['convention'] == {'x': 'cell centres', 'y': 'cell centres'}
+    assert d['bounds']['x'] == [pytest.approx(-dx / 2, abs=1e-6), pytest.approx(TWO_D.length - dx / 2, rel=1e-6)]
+
+
+def test_walls_are_zero_flux_for_scalars_and_no_flow_for_vectors_and_partial_masks_leave_a_side_open(tmp_path):
+    """Issue #31.5: WALL meant zero for every field, and a mask touching part of an edge made a wall of that side."""
+    import h5py
+
+    smoke = SmokePlume(resolution=(16, 16), steps=3)
+    rng = np.random.default_rng(0)
+    fields = {'velocity': rng.random((1, 4, 16, 16, 2)), 'density': rng.random((1, 4, 16, 16))}
+    walls = {f'{d}_wall': ('WALL', d, 'both') for d in 'xy'}
+    path = write_the_well(tmp_path / 'w.hdf5', smoke, fields, bc=walls)
+    d = benchmark_description(path, 'the_well')
+    assert d['boundaries']['density'] == {'x': ('zero-gradient',) * 2, 'y': ('zero-gradient',) * 2}
+    assert d['boundaries']['velocity'] == {'x': ('zero',) * 2, 'y': ('zero',) * 2}
+    with h5py.File(path, 'a') as f:  # a 2D mask marking only part of the lower x edge
+        group = f['boundary_conditions']['x_wall']
+        del group['mask']
+        mask = np.zeros((16, 16), bool)
+        mask[0, :8] = True
+        group['mask'] = mask
+        group.attrs['associated_dims'] = ['x', 'y']
+    assert benchmark_description(path, 'the_well')['boundaries']['density']['x'] == ('zero-gradient', 'zero-gradient')
+
+
+def test_a_field_constant_along_a_dimension_is_expanded_as_the_wells_reader_does(tmp_path, velocity_2d):
+    """Issue #31.5: refused before."""
+    import h5py
+
+    from phiml_data.layouts import get_layout
+
+    rng = np.random.default_rng(1)
+    path = write_the_well(tmp_path / 'w.hdf5', TWO_D, {'velocity': velocity_2d})
+    profile = rng.random((2, 16, 1)).astype(np.float32)  # varies along x only
+    with h5py.File(path, 'a') as f:
+        f['t0_fields'].attrs['field_names'] = ['profile']
+        f['t0_fields']['profile'] = profile
+        f['t0_fields']['profile'].attrs.update(
+            {'dim_varying': [True, False], 'sample_varying': True, 'time_varying': False}
+        )
+    fields = {'velocity': 't1_fields/velocity', 'profile': 't0_fields/profile'}
+    d = benchmark_description(path, 'the_well', fields)
+    with h5py.File(path, 'r') as f:
+        values = get_layout('the_well').read(f, d, 't0_fields/profile', 1)
+    assert values.shape == (16, 16) and (values == profile[1]).all()
 
 
 def test_a_staggered_scenario_field_is_not_filled_with_collocated_values(tmp_path):

@@ -8,10 +8,15 @@
   multiples of the spacing, else as **cell centres** (`(i + 1/2) dx`).
 - `t0_fields` (scalars), `t1_fields` (vectors, components on the last axis), `t2_fields` (tensors, not imported);
   each dataset has `sample_varying`, `time_varying` and `dim_varying` attributes, and its shape is
-  `[N if sample_varying] + [T if time_varying] + [sizes of the dims it varies along] + [D] * order`.
+  `[N if sample_varying] + [T if time_varying] + [size, or 1 along a dim it does not vary along] + [D] * order`; a
+  field constant along a dim is expanded along it when read, as The Well's reader does.
 - `boundary_conditions`: one group per boundary with `bc_type` (`PERIODIC`, `WALL`, `OPEN`), `associated_dims`,
   `associated_fields` (empty: every field) and a `mask` over the coordinates that marks the boundary's samples, so one
-  group can cover one side of an axis (`x0_wall`) or both. A side no group covers is open (as The Well's reader has it).
+  group can cover one side of an axis (`x0_wall`) or both; a side counts only where the mask covers all of it (a mask
+  touching part of an edge leaves that side open, as in The Well's reader), and a side no group covers is open. A
+  `WALL` means zero flux for a scalar field (`zero-gradient`) and no flow through it for a vector field (`zero`).
+- A periodic axis sampled at `i L / N` is a grid of cell centres shifted by half a cell (exact on a periodic axis):
+  it is read as cell centres.
 """
 
 from __future__ import annotations
@@ -31,13 +36,30 @@ from .base import (
     unwritten,
 )
 
-KINDS = {'PERIODIC': 'periodic', 'WALL': 'zero', 'OPEN': 'zero-gradient'}  # The Well's bc_type -> our boundary
+KINDS = {  # The Well's bc_type -> our boundary, for (scalar, vector) fields
+    'PERIODIC': ('periodic', 'periodic'),
+    'WALL': ('zero-gradient', 'zero'),
+    'OPEN': ('zero-gradient', 'zero-gradient'),
+}
 
 
 @register
 class TheWell(BenchmarkLayout):
     name = 'the_well'
     convention_note = 'The Well: points or cell centres, detected per axis'
+
+    def read(self, f, description: dict, dataset: str, j: int) -> np.ndarray:
+        """`BenchmarkLayout.read`, expanded along the dims the dataset is constant along (as WellDataset does)."""
+        values = super().read(f, description, dataset, j)
+        constant = description['constant_along'].get(dataset, [])
+        if not constant:
+            return values
+        first = int(description['varying'][dataset][1])  # the spatial axes follow the time axis, if any
+        sizes = list(description['resolution'].values())
+        shape = list(values.shape)
+        for i in constant:
+            shape[first + i] = sizes[i]
+        return np.ascontiguousarray(np.broadcast_to(values, shape))
 
     def describe(self, f, path, fields: dict | None) -> dict:
         import h5py
@@ -78,25 +100,23 @@ class TheWell(BenchmarkLayout):
         if len(steps) > 1:
             problems.append(f"the time step differs between trajectories: {sorted(steps)}")
         datasets = {d: f[d] for names in fields.values() for d in names}
-        varying, expected = {}, {}
+        varying, expected, constant_along = {}, {}, {}
         for name, ds in datasets.items():
             attrs = ds.attrs
             sv, tv = bool(attrs.get('sample_varying', True)), bool(attrs.get('time_varying', True))
             along = [bool(v) for v in attrs.get('dim_varying', [True] * len(dims))]
-            if not all(along):
-                problems.append(
-                    f"dataset '{name}' is constant along {[d for d, v in zip(dims, along) if not v]}; "
-                    f"only fields on the full grid can be imported"
-                )
             varying[name] = (sv, tv)
+            constant_along[name] = [i for i, v in enumerate(along) if not v]
             expected[name] = (
-                [n] * sv + [frames] * tv + [len(c) for c in coords.values()],
-                "([trajectories if sample_varying] + [time if time_varying] + the coordinates' sizes)",
+                [n] * sv + [frames] * tv + [len(c) if v else 1 for c, v in zip(coords.values(), along)],
+                "([trajectories if sample_varying] + [time if time_varying] + the coordinates' sizes, 1 where constant)",
             )
         problems += shape_problems(datasets, expected)
         if problems:
             raise ValueError(f"{path} (the_well) is malformed:\n  " + '\n  '.join(problems))
-        conventions = {d: convention_of(c) for d, c in coords.items()}
+        boundaries = {ours: _boundaries(f, dims, theirs) for ours, theirs in fields.items()}
+        periodic = {d for d in dims if all(b[d] == ('periodic', 'periodic') for b in boundaries.values())}
+        conventions = {d: 'cell centres' if d in periodic else convention_of(c) for d, c in coords.items()}
         resolution, bounds = grid_of(coords, conventions)
         sample_varying = [ds for name, ds in datasets.items() if varying[name][0]]
         return {
@@ -109,7 +129,8 @@ class TheWell(BenchmarkLayout):
             'bounds': bounds,
             'fields': fields,
             'varying': varying,
-            'boundaries': {ours: _boundaries(f, dims, theirs) for ours, theirs in fields.items()},
+            'constant_along': constant_along,
+            'boundaries': boundaries,
             'parameters': {},
             'unwritten': sorted(set().union(*(unwritten(ds) for ds in sample_varying))),
         }
@@ -123,19 +144,21 @@ def _default_fields(f) -> dict:
 
 
 def _boundaries(f, dims: list[str], datasets: list[str]) -> dict:
-    """`{dim: (lower, upper)}` for a field (its datasets' names), from the groups that apply to it and their masks."""
+    """`{dim: (lower, upper)}` for a field (its datasets' names), from the groups that apply to it and their masks;
+    `WALL` by the field's kind (`KINDS`: t1 fields are vectors)."""
     names = {d.rsplit('/', 1)[-1] for d in datasets}
+    vector = any('t1_fields' in d for d in datasets) or len(datasets) > 1
     sides = {d: ['zero-gradient', 'zero-gradient'] for d in dims}
     for group in f['boundary_conditions'].values():
         applies = [text(a) for a in group.attrs.get('associated_fields', [])]
         if applies and not names & set(applies):
             continue
         kind = text(group.attrs['bc_type']).upper()
-        kind = KINDS.get(kind, kind.lower())
-        associated = [text(d) for d in group.attrs['associated_dims']]
+        kind = KINDS[kind][vector] if kind in KINDS else kind.lower()
+        associated = [text(d) for d in np.atleast_1d(group.attrs['associated_dims'])]
         mask = np.asarray(group['mask'][()], bool) if 'mask' in group else None
         for axis, d in enumerate(associated):
             for side, index in ((0, 0), (1, -1)):
-                if mask is None or np.take(mask, index, axis=axis).any():
+                if mask is None or np.take(mask, index, axis=axis).all():  # the whole side, as WellDataset reads it
                     sides[d][side] = kind
     return {d: tuple(v) for d, v in sides.items()}

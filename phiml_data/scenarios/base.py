@@ -136,6 +136,21 @@ class Scenario:
         """Whether every field is periodic (then periodic shifts are symmetries and networks pad periodically)."""
         return all(spec.boundary == 'periodic' for spec in self.fields.values())
 
+    def field_sides(self, name: str) -> dict[str, tuple[str, str]]:
+        """The boundary of field `name` at the lower and upper side of each spatial dim (`FieldSpec.boundary` on every
+        side, unless a scenario records more)."""
+        boundary = self.fields[name].boundary
+        return {d: (boundary, boundary) for d in self.spatial_dims}
+
+    def parameter(self, name: str):
+        """The value of the physical parameter `name` (e.g. `'viscosity'`), or `None` if the scenario has none."""
+        return getattr(self, name, None)
+
+    def sample_conventions(self) -> dict[str, str]:
+        """Where the cached values sit along each spatial dim: `'cell centres'` (every scenario that simulates), or
+        `'points'` on both domain ends (recorded data that were sampled so)."""
+        return {d: 'cell centres' for d in self.spatial_dims}
+
     def field_shape(self, name: str) -> Shape:
         """Cached shape of field `name`: `(timeᵇ=frames, xˢ, [yˢ], [vectorᶜ=x,y])`, static fields without `time`."""
         spec = self.fields[name]
@@ -205,10 +220,7 @@ class Scenario:
 
     def params(self) -> dict:
         """All constructor parameters, JSON-compatible."""
-        return {
-            'scenario': self.name,
-            **{k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()},
-        }
+        return {'scenario': self.name, **{k: _plain(v) for k, v in dataclasses.asdict(self).items()}}
 
     def metadata(self, sim_index: int) -> dict:
         """JSON-compatible description of sim `sim_index`: grid, boundaries, bounds, dt, resolution, parameters."""
@@ -225,6 +237,11 @@ class Scenario:
 
     def _grid(self, values, boundary: str) -> CenteredGrid:
         return CenteredGrid(values, BOUNDARIES[boundary], bounds=Box(**self.bounds), **self.grid_size)
+
+
+def _plain(value):
+    """Tuples (nested too) as lists: what JSON holds."""
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
 
 
 def sim_seed(seed: int, sim_index: int) -> int:
