@@ -6,7 +6,7 @@ private PhiML name), so an upgrade of the `phiml` pin that changes one of them f
 
 from __future__ import annotations
 
-from phiml.math import Shape
+from phiml.math import Shape, Tensor
 
 
 def get_backend(name: str):
@@ -39,3 +39,50 @@ def adam_step(optimizer) -> int:
 def set_adam_step(optimizer, step: int):
     """Sets the step counter of a PhiML jax Adam optimizer."""
     optimizer._step_i = step
+
+
+def rfft(x: Tensor, dims: Shape) -> Tensor:
+    """The real-to-complex FFT of `x` over its dims `dims` (the last one keeps `n // 2 + 1` modes), on `x`'s own
+    backend (NumPy, torch or JAX, differentiable where the backend is): PhiML 1.16.1's `math.fft` is complex only."""
+    from phiml import math
+
+    order = (*x.shape.without(dims).names, *dims.names)
+    axes = tuple(range(len(order) - dims.rank, len(order)))
+    native = _fft_module(x)[0](x.native(order), axes)
+    last = dims.names[-1]
+    modes = dims.with_dim_size(last, dims.get_size(last) // 2 + 1)
+    return math.wrap(native, _shape_in(x.shape.without(dims), modes))
+
+
+def irfft(k: Tensor, dims: Shape) -> Tensor:
+    """The inverse of `rfft`: real values on `dims` (the sizes of the original grid) from their modes `k`."""
+    from phiml import math
+
+    names = dims.names
+    order = (*k.shape.without(names).names, *names)
+    axes = tuple(range(len(order) - dims.rank, len(order)))
+    native = _fft_module(k)[1](k.native(order), axes, dims.sizes)
+    return math.wrap(native, _shape_in(k.shape.without(names), dims))
+
+
+def _shape_in(rest: Shape, dims: Shape) -> Shape:
+    """`rest` then `dims`: the dim order of the native arrays `rfft` and `irfft` hand to the backend."""
+    from phiml.math import concat_shapes
+
+    return concat_shapes(rest, dims)
+
+
+def _fft_module(x: Tensor):
+    """`(rfftn(native, axes), irfftn(native, axes, sizes))` of `x`'s backend."""
+    name = x.default_backend.name
+    if name == 'torch':
+        import torch
+
+        return lambda a, axes: torch.fft.rfftn(a, dim=axes), lambda a, axes, s: torch.fft.irfftn(a, s=s, dim=axes)
+    if name == 'jax':
+        import jax.numpy as jnp
+
+        return lambda a, axes: jnp.fft.rfftn(a, axes=axes), lambda a, axes, s: jnp.fft.irfftn(a, s=s, axes=axes)
+    import numpy as np
+
+    return lambda a, axes: np.fft.rfftn(a, axes=axes), lambda a, axes, s: np.fft.irfftn(a, s=s, axes=axes)
