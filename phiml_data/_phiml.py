@@ -86,3 +86,56 @@ def _fft_module(x: Tensor):
     import numpy as np
 
     return lambda a, axes: np.fft.rfftn(a, axes=axes), lambda a, axes, s: np.fft.irfftn(a, s=s, axes=axes)
+
+
+def scan(body, steps: int, x, collect: bool = False):
+    """`body` applied `steps` times to `x`, as one loop of the backend when it compiles (JAX: `lax.scan`, so a compiled
+    function holds the body once instead of `steps` copies), else a Python loop. PhiML 1.16.1's `math.iterate` always
+    unrolls.
+
+    Args:
+        body: `x -> x_next` (or, with `collect`, `x -> (x_next, y)`), PhiML code; `x` a `Tensor` or a tuple of them,
+            each keeping its shape.
+        collect: Also return every step's `y` (a `Tensor` or tuple), stacked along a new dim `timeᵇ`.
+
+    Returns:
+        The final `x`, or with `collect` the final `x` and the stacked `y`.
+    """
+    from phiml import math
+
+    stacked = lambda ys: math.stack(ys, math.batch('time'))
+    if _leaves(x)[0].default_backend.name != 'jax':
+        ys = []
+        for _ in range(steps):
+            x, y = body(x) if collect else (body(x), None)
+            ys.append(y)
+        if not collect:
+            return x
+        return x, tuple(stacked(list(p)) for p in zip(*ys)) if isinstance(ys[0], tuple) else stacked(ys)
+    import jax
+
+    shapes, y_info = [t.shape for t in _leaves(x)], {}
+    as_x = lambda natives: _like(x, [math.wrap(n, s) for n, s in zip(natives, shapes)])
+
+    def step(natives, _):
+        result = body(as_x(natives))
+        x_next, y = result if collect else (result, None)
+        if y is not None:
+            y_info.update(tuple=isinstance(y, tuple), shapes=[t.shape for t in _leaves(y)])
+            y = tuple(t.native(t.shape.names) for t in _leaves(y))
+        return tuple(t.native(s.names) for t, s in zip(_leaves(x_next), shapes)), y
+
+    final, ys = jax.lax.scan(step, tuple(t.native(t.shape.names) for t in _leaves(x)), None, length=steps)
+    if not collect:
+        return as_x(final)
+    ys = [math.wrap(n, math.concat_shapes(math.batch(time=steps), s)) for n, s in zip(ys, y_info['shapes'])]
+    return as_x(final), tuple(ys) if y_info['tuple'] else ys[0]
+
+
+def _leaves(x) -> tuple:
+    return x if isinstance(x, tuple) else (x,)
+
+
+def _like(template, tensors: list):
+    """`tensors` as a tuple if `template` is one, else the single tensor."""
+    return tuple(tensors) if isinstance(template, tuple) else tensors[0]

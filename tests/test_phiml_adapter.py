@@ -44,3 +44,24 @@ def test_no_other_module_uses_a_private_phiml_name():
         if private.search(line.split('#')[0]) and 'load_h5' not in line  # docs name PhiML's HDF5 reader
     ]
     assert not offenders, offenders
+
+
+def test_real_ffts_and_the_backend_loop_give_numpys_values_on_every_backend():
+    import numpy as np
+    from phiml import math
+    from phiml.math import batch, channel, spatial
+
+    from phiml_data._phiml import irfft, rfft, scan
+    from phiml_data.backends import backend_named
+
+    values = np.random.default_rng(0).standard_normal((2, 8, 6, 2))
+    for name in ('numpy', 'torch', 'jax'):
+        with backend_named(name) as b:
+            u = math.tensor(values, batch('b'), spatial('x,y'), channel(vector='x,y'))
+            k = rfft(u, u.shape.spatial)
+            assert k.shape.get_size('y') == 4 and k.shape.get_size('x') == 8
+            np.testing.assert_allclose(k.numpy('b,x,y,vector'), np.fft.rfftn(values, axes=(1, 2)), rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(irfft(k, u.shape.spatial).numpy('b,x,y,vector'), values, atol=1e-5)
+            final, frames = scan(lambda x: (x * 2, x + 1), 3, u, collect=True)
+            assert final.default_backend == b and frames.shape.get_size('time') == 3
+            np.testing.assert_allclose(frames.time[2].numpy('b,x,y,vector'), values * 4 + 1, rtol=1e-5)

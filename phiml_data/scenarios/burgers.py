@@ -59,7 +59,9 @@ class Burgers(Scenario):
     learnable: ClassVar[tuple[str, ...]] = ('viscosity',)
     positive: ClassVar[tuple[str, ...]] = ('dt', 'length', 'noise_scale')
     non_negative: ClassVar[tuple[str, ...]] = ('viscosity', 'amplitude')
-    version: ClassVar[int] = 3  # 2: PhiML spectral step in float64, initial state at the cell centres; 3: ETDRK2, real FFTs
+    version: ClassVar[int] = (
+        3  # 2: PhiML spectral step in float64, initial state at the cell centres; 3: ETDRK2, real FFTs
+    )
 
     def __post_init__(self):
         super().__post_init__()

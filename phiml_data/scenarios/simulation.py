@@ -11,6 +11,7 @@ from phiml import math
 from phiml.backend import NUMPY
 from phiml.math import Tensor, batch
 
+from .._phiml import scan
 from .base import BOUNDARIES, Scenario
 from .fields import canonical, field_values, staggered_faces, to_field
 
@@ -71,28 +72,30 @@ def _trajectory(scenario: Scenario, state: dict[str, Field]) -> dict[str, Tensor
 
 
 def _trajectory_compiled(scenario: Scenario, state: dict[str, Field]) -> dict[str, Tensor]:
-    """`_trajectory` with step and storing compiled into one function (`jittable` scenarios: centred, no statics)."""
+    """`_trajectory` as one compiled function (`jittable` scenarios: centred, no statics): every step and its stored
+    frame in one loop of the backend (`_phiml.scan`)."""
     names = tuple(state)
     values = tuple(state[k].values for k in names)  # on the backend (field_values would give NumPy arrays)
-    frames = [tuple(scenario.stored(v) for v in values)]
-    compiled = _compiled(scenario, names)
-    for _ in range(scenario.steps):
-        values, stored = compiled(values)
-        frames.append(stored)
-    return {k: math.stack([f[i] for f in frames], batch('time')) for i, k in enumerate(names)}
+    first, rest = _compiled(scenario, names)(values)
+    return {k: math.concat([math.expand(first[i], batch(time=1)), rest[i]], 'time') for i, k in enumerate(names)}
 
 
 @functools.lru_cache(maxsize=16)
 def _compiled(scenario: Scenario, names: tuple[str, ...]):
-    """One step of the fields `names` and their stored frames, compiled with `math.jit_compile` once per process and
-    scenario. Its inputs must be tensors of the compiling backend: on NumPy tensors PhiML runs it uncompiled."""
+    """The whole rollout of the fields `names`, `values -> (first stored frames, stored frames of every step)`,
+    compiled with `math.jit_compile` once per process and scenario. Its inputs must be tensors of the compiling
+    backend: on NumPy tensors PhiML runs it uncompiled."""
 
     def step(values: tuple) -> tuple:
         state = scenario.step({k: _simulation_field(scenario, k, v) for k, v in zip(names, values)})
         out = tuple(state[k].values for k in names)
         return out, tuple(scenario.stored(v) for v in out)
 
-    return math.jit_compile(step)
+    def rollout(values: tuple) -> tuple:
+        _, frames = scan(step, scenario.steps, values, collect=True)
+        return tuple(scenario.stored(v) for v in values), frames
+
+    return math.jit_compile(rollout)
 
 
 def step_values(
