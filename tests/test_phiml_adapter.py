@@ -56,7 +56,8 @@ def test_real_ffts_and_the_backend_loop_give_numpys_values_on_every_backend():
 
     values = np.random.default_rng(0).standard_normal((2, 8, 6, 2))
     for name in ('numpy', 'torch', 'jax'):
-        with backend_named(name) as b:
+        b = backend_named(name)
+        with b:
             u = math.tensor(values, batch('b'), spatial('x,y'), channel(vector='x,y'))
             k = rfft(u, u.shape.spatial)
             assert k.shape.get_size('y') == 4 and k.shape.get_size('x') == 8
