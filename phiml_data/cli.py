@@ -1,10 +1,11 @@
-"""Command line: `python -m phiml_data {generate,inspect,migrate,import,export,run} ...`.
+"""Command line: `phiml-data {generate,inspect,migrate,import,export,run,evaluate} ...` (or `python -m phiml_data ...`).
 
 Examples:
     python -m phiml_data generate --config configs/default.yaml
     python -m phiml_data inspect cache/burgers2d-<key>
     python -m phiml_data migrate legacy_caches/ --config configs/default.yaml
     python -m phiml_data import 1D_Burgers_Sols_Nu0.01.hdf5 --from pdebench --config configs/burgers1d.yaml
+    python -m phiml_data import shear_flow_00.hdf5 --from the_well --out recorded/   # no scenario of ours
     python -m phiml_data export out.nc --config configs/default.yaml
     python -m phiml_data run --config configs/default.yaml
     python -m phiml_data evaluate outputs/default --indices 16-19

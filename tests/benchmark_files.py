@@ -63,7 +63,7 @@ def write_the_well(path, scenario, fields: dict, constant: dict = (), bc=None, p
         dims.attrs['spatial_dims'] = list(scenario.spatial_dims)
         time = (np.arange(scenario.frames) * scenario.dt).astype(np.float32)
         dims['time'] = np.tile(time, (n, 1)) if time_per_trajectory else time
-        dims['time'].attrs['sample_varying'] = time_per_trajectory
+        dims['time'].attrs.update({'sample_varying': time_per_trajectory, 'time_varying': True})
         coords = {}
         for d, size in scenario.grid_size.items():
             step = scenario.length / (size - 1 if points else size)

@@ -227,6 +227,8 @@ def _well_format_problems(path) -> list[str]:
                 if isinstance(f['dimensions'][name].attrs.get('sample_varying'), np.bool_)
                 else [f'{name}: sample_varying']
             )
+        if not f['dimensions']['time'].attrs.get('time_varying', False):  # the format checker's rule (issue #31.8)
+            problems.append('/dimensions/time: time_varying must be True')
         for name, group in f['boundary_conditions'].items():
             for attr in ('associated_dims', 'associated_fields', 'bc_type', 'sample_varying', 'time_varying'):
                 problems += [] if attr in group.attrs else [f'boundary {name}: {attr} missing']
