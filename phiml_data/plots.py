@@ -63,14 +63,13 @@ def _limits(images, symmetric=False) -> tuple[float, float]:
     return (-hi if symmetric else min(float(i.min()) for i in images)), hi
 
 
-def _image_row(fig, axes, images, extent, titles, cmap='viridis', symmetric=False, label='', limits=None, bar=True):
+def _image_row(fig, axes, images, extent, titles, cmap='viridis', symmetric=False, label='', limits=None):
     """One row of images on a shared colour scale (`limits`, default the row's own), with one colorbar."""
     lo, hi = limits or _limits(images, symmetric)
     for ax, img, title in zip(axes, images, titles):
         mappable = ax.imshow(img, origin='lower', extent=extent, cmap=cmap, vmin=lo, vmax=hi, aspect='equal')
         ax.set_title(title, fontsize='small'), ax.set_xlabel('x'), ax.set_ylabel('y')
-    if bar:
-        fig.colorbar(mappable, ax=list(axes), shrink=0.8, label=label, extend='both' if limits else 'neither')
+    fig.colorbar(mappable, ax=list(axes), shrink=0.8, label=label, extend='both' if limits else 'neither')
 
 
 def plot_frames(values: Tensor, metadata: dict = None, times=None, title: str = '', path=None):
@@ -134,7 +133,8 @@ def plot_rollout(
 
     2D fields: image rows truth / prediction / baseline on the scale of truth and prediction, then each one's
     difference from the truth on the scale of the prediction's (symmetric; vectors: the magnitude of the difference),
-    at a few rollout steps; a baseline beyond those scales saturates (a diverging coarse solver would otherwise hide
+    at a few rollout steps, each row with its colour bar (so every row has the same width and the columns align); a
+    baseline beyond those scales saturates (a diverging coarse solver would otherwise hide
     everything else). 1D fields: x–t
     images of the same. Rollout step `k` is frame `k` after the initial state. The title names the sim.
 
@@ -177,7 +177,6 @@ def plot_rollout(
                 symmetric,
                 label,
                 limits,
-                bar=r == len(groups) - 1,
             )
     fig.suptitle(title)
     return _save(fig, path)

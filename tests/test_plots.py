@@ -102,3 +102,18 @@ def test_rollout_with_a_coarse_solver_row_on_shared_scales_titled_with_the_sim()
     rows = [fig.axes[i].images[0].get_clim() for i in (0, 3, 6)]  # truth, prediction, coarse solver: one scale
     diffs = [fig.axes[i].images[0].get_clim() for i in (9, 12)]  # both differences: one symmetric scale
     assert len(set(rows)) == 1 and len(set(diffs)) == 1 and diffs[0] == (-1, 1)  # the model's scale; baselines saturate
+
+
+def test_a_2d_rollout_has_one_colour_bar_per_row_and_aligned_columns():
+    """Issue #31.7: the columns were misaligned, with one colour bar per group of rows."""
+    truth = ramp()
+    fig = plots.plot_rollout({'u': truth}, {'u': truth + 1}, 'u', baseline={'coarse solver': {'u': truth * 2}})
+    fig.canvas.draw()
+    images = [ax for ax in fig.axes if ax.images and ax.get_label() != '<colorbar>']
+    bars = [ax for ax in fig.axes if ax.get_label() == '<colorbar>']
+    rows = sorted({round(ax.get_position().y0, 3) for ax in images})
+    assert len(bars) == len(rows) == 5  # truth, prediction, coarse solver, and two differences
+    columns = {}
+    for ax in images:
+        columns.setdefault(round(ax.get_position().x0, 2), []).append(ax.get_position().width)
+    assert len(columns) == len(images) // len(rows)  # every row's images sit in the same columns
