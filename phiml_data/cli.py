@@ -111,7 +111,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:  # the CLI owns this process: warnings go after the result
         try:
-            status = _COMMANDS[args.command](args)
+            check_only = os.environ.get('PHIML_DATA_CHECK_ONLY') == '1'
+            status = _check_only(args) if check_only else _COMMANDS[args.command](args)
         except KeyboardInterrupt:
             if args.debug:
                 traceback.print_exc()
@@ -127,6 +128,22 @@ def main(argv=None):
             return 2
     _print_warnings(caught)
     return status
+
+
+def _check_only(args) -> int:
+    """`PHIML_DATA_CHECK_ONLY=1`: parse the arguments and read and check the config (a run's mode and test split too),
+    do nothing else (what the README test runs each printed command line with)."""
+    if getattr(args, 'config', None) and not getattr(args, 'out', None):
+        cfg = _load(args)
+        if args.command == 'run':
+            from .modes import mode_of
+            from .pipeline import check_test_split
+            from .splits import split_sims
+
+            mode_of(cfg)
+            check_test_split(cfg, split_sims(range(cfg.data.n_sims), cfg.data.split, cfg.data.split_seed)['test'])
+    print(f"ok: {args.command}")
+    return 0
 
 
 def _print_warnings(caught):
