@@ -72,16 +72,27 @@ def per_step(groups: list[list[str]], steps=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 4
             runs[name] = (group, errors)
         for k in [s - 1 for s in steps if s <= n]:
             cells = [
-                f"{means[g][k]:.4f} ± {statistics.stdev(runs[g][1][k]) if len(runs[g][1][k]) > 1 else 0:.4f}"
+                f"{means[g][k]:.3g} ± {statistics.stdev(runs[g][1][k]) if len(runs[g][1][k]) > 1 else 0:.2g}"
                 for g in runs
             ]
-            print(f"| {k + 1} | " + ' | '.join(cells) + f" | {m[best[k]][k]:.4f} ({best[k].replace('_', ' ')}) |")
+            print(f"| {k + 1} | " + ' | '.join(cells) + f" | {m[best[k]][k]:.3g} ({best[k].replace('_', ' ')}) |")
         for g in runs:
             losing = [k + 1 for k in range(n) if means[g][k] >= m[best[k]][k]]
             overall = statistics.mean(means[g]) / min(statistics.mean(m[b]) for b in present)
+            per_run = [statistics.mean(r['per_step'][field]['model']) for r in runs[g][0]]
+            spread = statistics.stdev(per_run) if len(per_run) > 1 else 0.0
             print(
-                f"{g}: {len(runs[g][0])} runs; mean over the rollout {overall:.3f}x the best baseline; steps where a baseline is as good: {_steps(losing)}"
+                f"{g}: {len(runs[g][0])} runs; mean over the rollout {statistics.mean(per_run):.4f} ± {spread:.4f} "
+                f"(per run {', '.join(f'{v:.4f}' for v in per_run)}), {overall:.3f}x the best baseline; steps where a "
+                f"baseline is as good: {_steps(losing)}"
             )
+            for name in runs[g][0][0].get('parameters', {}):
+                fits = [(r['parameters'][name]['fitted'], r['parameters'][name]['relative_error']) for r in runs[g][0]]
+                print(
+                    f"{g}: {name} fitted {', '.join(f'{v:.5g}' for v, _ in fits)} (relative error "
+                    f"{', '.join(f'{e:.1%}' for _, e in fits)}; simulated with "
+                    f"{runs[g][0][0]['parameters'][name]['simulated_with']:g})"
+                )
 
 
 def main():
