@@ -58,14 +58,29 @@ def to_xarray(cache: Cache, sims=None):
         if spec.grid != 'staggered':
             variables[name] = (dims, values, {'long_name': name.replace('_', ' '), **attrs})
             continue
-        for i, d in enumerate(scenario.spatial_dims):  # component d lives on the lower d-faces of the cells
+        for i, d in enumerate(scenario.spatial_dims):  # component d lives on the d-faces of the cells
             faces = [f'{d}_face' if n == d else n for n in dims[:-1]]
-            long_name = f"{name.replace('_', ' ')}, {d} component, on the lower {d} faces of the cells"
-            variables[f'{name}_{d}'] = (faces, values[..., i], {'long_name': long_name, **attrs})
+            long_name = f"{name.replace('_', ' ')}, {d} component, on the {d} faces of the cells"
+            variables[f'{name}_{d}'] = (
+                faces,
+                _with_upper_face(values[..., i], dims.index(d), spec.boundary),
+                {'long_name': long_name, **attrs},
+            )
     ds = xr.Dataset(variables, coords=_coordinates(scenario, sims), attrs=_attributes(cache))
     for name in ds.variables:  # coordinates must not have a fill value (CF 2.5.1); the data need none
         ds[name].encoding['_FillValue'] = None
+    if 'component' in ds.coords:  # a char array: NC_STRING is not a CF type (cfchecker, 2.2)
+        ds['component'].encoding['dtype'] = 'S1'
     return ds
+
+
+def _with_upper_face(values: np.ndarray, axis: int, boundary: str) -> np.ndarray:
+    """The cached lower faces of a staggered component plus the domain's upper face along `axis` (a wall: zero normal
+    velocity; periodic: the lower face again), so that every cell has both of its faces and interpolating on the
+    exported coordinates works in the last cell too."""
+    first = np.take(values, [0], axis=axis)
+    upper = first if boundary == 'periodic' else np.zeros_like(first)
+    return np.concatenate([values, upper], axis=axis)
 
 
 def _read(cache: Cache, sim: int, field: str) -> np.ndarray:
@@ -89,11 +104,11 @@ def _coordinates(scenario, sims: list[int]) -> dict:
         lower, upper = scenario.bounds[d]
         dx = (upper - lower) / n
         coords[d] = (d, lower + (np.arange(n) + 0.5) * dx, {'long_name': f'{d} at the cell centres', 'units': '1'})
-        if staggered:
+        if staggered:  # every face, both domain ends included
             coords[f'{d}_face'] = (
                 f'{d}_face',
-                lower + np.arange(n) * dx,
-                {'long_name': f'{d} at the lower cell faces', 'units': '1'},
+                lower + np.arange(n + 1) * dx,
+                {'long_name': f'{d} at the cell faces', 'units': '1'},
             )
     if any(spec.vector and spec.grid != 'staggered' for spec in scenario.fields.values()):
         coords['component'] = ('vector', list(scenario.spatial_dims), {'long_name': 'vector component'})

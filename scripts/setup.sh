@@ -15,13 +15,14 @@ if [ ! -f "$STAMP" ]; then
   "$VENV/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
   rm -f "$VENV"/.installed-*; touch "$STAMP"
 fi
-# Debian's Chromium and its driver, for the notebook test in a real browser (tests/test_jupyterlab.py)
-if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+# Debian's Chromium and its driver, for the notebook test in a real browser (tests/test_jupyterlab.py), and UDUNITS-2,
+# which cfchecker's units library loads (tests/test_export.py)
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! ldconfig -p | grep -q libudunits2; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }
+    apt-get install -y -q chromium chromium-driver libudunits2-0 >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver libudunits2-0 >/dev/null; }
   else
-    echo "setup: chromium / chromedriver missing (apt-get install chromium chromium-driver); the browser test skips" >&2
+    echo "setup: chromium, chromium-driver or libudunits2-0 missing (apt-get install them); their tests skip" >&2
   fi
 fi
 export PATH="$VENV/bin:$PATH"

@@ -2,6 +2,7 @@
 
 import resource
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,3 +147,52 @@ def test_an_export_into_a_read_only_folder_names_the_target(dm, tmp_path, monkey
     target = tmp_path / 'locked' / 'out.nc'
     with pytest.raises(OSError, match=rf"Cannot write {target} \(nothing there was changed\): Permission denied$"):
         export(dm, target)
+
+
+def cfchecker_errors(path) -> list[str]:
+    """The errors of the CF conventions' own checker (`cfchecker`, offline: compliance-checker's standard name table
+    and stand-ins for the area type and region tables, which our exports do not use)."""
+    import compliance_checker
+    from cfchecker.cfchecks import CFChecker
+
+    from conftest import ROOT
+
+    tables = ROOT / 'tests' / 'data' / 'cf'
+    names = Path(compliance_checker.__file__).parent / 'data' / 'cf-standard-name-table.xml'
+    checker = CFChecker(
+        cfStandardNamesXML=str(names),
+        cfAreaTypesXML=str(tables / 'area-type-table.xml'),
+        cfRegionNamesXML=str(tables / 'standardized-region-list.xml'),
+        silent=True,
+    )
+    results = checker.checker(str(path))
+    found = [m for m in results['global']['FATAL'] + results['global']['ERROR']]
+    for variable, messages in results['variables'].items():
+        found += [f'{variable}: {m}' for m in messages['FATAL'] + messages['ERROR']]
+    return found
+
+
+@pytest.mark.parametrize('case', ['burgers1d', 'burgers2d', 'smoke'])
+def test_netcdf_exports_pass_the_cf_conventions_own_checker(case, tmp_path):
+    """Issue #31.6: cfchecker reported `ERROR (2.2): Invalid variable type ... string` for the component label."""
+    pytest.importorskip('cfchecker')
+    from phiml_data import Burgers1D, Burgers2D, DataManager, SmokePlume
+
+    scenario = {
+        'burgers1d': Burgers1D(resolution=16, steps=3),
+        'burgers2d': Burgers2D(resolution=16, steps=3),
+        'smoke': SmokePlume(resolution=(16, 16), steps=2),
+    }[case]
+    manager = DataManager(tmp_path / 'cache', scenario)
+    manager.generate(2, progress=False)
+    assert cfchecker_errors(export(manager, tmp_path / f'{case}.nc')) == []
+
+
+def test_staggered_exports_hold_both_faces_so_the_last_cell_interpolates(smoke_dm, tmp_path):
+    """Issue #31.6: without the upper face, interpolating in the last cell gave NaN."""
+    ds = xr.open_dataset(export(smoke_dm, tmp_path / 'smoke.nc'), engine='h5netcdf')
+    n, length = smoke_dm.scenario.resolution[0], smoke_dm.scenario.length
+    assert ds.sizes['x_face'] == n + 1 and float(ds['x_face'][-1]) == pytest.approx(length)
+    last_cell = length - 0.25 * length / n
+    assert np.isfinite(ds['velocity_x'].interp(x_face=last_cell).values).all()
+    assert (ds['velocity_x'].isel(x_face=-1).values == 0).all()  # the upper wall: no flow through it

@@ -34,7 +34,9 @@ def _fresh_shell(command: str, **env) -> subprocess.CompletedProcess:
     """`command` in `bash` with a clean environment, after `source .venv/bin/activate` as the README says."""
     base = {'HOME': os.environ.get('HOME', '/root'), 'PATH': '/usr/local/bin:/usr/bin:/bin', 'LANG': 'C.UTF-8'}
     script = f'source {shlex.quote(str(VENV / "bin" / "activate"))} && {command}'
-    return subprocess.run(['bash', '-c', script], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        ['bash', '-c', script], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_the_readme_tells_how_to_enter_the_environment():
