@@ -162,24 +162,28 @@ class PhysicalTrainer(EpochTrainer):
         return losses
 
     def fit_warnings(self) -> list[str]:
-        """What a researcher must know about the fit so far: a loss that did not fall from the first guess (a flat
-        region: the data do not constrain the parameters there), a last epoch that ended above the gradient
-        tolerance (more epochs or iterations needed). Empty for a fit that ended at a converged optimum."""
+        """What a researcher must know about the fit so far: a loss that did not fall from the first guess in the
+        first epoch (on the same windows: a flat region, the data do not constrain the parameters there), a last
+        epoch that ended above the gradient tolerance (more epochs or iterations needed). Empty for a fit that ended
+        at a converged optimum."""
         if not self.history:
             return []
-        last, guess = self.history[-1], ', '.join(f'{n} {g:.6g}' for n, g in self.guess.items())
-        reached = ', '.join(f'{n} {v:.6g}' for n, v in last['params'].items())
+        first, last = self.history[0], self.history[-1]
+        guess = ', '.join(f'{n} {g:.6g}' for n, g in self.guess.items())
+        reached = ', '.join(f'{n} {v:.6g}' for n, v in first['params'].items())
+        ended = ', '.join(f'{n} {v:.6g}' for n, v in last['params'].items())
         found = []
-        if last['train_loss'] >= (1 - 1e-3) * self.initial_loss and last['train_loss'] > 1e-12 * self.zero_loss:
+        flat = first['train_loss'] >= (1 - 1e-3) * self.initial_loss
+        if flat and first['train_loss'] > 1e-12 * self.zero_loss:
             found.append(
                 f"physical fit: the loss did not fall ({self.initial_loss:.4g} at the first guess {guess}, "
-                f"{last['train_loss']:.4g} at {reached} after {len(self.history)} epochs; predicting zero: "
+                f"{first['train_loss']:.4g} at {reached} after the first epoch, on the same windows; predicting zero: "
                 f"{self.zero_loss:.4g}): the data do not constrain the parameters there; start from a guess nearer "
                 f"the expected value"
             )
         elif not last['converged']:
             found.append(
-                f"physical fit: not converged after {len(self.history)} epochs ({reached}; loss gradient "
+                f"physical fit: not converged after {len(self.history)} epochs ({ended}; loss gradient "
                 f"{last['gradient']:.3g}, tolerance {_GRADIENT_TOLERANCE:g} of the data's mean square): raise "
                 f"physical.epochs or physical.iterations"
             )
