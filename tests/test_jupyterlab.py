@@ -186,8 +186,8 @@ def _sanitizers() -> list[tuple]:
 
 
 def _texts(cell) -> list[str]:
-    """The text outputs of a cell as nbval compares them: streams and `text/plain`, sanitised."""
-    out = []
+    """The text outputs of a cell as nbval compares them: each stream's whole text and `text/plain`, sanitised."""
+    merged = {}  # streams arrive in chunks (stored and in the UI, split differently): join each stream's chunks first
     for o in cell['outputs']:
         if o['output_type'] == 'stream':
             text = o['text']
@@ -195,14 +195,11 @@ def _texts(cell) -> list[str]:
             text = o['data']['text/plain']
         else:
             continue
-        text = ''.join(text) if isinstance(text, list) else text
-        for regex, replacement in _sanitizers():
-            text = regex.sub(replacement, text)
-        out.append((o.get('name', o['output_type']), text.rstrip()))
-    merged = {}  # streams arrive in chunks: compare each stream's whole text
-    for kind, text in out:
-        merged[kind] = merged.get(kind, '') + text
-    return sorted(merged.items())
+        kind = o.get('name', o['output_type'])
+        merged[kind] = merged.get(kind, '') + (''.join(text) if isinstance(text, list) else text)
+    for regex, replacement in _sanitizers():
+        merged = {kind: regex.sub(replacement, text) for kind, text in merged.items()}
+    return sorted((kind, text.rstrip()) for kind, text in merged.items())
 
 
 def differences(stored: list, ran: list) -> list[str]:
@@ -242,7 +239,7 @@ def test_a_changed_stored_output_is_caught(tmp_path_factory):
     """The comparison itself: `timeᵇ=13` edited to `timeᵇ=99` in a stored output of 02 is a difference."""
     name = '02_named_dimensions.ipynb'
     stored = [c for c in json.loads((ROOT / 'notebooks' / name).read_text())['cells'] if c['cell_type'] == 'code']
-    edited = json.loads(json.dumps(stored).replace('timeᵇ=13', 'timeᵇ=99'))
+    edited = json.loads(json.dumps(stored, ensure_ascii=False).replace('timeᵇ=13', 'timeᵇ=99'))
     assert edited != stored
     cells, _ = _ran(name, tmp_path_factory)
     assert len(differences(edited, cells)) >= 1 and 'timeᵇ=99' in differences(edited, cells)[0]
