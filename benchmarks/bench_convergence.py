@@ -31,7 +31,7 @@ import argparse
 import time
 
 import numpy as np
-from common import machine_line
+from common import machine_line, parse_arguments
 
 from phiml_data import Burgers1D, Burgers2D, SmokePlume, simulate, to_field
 
@@ -126,7 +126,7 @@ def main():
     p.add_argument('--research', action='store_true', help='2D Burgers at the research config size')
     p.add_argument('--backend', default='jax', choices=['numpy', 'jax'], help='what simulates Burgers')
     p.add_argument('--exponax', action='store_true', help='the shipped Burgers data against a fine Exponax reference')
-    args = p.parse_args()
+    args = parse_arguments(p)
     sims = list(range(args.sims))
     print(machine_line())
     print('\n| scenario | compared | max over frames of relative L2 (mean / max over sims) | seconds for the finer |')

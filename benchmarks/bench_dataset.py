@@ -39,7 +39,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from common import machine_line
+from common import machine_line, parse_arguments
 
 HERE = Path(__file__).resolve().parent
 METHODS = [
@@ -307,7 +307,7 @@ def main():
     p.add_argument('--quick', action='store_true', help='small data, 2 repeats: checks that the benchmark runs')
     p.add_argument('--child')
     p.add_argument('--root')
-    args = p.parse_args()
+    args = parse_arguments(p)
     if args.child:
         print(json.dumps(run_method(args.child, args.root, args)))
         return

@@ -33,7 +33,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 
-from common import machine_line
+from common import machine_line, parse_arguments
 
 from phiml_data import Burgers2D, DataManager  # noqa: E402
 
@@ -52,7 +52,7 @@ def main():
     p.add_argument('--steps', type=int, default=40)
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--vs-exponax', action='store_true', help='our solvers against Exponax (see above)')
-    args = p.parse_args()
+    args = parse_arguments(p)
     if args.vs_exponax:
         return vs_exponax()
     from distributed import Client, LocalCluster

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine_line
+from common import machine_line, parse_arguments
 
 from phiml_data.manifest import Manifest, write_json
 
@@ -83,7 +83,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--sizes', type=int, nargs='+', default=[1000, 10000, 100000])
     p.add_argument('--updates', type=int, default=20)
-    args = p.parse_args()
+    args = parse_arguments(p)
     print(machine_line())
     print(
         '\n| sims in the manifest | one update (ms) | baseline: rewrite (ms) | baseline / ours | open (s) | compaction (s) |'

@@ -1,8 +1,8 @@
 """Recovering a PDE parameter with the physical trainer, on data it did not make.
 
 Usage:
-    python benchmarks/bench_physical.py [--config configs/hybrid.yaml] [--noise 0 0.01 0.05] [--sims 8] [--hop 4] [KEY=VALUE ...]
-    python benchmarks/bench_physical.py --exponax [--noise 0 0.01 0.05] [--sims 8] [--hop 4]
+    python benchmarks/bench_physical.py [--config configs/hybrid.yaml] [KEY=VALUE ...] [--noise 0 0.01 0.05] [--sims 8] [--hop 4]
+    python benchmarks/bench_physical.py --exponax [--noise 0 0.01 0.05] [--sims 8] [--hop 4] [--refines 4 1]
 
 Default: fits the config's learnable parameters (`physical:` section: first guess, optimizer, `refine`) on the first
 `--sims` training sims of the config's cache, once per observation-noise level (`data.noise`: fixed noise of that
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import machine_line, training_set
+from common import machine_line, parse_arguments, training_set
 
 from phiml_data import Burgers1D, DataManager, PhiMLDataset
 from phiml_data.config import PhysicalConfig
@@ -79,8 +79,9 @@ def main():
     p.add_argument('--sims', type=int, default=8)
     p.add_argument('--hop', type=int, default=4, help='windows start at every HOP-th frame (default: %(default)s)')
     p.add_argument('--exponax', action='store_true', help='fit data of an independent solver (see the docstring)')
-    p.add_argument('overrides', nargs='*')
-    args = p.parse_args()
+    p.add_argument('--refines', type=int, nargs='+', help="physical.refine values to fit with (default: the data's, 1)")
+    p.add_argument('overrides', nargs='*', help='KEY=VALUE config overrides (before --noise, which takes a list)')
+    args = parse_arguments(p)
     print(machine_line())
     if args.exponax:
         from phiml_data.importers import import_benchmark
@@ -94,7 +95,7 @@ def main():
         print(
             f"\nExponax data imported from PDEBench's layout: {len(train.sims)} sims, {len(train)} windows of 4 steps"
         )
-        fit_table(train, config, {'viscosity': 0.02}, args.noise)
+        fit_table(train, config, {'viscosity': 0.02}, args.noise, refines=args.refines or (None, 1))
     else:
         cfg, train = training_set(args.config, args.overrides, args.sims)
         train = train.variant(hop=args.hop)
@@ -103,7 +104,7 @@ def main():
             f"\n{args.config} {' '.join(args.overrides)}: {len(train.sims)} training sims, {len(train)} windows of "
             f"{cfg.dataset.n_targets} steps; first guess {cfg.physical.initial}, simulated with {truth}"
         )
-        refines = (None, 1) if getattr(train.scenario, 'refine', 1) > 1 else (None,)
+        refines = args.refines or ((None, 1) if getattr(train.scenario, 'refine', 1) > 1 else (None,))
         fit_table(train, cfg.physical, truth, args.noise, cfg.training.backend, refines)
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
 

@@ -16,7 +16,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from common import machine_line
+from common import machine_line, parse_arguments
 
 from phiml_data.cli import parse_overrides
 from phiml_data.config import load_run_config
@@ -28,8 +28,8 @@ def main():
     p.add_argument('--config', default='configs/default.yaml')
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--name', help='name of this study in outputs/seeds/ (default: the config file name)')
-    p.add_argument('overrides', nargs='*', help='key=value, as for `python -m phiml_data run`')
-    args = p.parse_args()
+    p.add_argument('overrides', nargs='*', help='key=value, as for `phiml-data run`')
+    args = parse_arguments(p)
     name = args.name or Path(args.config).stem
     print(machine_line())
     results = {}

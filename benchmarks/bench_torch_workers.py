@@ -17,7 +17,7 @@ import statistics
 import tempfile
 import time
 
-from common import machine_line
+from common import machine_line, parse_arguments
 
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 
@@ -28,7 +28,7 @@ def main():
     parser.add_argument('--resolution', type=int, default=32)
     parser.add_argument('--steps', type=int, default=40)
     parser.add_argument('--epochs', type=int, default=5)
-    args = parser.parse_args()
+    args = parse_arguments(parser)
 
     import torch
     from torch.utils.data import DataLoader

@@ -20,7 +20,7 @@ import os
 import statistics
 import time
 
-from common import machine_line, training_set
+from common import machine_line, parse_arguments, training_set
 from phiml import math, nn
 from phiml.backend import NUMPY
 
@@ -68,7 +68,7 @@ def main():
     p.add_argument('--steps', type=int, default=30)
     p.add_argument('--repeats', type=int, default=3)
     p.add_argument('overrides', nargs='*')
-    args = p.parse_args()
+    args = parse_arguments(p)
     print(machine_line())
     cfg, train = training_set(args.config, args.overrides)
     batches = list(train.iterate_batches(epoch=0, prefetch=0))

@@ -1,9 +1,28 @@
-"""What the benchmark scripts share: the machine line every report starts with, and a config's training set."""
+"""What the benchmark scripts share: their argument check, the machine line every report starts with, and a
+config's training set."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 import time
+
+
+def parse_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """`parser.parse_args()`, and with `PHIML_DATA_CHECK_ONLY=1` (as `phiml-data` honours it) also the config and its
+    `KEY=VALUE` overrides read and checked, then `ok: ...` printed and the process ended: how tests/test_readme.py runs
+    every benchmark line of the README as printed without running the benchmark."""
+    args = parser.parse_args()
+    if os.environ.get('PHIML_DATA_CHECK_ONLY') == '1':
+        if getattr(args, 'config', None):
+            from phiml_data import load_run_config
+            from phiml_data.cli import parse_overrides
+
+            load_run_config(args.config, parse_overrides(getattr(args, 'overrides', None) or []))
+        print(f'ok: {parser.prog} {vars(args)}')
+        sys.exit(0)
+    return args
 
 
 def machine_line(when: str = '') -> str:

@@ -18,6 +18,8 @@ import argparse
 import json
 from pathlib import Path
 
+from common import parse_arguments
+
 from phiml_data.evaluation import BASELINES
 
 
@@ -99,7 +101,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('runs', nargs='*', type=Path)
     p.add_argument('--group', action='append', nargs='+', metavar=('NAME', 'RUN'), help='a named group of runs')
-    args = p.parse_args()
+    args = parse_arguments(p)
     if args.group:
         return per_step(args.group)
     head = ['run', 'field', 'model', *(b.replace('_', ' ') for b in BASELINES), 'model / best baseline']

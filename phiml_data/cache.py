@@ -200,7 +200,7 @@ class Cache:
         if header['format_version'] != FORMAT_VERSION:
             return [
                 f"written in format version {header['format_version']}; this phiml_data reads version {FORMAT_VERSION}. "
-                f"Regenerate the cache with this version (python -m phiml_data generate), or read it with the release that wrote it"
+                f"Regenerate the cache with this version (phiml-data generate), or read it with the release that wrote it"
             ]
         if not isinstance(meta, dict):
             return [f"its metadata is {type(meta).__name__}, not a JSON object"]
@@ -239,7 +239,7 @@ def cache_of(manager) -> Cache:
     return manager if isinstance(manager, Cache) else manager.cache
 
 
-_FIX = "Run DataManager.generate(..., verify=True) (CLI: python -m phiml_data generate --verify) to move it to quarantine/ and regenerate it."
+_FIX = "Run DataManager.generate(..., verify=True) (CLI: phiml-data generate --verify) to move it to quarantine/ and regenerate it."
 
 
 class SimFile:

@@ -1,14 +1,14 @@
 """Command line: `phiml-data {generate,inspect,migrate,import,export,run,evaluate} ...` (or `python -m phiml_data ...`).
 
 Examples:
-    python -m phiml_data generate --config configs/default.yaml
-    python -m phiml_data inspect cache/burgers2d-<key>
-    python -m phiml_data migrate legacy_caches/ --config configs/default.yaml
-    python -m phiml_data import 1D_Burgers_Sols_Nu0.01.hdf5 --from pdebench --config configs/burgers1d.yaml
-    python -m phiml_data import shear_flow_00.hdf5 --from the_well --out recorded/   # no scenario of ours
-    python -m phiml_data export out.nc --config configs/default.yaml
-    python -m phiml_data run --config configs/default.yaml
-    python -m phiml_data evaluate outputs/default --indices 16-19
+    phiml-data generate --config configs/default.yaml
+    phiml-data inspect cache/burgers2d-<key>
+    phiml-data migrate legacy_caches/ --config configs/default.yaml
+    phiml-data import 1D_Burgers_Sols_Nu0.01.hdf5 --from pdebench --config configs/burgers1d.yaml
+    phiml-data import shear_flow_00.hdf5 --from the_well --out recorded/   # no scenario of ours
+    phiml-data export out.nc --config configs/default.yaml
+    phiml-data run --config configs/default.yaml
+    phiml-data evaluate outputs/default --indices 16-19
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from .layouts import LAYOUTS
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog='python -m phiml_data', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog='phiml-data', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     debug = argparse.ArgumentParser(add_help=False)  # --debug before or after the command
     debug.add_argument(
@@ -463,7 +463,7 @@ def _import_recorded(args, fields):
     }
     (out / 'config.yaml').write_text(yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False))
     print(f"imported {n} trajectories of {args.path} as recorded data into {dm.directory}")
-    print(f"wrote {out / 'config.yaml'}: python -m phiml_data run --config {out / 'config.yaml'}")
+    print(f"wrote {out / 'config.yaml'}: phiml-data run --config {out / 'config.yaml'}")
     return 0
 
 

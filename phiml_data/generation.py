@@ -282,7 +282,7 @@ def check_flock(directory: Path):
         if flock_unsupported(err):
             raise RuntimeError(
                 f"The filesystem of {directory} does not support flock ({err.strerror}): concurrent generators cannot "
-                f"coordinate there. Give each job a disjoint set of sims instead: python -m phiml_data generate --shard I/N "
+                f"coordinate there. Give each job a disjoint set of sims instead: phiml-data generate --shard I/N "
                 f"(SLURM arrays: see scripts/slurm_generate.sbatch)."
             ) from None
         raise

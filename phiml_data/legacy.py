@@ -118,7 +118,7 @@ def _legacy_fields(data: dict, metadata: dict, scenario) -> dict[str, Tensor]:
                 problems.append(
                     f"field '{name}' is staggered: a legacy [C, T, H, W] file holds it sampled at cell centres, from "
                     f"which the face values this cache stores cannot be restored exactly; regenerate these sims "
-                    f"(`python -m phiml_data generate`) instead"
+                    f"(`phiml-data generate`) instead"
                 )
     if problems:
         raise ValueError('\n  ' + '\n  '.join(problems))

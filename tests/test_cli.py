@@ -66,9 +66,7 @@ def test_zero_sims_is_refused_debug_works_after_the_command_and_help_lists_every
     with pytest.raises(SystemExit):
         cli.main(['--help'])
     usage = capsys.readouterr().out
-    assert all(
-        f'python -m phiml_data {c}' in usage for c in ('generate', 'inspect', 'migrate', 'import', 'export', 'run')
-    )
+    assert all(f'phiml-data {c}' in usage for c in ('generate', 'inspect', 'migrate', 'import', 'export', 'run'))
 
 
 def test_generate_verify_reports_what_it_checked_quarantined_and_regenerated(tmp_path, capsys):
