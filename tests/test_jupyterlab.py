@@ -112,20 +112,32 @@ def _chrome(chromium, driver, tmp_path):
 
 
 def _wait(browser, script: str, timeout: float, what: str):
-    deadline = time.time() + timeout
+    from selenium.common.exceptions import JavascriptException
+
+    deadline, error = time.time() + timeout, None
     while time.time() < deadline:
-        value = browser.execute_script(script)
+        try:  # while the page loads, a script may run in a context that is being replaced
+            value = browser.execute_script(script)
+        except JavascriptException as e:
+            value, error = None, e.msg
         if value:
             return value
         time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    raise AssertionError(
+        f"timed out after {timeout} s waiting for {what}" + (f" (last script error: {error})" if error else '')
+    )
 
 
-PANEL = 'const p = Array.from(window.jupyterapp.shell.widgets("main")).find(w => w.sessionContext && w.content && w.content.model);'
+PANEL = (  # `window.jupyterapp` appears only once the app has started: before that the page is still loading
+    'const app = window.jupyterapp;'
+    'const p = app && app.shell ? Array.from(app.shell.widgets("main"))'
+    '.find(w => w.sessionContext && w.content && w.content.model) : undefined;'
+)
 KERNEL_IDLE = PANEL + 'return !!(p && p.sessionContext.kernelDisplayStatus === "idle");'
 DONE = (  # every cell ran, or "run all" stopped at a cell that raised (the cells after it never run)
     PANEL
-    + '''const cells = p.content.model.toJSON().cells.filter(c => c.cell_type === "code");
+    + '''if (!p) return null;
+const cells = p.content.model.toJSON().cells.filter(c => c.cell_type === "code");
 const raised = cells.some(c => c.outputs.some(o => o.output_type === "error"));
 return p.sessionContext.kernelDisplayStatus === "idle" && (raised || cells.every(c => c.execution_count !== null)) ? cells : null;'''
 )
