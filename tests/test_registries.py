@@ -144,14 +144,16 @@ def _slow_unless_torch(cases: list) -> list:
     return [c if 'torch' in (c if isinstance(c, tuple) else (c,)) else slow(c) for c in cases]
 
 
-@pytest.mark.parametrize('name,backend', _slow_unless_torch([(a, b) for a in ARCHITECTURES for b in TRAINING_BACKENDS]))
+_MODEL = lambda name: ModelConfig(architecture=name, filters=4, layers=1, levels=2)
+_ALLOWED = [(a, b) for a in ARCHITECTURES for b in TRAINING_BACKENDS if not ARCHITECTURES[a].refuse(_MODEL(a), b)]
+
+
+@pytest.mark.parametrize('name,backend', _slow_unless_torch(_ALLOWED))  # refusals: test_trainer, test_architectures
 def test_every_architecture_builds_on_every_backend_it_allows_and_keeps_the_grid(name, backend):
     from phiml_data.backends import backend_named
     from phiml_data.trainer import build_network
 
-    model = ModelConfig(architecture=name, filters=4, layers=1, levels=2)
-    if ARCHITECTURES[name].refuse(model, backend):
-        pytest.skip(ARCHITECTURES[name].refuse(model, backend))
+    model = _MODEL(name)
     pytest.importorskip(backend)
     with backend_named(backend):
         net = build_network(model, 3, 2, 2, periodic=True)
