@@ -90,7 +90,7 @@ class PhysicalTrainer(EpochTrainer):
         pred = self._surrogate(theta).rollout(initial_state, targets.shape.get_size('time'))
         return math.mean((pred - targets) ** 2, math.shape(targets))
 
-    def batch_loss(self, batch: dict) -> Tensor:
+    def batch_loss(self, batch: dict, dataset: PhiMLDataset = None) -> Tensor:
         return self.loss(self.theta, batch['initial_state'], batch['targets'])
 
     def fit(self, epochs: int = None, train: PhiMLDataset = None) -> list[dict]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+import weakref
 from typing import Callable
 
 from phiml import math, nn
@@ -30,7 +31,7 @@ from .backends import TRAINING_BACKENDS, seeded, threads
 from .checkpoints import CheckpointError
 from .config import ModelConfig, TrainConfig  # noqa: F401  (also reachable as phiml_data.trainer.TrainConfig)
 from .dataset import PhiMLDataset
-from .losses import LOSSES, LossContext
+from .losses import LOSSES, LossContext, square_error
 from .surrogate import StateScale, Surrogate, base_errors, correction_scale, solver_step
 from .training import EpochTrainer
 
@@ -116,6 +117,7 @@ class Trainer(EpochTrainer):
             fit = {'none': lambda *args: None, 'global': correction_scale, 'state': StateScale.fit}[scaling]
             scale = fit(train, base)
             self.floor = self.base_mse = None  # what the losses compare with, set from the data
+            self._base_memo = weakref.WeakKeyDictionary()  # dataset -> {window id: Tensor (timeᵇ)}: `base_error`
             if config.floor_quantile is not None or config.loss == 'balanced':
                 errors, _ = base_errors(train, base)
                 self.base_mse = float(math.mean(errors**2, 'window'))
@@ -142,21 +144,44 @@ class Trainer(EpochTrainer):
         """`Surrogate.step` of the network being trained."""
         return self.surrogate.step(state)
 
-    def loss(self, initial_state: Tensor, targets: Tensor) -> Tensor:
+    def loss(self, initial_state: Tensor, targets: Tensor, base_error: Tensor = None) -> Tensor:
         """The rollout's error against `targets (batchᵇ, timeᵇ, xˢ, [yˢ], channelsᶜ)` as `config.loss` defines it;
-        a scalar `Tensor`.
+        a scalar `Tensor`. `base_error`: `base_error(...)` of these windows if known (else rolled out on demand).
 
         Runs inside `fit` / `validate` (their backend context); it is not wrapped itself because `nn.update_weights`
         differentiates it by its signature.
         """
         steps = targets.shape.get_size('time')
-        base = lambda: math.stop_gradient(self.surrogate.rollout(initial_state, steps, correct=False))
-        return LOSSES[self.config.loss](
-            self.rollout(initial_state, steps), targets, LossContext(base, self.floor, self.base_mse)
-        )
+        known = lambda: base_error
+        rolled = lambda: square_error(math.stop_gradient(self.surrogate.rollout(initial_state, steps, False)), targets)
+        context = LossContext(rolled if base_error is None else known, self.floor, self.base_mse)
+        return LOSSES[self.config.loss](self.rollout(initial_state, steps), targets, context)
 
-    def batch_loss(self, batch: dict) -> Tensor:
-        return self.loss(batch['initial_state'], batch['targets'])
+    def base_error(self, batch: dict, dataset: PhiMLDataset) -> Tensor:
+        """Per window of `batch` (from `dataset`) and step, the mean square error of the base alone rolled out from
+        its initial state: `Tensor (batchᵇ, timeᵇ)` (normalised units, no gradient). Rolled out once per window of
+        `dataset` and then remembered (for later epochs and validations): the base is fixed, and an augmented window's
+        error is its plain one's, because the augmentations are symmetries of the scenario and so of its solver
+        (`tests/test_trainer.py` checks this in 1D and 2D)."""
+        memo = self._base_memo.setdefault(dataset, {})
+        ids = [int(i) for i in math.unstack(batch['window_ids'], 'batch')]
+        if not all(i in memo for i in ids):
+            steps = batch['targets'].shape.get_size('time')
+            rolled = self.surrogate.rollout(batch['initial_state'], steps, correct=False)
+            error = math.stop_gradient(square_error(rolled, batch['targets']))
+            memo.update({i: error.batch[k] for k, i in enumerate(ids)})
+        return math.stack([memo[i] for i in ids], math.batch('batch'))
+
+    def _loss_args(self, batch: dict, dataset: PhiMLDataset = None) -> tuple:
+        """The arguments of `loss` for `batch`: with `base_error` if the loss reads it, `dataset` is known and its
+        augmentations are known symmetries of the base (none, or persistence or the scenario's own solver; a custom
+        base is rolled out at every step)."""
+        symmetric = dataset is not None and (self.base_name != 'custom' or dataset.symmetries is None)
+        known = symmetric and getattr(LOSSES[self.config.loss], 'reads_base', False)
+        return batch['initial_state'], batch['targets'], *([self.base_error(batch, dataset)] if known else [])
+
+    def batch_loss(self, batch: dict, dataset: PhiMLDataset = None) -> Tensor:
+        return self.loss(*self._loss_args(batch, dataset))
 
     # --- training ---
 
@@ -198,7 +223,7 @@ class Trainer(EpochTrainer):
             wait += time.perf_counter() - t
             if b is None:
                 break
-            loss = update(self.net, self.optimizer, self.loss, b['initial_state'], b['targets'])
+            loss = update(self.net, self.optimizer, self.loss, *self._loss_args(b, train))
             losses.append(float(math.stop_gradient(loss)))
         t_train = time.perf_counter() - t0
         record = {

@@ -89,8 +89,8 @@ class EpochTrainer:
         """One epoch of updates on `train`; returns its history record (without `'epoch'`)."""
         raise NotImplementedError
 
-    def batch_loss(self, batch: dict) -> Tensor:
-        """The training loss of one batch with the current model; a scalar."""
+    def batch_loss(self, batch: dict, dataset: PhiMLDataset = None) -> Tensor:
+        """The training loss of one batch (from `dataset`, if given) with the current model; a scalar."""
         raise NotImplementedError
 
     def _state(self) -> dict:
@@ -148,7 +148,7 @@ class EpochTrainer:
         with self.backend, self.surrogate.eval_mode():
             for b in self.val.iterate_batches(epoch=0):
                 n = b['targets'].shape.get_size('batch')
-                total, count = total + n * float(math.stop_gradient(self.batch_loss(b))), count + n
+                total, count = total + n * float(math.stop_gradient(self.batch_loss(b, self.val))), count + n
         return total / count
 
     # --- checkpoints ---

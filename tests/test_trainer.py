@@ -425,3 +425,46 @@ def test_training_with_prefetch_and_a_solver_in_the_loop_is_deterministic(tmp_pa
         trainer = Trainer(train, None, model, TrainConfig(epochs=2, loss='over_base', progress=False))
         runs.append([r['train_loss'] for r in trainer.fit()])
     assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize(
+    'scenario',
+    [
+        ('Burgers1D', dict(resolution=32, scheme='spectral')),
+        ('Burgers2D', dict(resolution=(16, 16), scheme='spectral')),
+    ],
+    ids=lambda s: s[0],
+)  # the only scheme with a coarse solver (refine > 1)
+def test_the_base_is_rolled_out_once_per_window_and_its_error_holds_for_every_augmentation(tmp_path, scenario):
+    """The memo behind `Trainer.base_error`: later epochs see other flips, shifts and swaps of a window, whose error
+    under the coarse solver is the remembered one (the augmentations are symmetries of its solver), without solving."""
+    import phiml_data
+    from phiml_data import DataManager
+    from phiml_data.losses import square_error
+
+    name, kwargs = scenario
+    dm = DataManager(tmp_path, getattr(phiml_data, name)(steps=5, refine=2, **kwargs))
+    dm.generate(3, progress=False)
+    train = PhiMLDataset(dm, [0, 1], n_targets=3, batch_size=4, augment=True)
+    val = PhiMLDataset(dm, [2], n_targets=3, batch_size=4, stats=train.stats, shuffle=False)
+    trainer = Trainer(train, val, ModelConfig('conv_net', filters=4, layers=1, base='coarse_solver'), TrainConfig())
+    calls, base = [], trainer.surrogate.base
+    trainer.surrogate.base = lambda frame: calls.append(1) or base(frame)
+    rolled = lambda b: square_error(trainer.surrogate.rollout(b['initial_state'], 3, correct=False), b['targets'])
+    states = lambda b: dict(zip(b['window_ids'].numpy().tolist(), math.unstack(b['initial_state'], 'batch')))
+    with trainer.backend:
+        first = {}
+        for b in train.iterate_batches(epoch=0, drop_last=False):
+            trainer.base_error(b, train)
+            first.update(states(b))
+        moved = 0
+        for b in train.iterate_batches(epoch=1):
+            solved = len(calls)
+            remembered = trainer.base_error(b, train)
+            assert len(calls) == solved, 'a remembered window was rolled out again'
+            fresh = rolled(b)
+            np.testing.assert_allclose(remembered.numpy('batch,time'), fresh.numpy('batch,time'), rtol=1e-3, atol=1e-9)
+            moved += sum(not math.equal(first[i], x) for i, x in states(b).items())
+        assert moved >= len(train) // 2, f'only {moved} of {len(train)} windows were augmented differently in epoch 1'
+        for b in val.iterate_batches():  # another dataset with the same window ids: its own errors
+            np.testing.assert_allclose(trainer.base_error(b, val).numpy('batch,time'), rolled(b).numpy('batch,time'))
