@@ -66,7 +66,7 @@ def mse(pred: Tensor, targets: Tensor, context: LossContext) -> Tensor:
 
     Example:
         >>> t = math.ones(math.batch(batch=2, time=3), math.spatial(x=4), math.channel(channels='u'))
-        >>> float(mse(t * 3, t, LossContext(base_error=lambda: t)))
+        >>> float(mse(t * 3, t, LossContext(base_error=lambda: square_error(t, t))))
         4.0
     """
     return math.mean((pred - targets) ** 2, math.shape(targets))
