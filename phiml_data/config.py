@@ -416,7 +416,10 @@ class HybridConfig:
         cycles: Cycles of (network with the physical model's samples, physical model with the network's samples).
         network_epochs: Network epochs per cycle.
         physical_epochs: Physical-model epochs per cycle.
-        alpha: Fraction of each training epoch's windows taken from the other model's predictions.
+        alpha: Fraction of each network training epoch's windows taken from the physical model's samples.
+        physical_alpha: Fraction of each physical-model epoch's windows taken from the network's samples; `None`:
+            `alpha`. A network that is still far from the data biases the physical fit through them (HYCO weighs the
+            two agreement terms separately).
         exchange: Where the exchanged samples start: `'new_states'` (fresh initial conditions from the scenario's own
             distribution each cycle, simulated by the physical model; the network predicts from the same states) or
             `'windows'` (both predict from the real training windows).
@@ -428,14 +431,17 @@ class HybridConfig:
     network_epochs: int = 2
     physical_epochs: int = 1
     alpha: float = 0.2
+    physical_alpha: float | None = None
     exchange: str = 'new_states'
     new_states: int = 16
 
     def __post_init__(self):
         if min(self.warmup_epochs, self.cycles, self.network_epochs, self.physical_epochs) < 0:
             raise ValueError("warmup_epochs, cycles, network_epochs and physical_epochs must be >= 0")
-        if not 0 <= self.alpha < 1:
-            raise ValueError(f"alpha must be in [0, 1), got {self.alpha}")
+        for name in ('alpha', 'physical_alpha'):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {value}")
         if self.exchange not in ('new_states', 'windows') or self.new_states < 1:
             raise ValueError(
                 f"exchange must be 'new_states' or 'windows' and new_states >= 1, got {self.exchange!r}, {self.new_states}"

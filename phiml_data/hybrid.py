@@ -3,8 +3,8 @@ predictions (the HYCO scheme: Liverani, Steynberg and Zuazua, arXiv 2509.14123).
 
 Step 4 of the pipeline (scenarios -> manager -> dataset -> trainer). After a warm-up of the network, every cycle:
 
-1. the physical model (`PhysicalTrainer`) fits its parameters to the real training windows, mixed (weight `alpha`)
-   with the network's predictions once the network has trained;
+1. the physical model (`PhysicalTrainer`) fits its parameters to the real training windows, mixed (weight
+   `physical_alpha`, by default `alpha`) with the network's predictions once the network has trained;
 2. the physical model, now fitted, generates samples; the network trains on the real windows mixed (weight `alpha`)
    with them.
 
@@ -129,9 +129,9 @@ class HybridTrainer:
         self.output = Path(output) if output else None
         self.cycle, self.log, self.mixed = 0, [], {}
 
-    def mix(self, generated: tuple[Tensor, Tensor]) -> PhiMLDataset:
-        """The real training windows with `generated` mixed in at `config.alpha`."""
-        return self.real.variant(generated=generated, alpha=self.config.alpha)
+    def mix(self, generated: tuple[Tensor, Tensor], alpha: float) -> PhiMLDataset:
+        """The real training windows with `generated` mixed in as a fraction `alpha` of each epoch."""
+        return self.real.variant(generated=generated, alpha=alpha)
 
     def physical_samples(self) -> tuple[Tensor, Tensor]:
         """The physical model's samples for the network: windows of its trajectories from this cycle's fresh initial
@@ -151,13 +151,17 @@ class HybridTrainer:
     def fit(self) -> list[dict]:
         """Runs (or continues) warm-up and cycles; returns the log of phases."""
         c = self.config
+        physical_alpha = c.alpha if c.physical_alpha is None else c.physical_alpha
         if self.network.epoch < c.warmup_epochs:
             self.network.fit(c.warmup_epochs)
             self._record('warmup')
         while self.cycle < c.cycles:
-            self.mixed['physical'] = self.mix(self.network_samples()) if self.network.epoch else self.real
+            if self.network.epoch and physical_alpha:
+                self.mixed['physical'] = self.mix(self.network_samples(), physical_alpha)
+            else:
+                self.mixed['physical'] = self.real
             self.physical.fit((self.cycle + 1) * c.physical_epochs, train=self.mixed['physical'])
-            self.mixed['network'] = self.mix(self.physical_samples())  # only ever from the fitted physical model
+            self.mixed['network'] = self.mix(self.physical_samples(), c.alpha)  # only from the fitted physical model
             self.network.fit(c.warmup_epochs + (self.cycle + 1) * c.network_epochs, train=self.mixed['network'])
             self.cycle += 1
             self._record(f'cycle {self.cycle}')

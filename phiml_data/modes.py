@@ -62,7 +62,8 @@ class Mode:
                 raise ConfigError(f"{key}: {problem}")
 
     def generated(self, cfg: RunConfig) -> dict:
-        """What of the training windows comes from a model's predictions: `{'fraction', 'new_state_indices'}`."""
+        """What of the training windows comes from a model's predictions: `{'fraction', 'new_state_indices'}`
+        (`fraction`: of the network's windows; hybrid also `physical_fraction`, of the physical model's)."""
         return {'fraction': 0.0, 'new_state_indices': []}
 
     def train(self, cfg: RunConfig, train, val, out: Path) -> Outcome:
@@ -146,7 +147,8 @@ class Hybrid(Mode):
         from .hybrid import new_state_indices
 
         indices = [i for c in range(cfg.hybrid.cycles) for i in new_state_indices(cfg.hybrid, c)]
-        return {'fraction': cfg.hybrid.alpha, 'new_state_indices': indices}
+        physical = cfg.hybrid.alpha if cfg.hybrid.physical_alpha is None else cfg.hybrid.physical_alpha
+        return {'fraction': cfg.hybrid.alpha, 'physical_fraction': physical, 'new_state_indices': indices}
 
     def train(self, cfg, train, val, out):
         from .hybrid import HybridTrainer

@@ -60,7 +60,12 @@ def run_pipeline(cfg: RunConfig, output=None, progress: bool = True) -> dict:
             out / 'splits.json',
             {
                 **splits,
-                'generated_fraction': {'train': generated['fraction'], 'val': 0.0, 'test': 0.0},
+                'generated_fraction': {
+                    'train': generated['fraction'],
+                    **({'train_physical': generated['physical_fraction']} if 'physical_fraction' in generated else {}),
+                    'val': 0.0,
+                    'test': 0.0,
+                },
                 'generated_state_indices': generated['new_state_indices'],  # initial conditions in no split
                 'noise': {'train': cfg.data.noise, 'val': cfg.data.noise, 'test': 0.0},
             },

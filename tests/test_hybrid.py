@@ -44,7 +44,7 @@ def test_mixed_windows_hold_exactly_the_requested_fraction_and_validation_none(d
     hybrid = _hybrid(dm, config=dataclasses.replace(CONFIG, exchange='windows'))
     generated = predictions(hybrid.physical, hybrid.real)
     assert generated[0].shape.get_size('window') == len(hybrid.real) == 24
-    mixed = hybrid.mix(generated)
+    mixed = hybrid.mix(generated, CONFIG.alpha)
     order = mixed.epoch_order(3)
     n_generated = int((order >= len(mixed)).sum())
     assert n_generated == mixed.n_generated() == 8 and n_generated / len(order) == CONFIG.alpha
@@ -52,6 +52,14 @@ def test_mixed_windows_hold_exactly_the_requested_fraction_and_validation_none(d
     assert hybrid.mixed['network'].n_generated() == 8 and hybrid.mixed['physical'].n_generated() == 8
     assert hybrid.network.train.n_generated() == 0 and hybrid.network.val.n_generated() == 0  # never reassigned
     assert [r['phase'] for r in hybrid.log] == ['warmup', 'cycle 1', 'cycle 2']
+    for physical_alpha, n_physical in ((0.5, 24), (0.0, 0)):  # the physical model's share, set apart from the network's
+        other = _hybrid(
+            dm, config=dataclasses.replace(CONFIG, exchange='windows', cycles=1, physical_alpha=physical_alpha)
+        )
+        other.fit()
+        assert other.mixed['network'].n_generated() == 8 and other.mixed['physical'].n_generated() == n_physical
+    with pytest.raises(ValueError, match=r'physical_alpha must be in \[0, 1\), got 1.0'):
+        HybridConfig(physical_alpha=1.0)
 
 
 @pytest.mark.slow
