@@ -266,26 +266,32 @@ class FitWarning(UserWarning):
 
 class _Objective:
     """The mean rollout loss over one epoch's windows as a function of the log-parameters `theta`, and the checks of
-    a fit's end point: finite values (else `FitError`) and the gradient against the data's scale."""
+    a fit's end point: finite values (else `FitError`) and the gradient against the data's scale. Every window weighs
+    the same (a batch by its number of windows), so the objective does not depend on how the epoch is batched."""
 
     def __init__(self, trainer: PhysicalTrainer, batches: list[dict]):
         self.trainer, self.batches = trainer, batches
-        self.scale = sum(float(math.mean(b['targets'] ** 2, math.shape(b['targets']))) for b in batches) / len(batches)
+        sizes = [b['targets'].shape.get_size('batch') for b in batches]
+        self.weights = [n / sum(sizes) for n in sizes]
+        self.scale = sum(w * float(math.mean(b['targets'] ** 2, math.shape(b['targets']))) for w, b in self._weighted())
+
+    def _weighted(self):
+        """`(weight, batch)` pairs: a batch weighs its share of the epoch's windows."""
+        return zip(self.weights, self.batches)
 
     def value_and_gradient(self, theta: Tensor) -> tuple[float, Tensor]:
         """The mean loss over the epoch's windows with parameters `exp(theta)` and its gradient `Tensor (paramᶜ)`,
         accumulated batch by batch."""
         gradient = math.gradient(self.trainer.loss, 'theta', get_output=True)
-        total, grads = 0.0, []
-        for b in self.batches:
-            loss, grad = gradient(theta, b['initial_state'], b['targets'])
-            total += float(math.stop_gradient(loss))
-            grads.append(math.stop_gradient(grad))
-        return total / len(self.batches), sum(grads) / len(self.batches)
+        total, grad = 0.0, 0
+        for w, b in self._weighted():
+            loss, g = gradient(theta, b['initial_state'], b['targets'])
+            total, grad = total + w * float(math.stop_gradient(loss)), grad + w * math.stop_gradient(g)
+        return total, grad
 
     def value(self, theta: Tensor) -> float:
-        losses = [self.trainer.loss(theta, b['initial_state'], b['targets']) for b in self.batches]
-        return float(math.stop_gradient(sum(losses) / len(losses)))
+        loss = lambda b: float(math.stop_gradient(self.trainer.loss(theta, b['initial_state'], b['targets'])))
+        return sum(w * loss(b) for w, b in self._weighted())
 
     def checked(self, theta: Tensor, epoch: int, stop: str) -> tuple[float, float]:
         """Loss and largest gradient component (per unit log-parameter) at `theta`.

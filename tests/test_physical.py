@@ -38,6 +38,28 @@ def test_a_known_viscosity_is_recovered_from_a_guess_off_by_5x(windows):
     ]
 
 
+def test_every_window_weighs_the_same_however_the_epoch_is_batched(windows):
+    """The fit's objective is the mean over the epoch's windows: a last, partial batch (24 windows in batches of 7
+    here) weighs its windows' share, not a whole batch's, so the objective does not change with the window order."""
+    from phiml import math
+
+    from phiml_data.physical import _Objective
+
+    train, _ = windows
+    fit = PhysicalTrainer(train, config=PhysicalConfig({'viscosity': 0.07}))
+    by_window = [train.variant(batch_size=n) for n in (7, 5, len(train))]
+    values = [
+        _Objective(fit, list(d.iterate_batches(epoch=e))).value_and_gradient(fit.theta)
+        for d in by_window
+        for e in (0, 1)
+    ]
+    assert len(train) % 7 and len(train) % 5
+    for loss, grad in values[1:]:
+        assert loss == pytest.approx(values[0][0], rel=1e-5)
+        assert float(grad.param[0]) == pytest.approx(float(values[0][1].param[0]), rel=1e-4)
+    assert float(math.abs(values[0][1].param[0])) > 0
+
+
 def test_adam_moves_towards_it_and_a_checkpoint_resumes_exactly(windows, tmp_path):
     train, _ = windows
     config = PhysicalConfig({'viscosity': 0.25}, optimizer='adam', learning_rate=0.1, epochs=4)
