@@ -71,5 +71,5 @@ def test_every_benchmark_line_of_the_readme_runs_as_printed(command):
     'command', [c for c in readme_commands() if not c.startswith(('phiml-data', 'python benchmarks/', 'source '))]
 )
 def test_every_other_line_of_the_readme_names_files_that_exist(command):
-    named = [w for w in shlex.split(command) if re.match(r'^(scripts|configs|benchmarks|tests|notebooks)/', w)]
+    named = [w for w in shlex.split(command) if re.match(r'^(scripts|configs|benchmarks|tests|notebooks|\.ci)/', w)]
     assert named and all((ROOT / w).exists() for w in named), command
