@@ -253,6 +253,8 @@ def test_ctrl_c_during_generate_is_one_line_saying_what_was_kept_and_exit_130(tm
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,
+        # a suite started in the background (`cmd &`) inherits an ignored SIGINT: give the child Ctrl-C back
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     import time
 
