@@ -153,7 +153,7 @@ class Trainer(EpochTrainer):
         """
         steps = targets.shape.get_size('time')
         known = lambda: base_error
-        rolled = lambda: square_error(math.stop_gradient(self.surrogate.rollout(initial_state, steps, False)), targets)
+        rolled = lambda: self._rolled_base_error(initial_state, targets)
         context = LossContext(rolled if base_error is None else known, self.floor, self.base_mse)
         return LOSSES[self.config.loss](self.rollout(initial_state, steps), targets, context)
 
@@ -166,11 +166,14 @@ class Trainer(EpochTrainer):
         memo = self._base_memo.setdefault(dataset, {})
         ids = [int(i) for i in math.unstack(batch['window_ids'], 'batch')]
         if not all(i in memo for i in ids):
-            steps = batch['targets'].shape.get_size('time')
-            rolled = self.surrogate.rollout(batch['initial_state'], steps, correct=False)
-            error = math.stop_gradient(square_error(rolled, batch['targets']))
+            error = self._rolled_base_error(batch['initial_state'], batch['targets'])
             memo.update({i: error.batch[k] for k, i in enumerate(ids)})
         return math.stack([memo[i] for i in ids], math.batch('batch'))
+
+    def _rolled_base_error(self, initial_state: Tensor, targets: Tensor) -> Tensor:
+        """`square_error` of the base alone rolled out from `initial_state`: `Tensor (batchᵇ, timeᵇ)`, no gradient."""
+        rolled = self.surrogate.rollout(initial_state, targets.shape.get_size('time'), correct=False)
+        return math.stop_gradient(square_error(rolled, targets))
 
     def _loss_args(self, batch: dict, dataset: PhiMLDataset = None) -> tuple:
         """The arguments of `loss` for `batch`: with `base_error` if the loss reads it, `dataset` is known and its
