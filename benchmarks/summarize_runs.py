@@ -9,7 +9,8 @@ best baseline, the steps (1-based) at which the best baseline at that step is at
 model's step-1 and last-step errors with the spread over test sims, and the job's time.
 
 `--group NAME RUN...` (repeatable): per rollout step, each group's model error as mean ± std over its runs (e.g. training
-seeds), next to the best baseline, and the steps where that baseline is at least as good as the group's mean.
+seeds), next to the best baseline, and the steps where that baseline is at least as good as the group's mean;
+`--plot PATH` also draws the groups' errors per step (mean, min-max band over runs) with the fitted solver's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from common import parse_arguments
 
 from phiml_data.evaluation import BASELINES
+from phiml_data.plots import plot_error_groups
 
 
 def _steps(numbers: list[int]) -> str:
@@ -101,7 +103,11 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('runs', nargs='*', type=Path)
     p.add_argument('--group', action='append', nargs='+', metavar=('NAME', 'RUN'), help='a named group of runs')
+    p.add_argument('--plot', type=Path, help="with --group: a PNG of the groups' errors per step")
     args = parse_arguments(p)
+    if args.plot and args.group:
+        groups = {g[0]: [json.loads((Path(r) / 'metrics.json').read_text()) for r in g[1:]] for g in args.group}
+        plot_error_groups(groups, args.plot)
     if args.group:
         return per_step(args.group)
     head = ['run', 'field', 'model', *(b.replace('_', ' ') for b in BASELINES), 'model / best baseline']

@@ -281,6 +281,38 @@ def plot_errors(metrics: dict, path=None, dt: float = None, log: bool = True):
     return _save(fig, path)
 
 
+def plot_error_groups(groups: dict[str, list[dict]], path=None, baselines=('fitted_solver',), log: bool = True):
+    """Relative L2 error over the rollout of groups of runs (e.g. one training mode over seeds), per field: each
+    group's mean over its runs with a band spanning their min-max, and the `baselines` of the first run.
+
+    Args:
+        groups: `{name: [metrics.json of each run]}`; every run has `per_step[field]['model']`, a list over steps.
+        baselines: Baselines drawn from the first run's `per_step[field]` (dashed, black shades).
+
+    Example:
+        >>> import json
+        >>> runs = [json.loads(p.read_text()) for p in Path('outputs/seeds').glob('hyco-hybrid-seed*/metrics.json')]
+        >>> plot_error_groups({'hybrid': runs}, 'docs/hyco_errors.png')  # doctest: +SKIP
+    """
+    first = next(iter(groups.values()))[0]['per_step']
+    fig, axes = _figure(1, len(first), figsize=(6 * len(first), 4), squeeze=False, layout='constrained')
+    for ax, field in zip(axes[0], first):
+        for i, (name, runs) in enumerate(groups.items()):
+            errors = np.array([r['per_step'][field]['model'] for r in runs])
+            x = np.arange(1, errors.shape[1] + 1)
+            ax.plot(x, errors.mean(0), color=f'C{i}', lw=2, label=f'{name} (mean of {len(runs)})')
+            ax.fill_between(x, errors.min(0), errors.max(0), color=f'C{i}', alpha=0.2, lw=0)
+        for j, name in enumerate(baselines):
+            ax.plot(x, first[field][name], color=str(0.2 * j), ls='--', lw=1.2, label=name.replace('_', ' '))
+        if log:
+            ax.set_yscale('log')
+        ax.set_title(field)
+        ax.set_xlabel('rollout step')
+        ax.set_ylabel('relative L2 error (bands: min-max over runs)')
+        ax.legend(fontsize='small')
+    return _save(fig, path)
+
+
 def plot_vectors(values: Tensor, metadata: dict = None, title: str = '', ax=None, every: int = 1):
     """Quiver plot of a 2D vector field frame `Tensor (xˢ, yˢ, vectorᶜ=x,y)` on physical axes, coloured by magnitude."""
     if ax is None:

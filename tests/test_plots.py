@@ -82,6 +82,18 @@ def test_error_plot_gives_every_curve_its_own_style_a_band_and_a_log_time_axis()
     assert ax.get_yscale() == 'log' and ax.get_xlabel() == 'time' and list(ax.lines[0].get_xdata()) == [0.5, 1.0, 1.5]
 
 
+def test_error_groups_draw_each_groups_mean_and_run_range_with_the_fitted_solver(tmp_path):
+    run = lambda *model: {'per_step': {'u': {'model': list(model), 'fitted_solver': [0.5, 0.5, 0.5]}}}
+    groups = {'alone': [run(0.1, 0.2, 0.4), run(0.3, 0.4, 0.8)], 'hybrid': [run(0.1, 0.1, 0.2)]}
+    fig = plots.plot_error_groups(groups, tmp_path / 'groups.png')
+    ax = fig.axes[0]
+    curves = [line.get_ydata() for line in ax.lines]  # the groups' means, then the fitted solver
+    np.testing.assert_allclose(np.array(curves), [[0.2, 0.3, 0.6], [0.1, 0.1, 0.2], [0.5, 0.5, 0.5]])
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert min(band) == 0.1 and max(band) == 0.8 and len(ax.collections) == 2
+    assert (tmp_path / 'groups.png').stat().st_size > 0
+
+
 def test_rollout_with_a_coarse_solver_row_on_shared_scales_titled_with_the_sim():
     truth = ramp()
     fig = plots.plot_rollout(
