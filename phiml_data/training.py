@@ -189,10 +189,13 @@ class EpochTrainer:
         return self
 
     def restore_best(self):
-        """Loads `output/checkpoints/best` (what a run evaluates); data-parallel ranks other than 0, which write
-        nothing, keep their (identical) last weights."""
+        """Loads the model and optimizer state of `output/checkpoints/best` (what a run evaluates); `epoch` and
+        `history` stay the whole run's, so that its record (steps, last losses, loss curves) covers every epoch.
+        Data-parallel ranks other than 0, which write nothing, keep their (identical) last weights."""
         if self.output is not None and self.rank == 0:
+            run = self.epoch, self.history
             self.load_checkpoint(self.output / 'checkpoints' / 'best')
+            self.epoch, self.history = run
         return self
 
     def _save(self, record: dict):

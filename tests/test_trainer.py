@@ -45,6 +45,26 @@ def test_torch_loss_decreases_and_batches_go_in_as_phiml_tensors(datasets, tmp_p
     assert (tmp_path / 'history.json').exists() and (tmp_path / 'checkpoints' / 'best' / 'state.json').exists()
 
 
+def test_the_best_checkpoint_is_evaluated_while_the_record_keeps_every_epoch(datasets, tmp_path):
+    import shutil
+
+    train, val = datasets
+    config = TrainConfig(epochs=3, learning_rate=3e-3, progress=False)
+    trainer = Trainer(train, val, SMALL, config, output=tmp_path)
+    trainer.fit(1)
+    shutil.copytree(tmp_path / 'checkpoints' / 'best', tmp_path / 'first')
+    trainer.fit(3)
+    shutil.rmtree(tmp_path / 'checkpoints' / 'best')
+    (tmp_path / 'first').rename(tmp_path / 'checkpoints' / 'best')  # the best epoch is the first, whatever the losses
+    first = Trainer(train, None, SMALL, config).load_checkpoint(tmp_path / 'checkpoints' / 'best')
+    batch = next(iter(val.iterate_batches()))['initial_state']
+    predict = lambda t: t.surrogate.rollout(math.convert(batch, t.backend), 1).numpy('batch,x,y,channels,time')
+    before = predict(trainer)
+    trainer.restore_best()
+    assert np.array_equal(predict(trainer), predict(first)) and not np.array_equal(predict(trainer), before)
+    assert trainer.epoch == 3 and [r['epoch'] for r in trainer.history] == [0, 1, 2]  # steps, losses, loss.png
+
+
 @pytest.mark.slow
 def test_jax_loss_keeps_falling_despite_the_phiml_adam_bug(datasets):
     train, _ = datasets
