@@ -92,3 +92,6 @@ def test_shipped_configs_parse_and_hold_out_enough_test_sims():
         cfg = load_run_config(path)
         test = split_sims(range(cfg.data.n_sims), cfg.data.split, cfg.data.split_seed)['test']
         assert len(test) >= cfg.evaluation.min_test_sims >= 4, path.name
+        h = cfg.hybrid  # a hybrid config's network gets the epochs of `training.mode=synthetic` on the same file
+        if cfg.training.mode == 'hybrid':
+            assert h.warmup_epochs + h.cycles * h.network_epochs == cfg.training.epochs, path.name
