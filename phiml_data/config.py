@@ -435,6 +435,11 @@ class HybridConfig:
     exchange: str = 'new_states'
     new_states: int = 16
 
+    @property
+    def physical_fraction(self) -> float:
+        """The network's samples' share of each physical-model epoch: `physical_alpha`, or `alpha` if it is `None`."""
+        return self.alpha if self.physical_alpha is None else self.physical_alpha
+
     def __post_init__(self):
         if min(self.warmup_epochs, self.cycles, self.network_epochs, self.physical_epochs) < 0:
             raise ValueError("warmup_epochs, cycles, network_epochs and physical_epochs must be >= 0")

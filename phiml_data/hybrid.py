@@ -151,13 +151,12 @@ class HybridTrainer:
     def fit(self) -> list[dict]:
         """Runs (or continues) warm-up and cycles; returns the log of phases."""
         c = self.config
-        physical_alpha = c.alpha if c.physical_alpha is None else c.physical_alpha
         if self.network.epoch < c.warmup_epochs:
             self.network.fit(c.warmup_epochs)
             self._record('warmup')
         while self.cycle < c.cycles:
-            if self.network.epoch and physical_alpha:
-                self.mixed['physical'] = self.mix(self.network_samples(), physical_alpha)
+            if self.network.epoch and c.physical_fraction:
+                self.mixed['physical'] = self.mix(self.network_samples(), c.physical_fraction)
             else:
                 self.mixed['physical'] = self.real
             self.physical.fit((self.cycle + 1) * c.physical_epochs, train=self.mixed['physical'])

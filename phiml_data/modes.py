@@ -147,8 +147,8 @@ class Hybrid(Mode):
         from .hybrid import new_state_indices
 
         indices = [i for c in range(cfg.hybrid.cycles) for i in new_state_indices(cfg.hybrid, c)]
-        physical = cfg.hybrid.alpha if cfg.hybrid.physical_alpha is None else cfg.hybrid.physical_alpha
-        return {'fraction': cfg.hybrid.alpha, 'physical_fraction': physical, 'new_state_indices': indices}
+        h = cfg.hybrid
+        return {'fraction': h.alpha, 'physical_fraction': h.physical_fraction, 'new_state_indices': indices}
 
     def train(self, cfg, train, val, out):
         from .hybrid import HybridTrainer
