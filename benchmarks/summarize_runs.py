@@ -57,11 +57,16 @@ def rows(run: Path):
         )
 
 
-def per_step(groups: list[list[str]], steps=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 40)):
-    """Prints the per-step table of `--group` (see the module docstring)."""
+def load_groups(groups: list[list[str]]) -> dict[str, list[dict]]:
+    """`--group NAME RUN...` arguments -> `{NAME: [metrics.json of each RUN]}`."""
+    return {g[0]: [json.loads((Path(r) / 'metrics.json').read_text()) for r in g[1:]] for g in groups}
+
+
+def per_step(groups: dict[str, list[dict]], steps=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 40)):
+    """Prints the per-step table of `--group` (see the module docstring) for `load_groups(...)`."""
     import statistics
 
-    runs = {g[0]: [json.loads((Path(r) / 'metrics.json').read_text()) for r in g[1:]] for g in groups}
+    runs = dict(groups)
     first = next(iter(runs.values()))[0]
     for field, m in first['per_step'].items():
         present = [b for b in BASELINES if b in m]
@@ -105,11 +110,11 @@ def main():
     p.add_argument('--group', action='append', nargs='+', metavar=('NAME', 'RUN'), help='a named group of runs')
     p.add_argument('--plot', type=Path, help="with --group: a PNG of the groups' errors per step")
     args = parse_arguments(p)
-    if args.plot and args.group:
-        groups = {g[0]: [json.loads((Path(r) / 'metrics.json').read_text()) for r in g[1:]] for g in args.group}
-        plot_error_groups(groups, args.plot)
     if args.group:
-        return per_step(args.group)
+        groups = load_groups(args.group)
+        if args.plot:
+            plot_error_groups(groups, args.plot)
+        return per_step(groups)
     head = ['run', 'field', 'model', *(b.replace('_', ' ') for b in BASELINES), 'model / best baseline']
     head += ['steps where a baseline is as good', 'model step 1 (range over sims)', 'model last step (range)', 'job']
     print('| ' + ' | '.join(head) + ' |')
